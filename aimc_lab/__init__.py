@@ -1,0 +1,33 @@
+"""aimc-lab: analog in-memory computing for neural networks, in PyTorch, for teaching and research.
+
+The public surface::
+
+    import aimc_lab as al
+    model = al.convert_to_analog(torch_model, al.presets.standard_hwa())
+    al.program(model); al.drift(model, 3600.0)
+    al.evaluate_over_time(model, (x, y), times=[1, 3600, 86400])
+"""
+
+from aimc_lab import config, data, presets
+from aimc_lab.config import (AnalogConfig, ClipParameters, DriftCompensationParameters, InputRangeParameters,
+                             IOParameters, MappingParameters, NoiseModelParameters, RemapParameters,
+                             WeightModifierParameters)
+from aimc_lab.devices.base import NoiseModel
+from aimc_lab.devices.compensation import (DriftCompensation, GlobalDriftCompensation,
+                                           PerColumnDriftCompensation)
+from aimc_lab.devices.pcm import PCMLikeNoise
+from aimc_lab.inference import accuracy, drift, evaluate_over_time, program, tiles, unprogram
+from aimc_lab.kernels import analog_mvm, backend
+from aimc_lab.nn import AnalogLinear
+from aimc_lab.tile import AnalogTile
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "config", "data", "presets", "backend", "analog_mvm",
+    "AnalogConfig", "IOParameters", "MappingParameters", "NoiseModelParameters", "DriftCompensationParameters",
+    "WeightModifierParameters", "ClipParameters", "RemapParameters", "InputRangeParameters",
+    "NoiseModel", "PCMLikeNoise", "DriftCompensation", "GlobalDriftCompensation", "PerColumnDriftCompensation",
+    "AnalogTile", "AnalogLinear",
+    "program", "drift", "unprogram", "accuracy", "evaluate_over_time", "tiles",
+]

@@ -1,0 +1,79 @@
+"""The interface of an inference noise model: three hooks on conductances.
+
+A noise model acts on *conductances* in µS (one differential pair per weight, PHYSICS §2). Write your
+own by subclassing :class:`NoiseModel` and overriding the three hooks; everything else (mapping of
+weights to conductances, per-tile workflow, drift compensation) is shared::
+
+    class MyNoise(NoiseModel):
+        def programming_noise(self, g_target, generator):      # once, at programming
+            return g_target + 0.5 * torch.randn(g_target.shape, generator=generator)
+        def drift_exponents(self, g_target, generator):        # once, at programming
+            return torch.full_like(g_target, 0.05)
+        def at_time(self, g_prog, nu, g_target, t_inference, generator):  # each drift(t)
+            return g_prog * ((t_inference + 20.0) / 20.0) ** (-nu)
+
+Hooks must not modify their inputs and must draw randomness only from ``generator``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+__all__ = ["NoiseModel", "weights_to_conductances", "conductances_to_weights", "check_time"]
+
+
+def check_time(t_inference: float) -> float:
+    """Validate an inference time in seconds (>= 0, finite)."""
+    if isinstance(t_inference, bool) or not isinstance(t_inference, (int, float)):
+        raise TypeError(f"t_inference must be a number of seconds, got {type(t_inference).__name__}")
+    if not math.isfinite(t_inference) or t_inference < 0:
+        raise ValueError(f"t_inference = {t_inference!r} is invalid; allowed: a finite time >= 0 seconds")
+    return float(t_inference)
+
+
+def weights_to_conductances(w: Tensor, g_max: float) -> Tuple[Tensor, Tensor, Tensor]:
+    """Map weights to a differential pair: s = g_max / max|W|, g± = clip(±s·w, 0, g_max).
+
+    Returns (g_plus, g_minus, s) with s a 0-d tensor (1 for an all-zero matrix).
+    """
+    if not torch.isfinite(w).all():
+        raise ValueError("weights contain NaN or inf; cannot map them to conductances")
+    w_max = w.abs().max()
+    s = torch.where(w_max > 0, g_max / w_max, torch.ones_like(w_max))
+    g_plus = (s * w).clamp(0, g_max)
+    g_minus = (-s * w).clamp(0, g_max)
+    return g_plus, g_minus, s
+
+
+def conductances_to_weights(g_plus: Tensor, g_minus: Tensor, s: Tensor) -> Tensor:
+    """w = (g⁺ − g⁻)/s."""
+    return (g_plus - g_minus) / s
+
+
+class NoiseModel:
+    """Base class of inference noise models (PHYSICS §2). ``g_max`` in µS."""
+
+    def __init__(self, g_max: float = 25.0) -> None:
+        if not g_max > 0:
+            raise ValueError(f"g_max = {g_max!r} is invalid; allowed: > 0 µS")
+        self.g_max = float(g_max)
+
+    def programming_noise(self, g_target: Tensor, generator: Optional[torch.Generator]) -> Tensor:
+        """Programmed conductances g_P from targets g_T (both in µS)."""
+        return g_target.clone()
+
+    def drift_exponents(self, g_target: Tensor, generator: Optional[torch.Generator]) -> Tensor:
+        """Drift exponents ν per device (0: no drift)."""
+        return torch.zeros_like(g_target)
+
+    def at_time(self, g_prog: Tensor, nu: Tensor, g_target: Tensor, t_inference: float,
+                generator: Optional[torch.Generator]) -> Tensor:
+        """Conductances read at ``t_inference`` seconds after programming (drift + read noise)."""
+        return g_prog.clone()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(g_max={self.g_max})"

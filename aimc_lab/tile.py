@@ -1,0 +1,317 @@
+"""AnalogTile: the weights of one layer on a grid of physical crossbar tiles, and their programmed state.
+
+A tile object holds the logical weight matrix [N, K] of one layer in *tile units* (``weight``,
+|w| <= ~1 maps to g_max) and a digital per-column ``out_scale`` [N] such that the layer's weights are
+``weight * out_scale[:, None]``. Physically the matrix is split into S = ceil(K / max_input_size)
+slices along the inputs and T = ceil(N / max_output_size) along the outputs; each slice is one
+analog MVM (own noise management, bound management, ADC), partial sums are added digitally.
+
+Life cycle (PHYSICS §2): ``program()`` maps each physical tile to conductance pairs
+(s = g_max / max|w|), applies programming noise and samples drift exponents once; ``drift(t)`` starts
+again from that programmed state, applies drift and fresh read noise at t seconds, and recomputes
+the drift compensation. While programmed, the forward reads the drifted weights; ``unprogram()``
+returns to the trained weights. The forward goes through :func:`aimc_lab.kernels.analog_mvm`
+(Triton on CUDA, torch otherwise); no code here knows which backend ran.
+
+Deviations from AIHWKIT, by design: the digital output scales (weight scaling ω, learned output
+scales, remapping) are per layer or per column, shared by the K-slices of a layer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import List, Optional
+
+import torch
+from torch import Tensor, nn
+
+from aimc_lab.config import AnalogConfig
+from aimc_lab.devices import make_noise_model
+from aimc_lab.devices.base import NoiseModel, check_time, conductances_to_weights
+from aimc_lab.devices.compensation import DriftCompensation, make_compensation
+from aimc_lab.kernels import analog_mvm
+from aimc_lab.kernels.weight_modifier import weight_modifier
+
+__all__ = ["AnalogTile", "make_tile", "InputRangeFunction"]
+
+
+class InputRangeFunction(torch.autograd.Function):
+    """x -> clip(x, -r, r) / r per input column, with the learned-input-range gradient (PHYSICS §3).
+
+    ``r_cols`` [K] is the range of each input (the range of its slice); ``slice_index`` [K] maps inputs
+    to slices. Gradient of r_s: sum over clipped entries of the slice of min(g, 0) on the positive
+    side and -max(g, 0) on the negative side (g: gradient w.r.t. the clipped, unscaled input), plus
+    decay·r_s when more than ``min_pct`` of the slice's inputs were inside the range.
+    """
+
+    @staticmethod
+    def forward(ctx, x, r, slice_index, decay, min_pct):
+        r_cols = r[slice_index]  # [K]
+        upper = x >= r_cols
+        lower = x <= -r_cols
+        ctx.save_for_backward(upper, lower, r, r_cols, slice_index)
+        ctx.decay, ctx.min_pct = decay, min_pct
+        return torch.maximum(torch.minimum(x, r_cols), -r_cols) / r_cols
+
+    @staticmethod
+    def backward(ctx, grad):
+        upper, lower, r, r_cols, slice_index = ctx.saved_tensors
+        outside = upper | lower
+        grad_x = grad_r = None
+        if ctx.needs_input_grad[0]:
+            grad_x = grad * (~outside) / r_cols
+        if ctx.needs_input_grad[1]:
+            g = grad / r_cols  # gradient w.r.t. the clipped value before scaling
+            per_col = (g.clamp(max=0) * upper).sum(0) - (g.clamp(min=0) * lower).sum(0)  # [K]
+            grad_r = torch.zeros_like(r).index_add_(0, slice_index, per_col)
+            inside = torch.zeros_like(r).index_add_(0, slice_index, (~outside).sum(0).to(r.dtype))
+            count = torch.zeros_like(r).index_add_(0, slice_index, torch.full_like(per_col, outside.shape[0]))
+            grad_r = grad_r + ctx.decay * r * (inside / count > ctx.min_pct)
+        return grad_x, grad_r, None, None, None
+
+
+class AnalogTile(nn.Module):
+    """One layer's weight matrix [N, K] on analog tiles: HWA-trainable, programmable, driftable."""
+
+    def __init__(self, out_features: int, in_features: int, config: Optional[AnalogConfig] = None,
+                 noise_model: Optional[NoiseModel] = None,
+                 compensation: Optional[DriftCompensation] = None) -> None:
+        super().__init__()
+        for name, value in (("out_features", out_features), ("in_features", in_features)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} = {value!r} is invalid; allowed: an integer >= 1")
+        config = config or AnalogConfig()
+        if not isinstance(config, AnalogConfig):
+            raise TypeError(f"config must be an AnalogConfig, got {type(config).__name__}")
+        self.config = config
+        self.out_features, self.in_features = out_features, in_features
+        N, K = out_features, in_features
+        self.in_size = min(K, config.mapping.max_input_size)
+        self.n_slices = math.ceil(K / self.in_size)
+        self.noise_model = noise_model if noise_model is not None else make_noise_model(config.noise_model)
+        self.compensation = compensation if compensation is not None else make_compensation(
+            config.drift_compensation.kind)
+        self.generator: Optional[torch.Generator] = None  # forward noise source (None: torch's global RNG)
+
+        self.weight = nn.Parameter(torch.zeros(N, K))
+        if config.mapping.learn_out_scaling:
+            self.out_scale = nn.Parameter(torch.ones(N))
+        else:
+            self.register_buffer("out_scale", torch.ones(N))
+        ir = config.input_range
+        if ir.enable:
+            r = torch.full((self.n_slices,), float(ir.init_value))
+            self.input_range = nn.Parameter(r, requires_grad=ir.learn_input_range)
+            self.register_buffer("input_range_batches", torch.zeros((), dtype=torch.long))
+        else:
+            self.input_range = None
+        self.register_buffer("slice_index", torch.arange(K) // self.in_size, persistent=False)
+        # programmed state (PHYSICS §2)
+        self.register_buffer("programmed", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("t_inference", torch.zeros(()))
+        for name in ("g_target_pos", "g_target_neg", "g_prog_pos", "g_prog_neg", "nu_pos", "nu_neg", "w_read"):
+            self.register_buffer(name, torch.zeros(N, K))
+        self.register_buffer("map_scale", torch.ones(self.n_slices))
+        self.register_buffer("drift_ref", torch.ones(self.n_slices, N))
+        self.register_buffer("drift_alpha", torch.ones(self.n_slices, N))
+
+    # ---------------------------------------------------------------------------------------------
+    # weights
+    # ---------------------------------------------------------------------------------------------
+
+    @property
+    def physical_grid(self):
+        """(slices along K, tiles along N)."""
+        return self.n_slices, math.ceil(self.out_features / self.config.mapping.max_output_size)
+
+    def _check_matrix(self, w: Tensor, name: str) -> Tensor:
+        if not isinstance(w, Tensor):
+            raise TypeError(f"{name} must be a tensor, got {type(w).__name__}")
+        if tuple(w.shape) != (self.out_features, self.in_features):
+            raise ValueError(f"{name} must have shape [{self.out_features}, {self.in_features}], "
+                             f"got {tuple(w.shape)}")
+        if not torch.isfinite(w).all():
+            raise ValueError(f"{name} contains NaN or inf")
+        return w
+
+    @torch.no_grad()
+    def set_weights(self, w: Tensor) -> None:
+        """Set the layer weights [N, K]; with weight scaling ω > 0 they are normalized so that
+        max|w| = ω per layer (or per column) and the rest goes into the digital ``out_scale``."""
+        w = self._check_matrix(w, "weights").to(self.weight)
+        omega = self.config.mapping.weight_scaling_omega
+        if omega > 0:
+            if self.config.mapping.weight_scaling_columnwise:
+                c = w.abs().amax(dim=1)
+            else:
+                c = w.abs().max().expand(self.out_features)
+            scale = torch.where(c > 0, c / omega, torch.ones_like(c))
+        else:
+            scale = torch.ones(self.out_features, dtype=w.dtype, device=w.device)
+        self.weight.copy_(w / scale.unsqueeze(1))
+        self.out_scale.copy_(scale)
+        self.unprogram()
+
+    @torch.no_grad()
+    def get_weights(self) -> Tensor:
+        """The layer weights [N, K] (tile weights times the digital output scales)."""
+        return self.weight * self.out_scale.unsqueeze(1)
+
+    @torch.no_grad()
+    def remap(self, kind: str) -> None:
+        """Rescale so that max|w| = 1 per layer (``"layer"``) or per output column (``"channelwise"``);
+        the scale moves into ``out_scale`` (PHYSICS §3)."""
+        if kind == "none":
+            return
+        if kind == "layer":
+            c = self.weight.abs().max().expand(self.out_features)
+        elif kind == "channelwise":
+            c = self.weight.abs().amax(dim=1)
+        else:
+            raise ValueError(f"remap kind = {kind!r} is invalid; allowed: 'none', 'layer', 'channelwise'")
+        c = torch.where(c > 0, c, torch.ones_like(c))
+        self.weight.div_(c.unsqueeze(1))
+        self.out_scale.mul_(c)
+
+    # ---------------------------------------------------------------------------------------------
+    # forward
+    # ---------------------------------------------------------------------------------------------
+
+    def _forward_weight(self) -> Tensor:
+        if bool(self.programmed):
+            return self.w_read
+        mod = self.config.modifier
+        if mod.kind != "none" and (self.training or mod.enable_during_test):
+            noisy = weight_modifier(self.weight.detach(), mod, self.generator)
+            return self.weight + (noisy - self.weight.detach())
+        return self.weight
+
+    def _slice_ranges(self, x: Tensor) -> None:
+        """Initialize the input range from data: running mean of α_std·std(x) per slice."""
+        ir = self.config.input_range
+        n = int(self.input_range_batches)
+        if not self.training or n >= ir.init_from_data:
+            return
+        with torch.no_grad():
+            xs = x.detach()
+            std = torch.stack([xs[:, self.slice_index == s].std() for s in range(self.n_slices)])
+            target = ir.init_std_alpha * std
+            if n == 0:
+                self.input_range.copy_(target.clamp(min=1e-6))
+            else:
+                self.input_range.mul_(n / (n + 1)).add_(target.clamp(min=1e-6) / (n + 1))
+            self.input_range_batches += 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        """y [M, N] = analog(x [M, K] @ weight.T) * out_scale."""
+        if x.dim() != 2 or x.shape[1] != self.in_features:
+            raise ValueError(f"tile input must have shape [M, {self.in_features}], got {tuple(x.shape)}")
+        scales = None
+        if self.input_range is not None:
+            self._slice_ranges(x)
+            ir = self.config.input_range
+            x = InputRangeFunction.apply(x, self.input_range, self.slice_index, ir.decay, ir.input_min_percentage)
+            scales = self.input_range.detach().unsqueeze(1).expand(self.n_slices, self.out_features)
+        if bool(self.programmed) and self.config.drift_compensation.kind != "none":
+            scales = self.drift_alpha if scales is None else scales * self.drift_alpha
+        y = analog_mvm(x, self._forward_weight(), self.config.forward, in_size=self.in_size,
+                       out_scales=scales, generator=self.generator)
+        return y * self.out_scale
+
+    # ---------------------------------------------------------------------------------------------
+    # programming, drift, compensation
+    # ---------------------------------------------------------------------------------------------
+
+    def _slices(self, w: Tensor) -> List[Tensor]:
+        return list(torch.split(w, self.in_size, dim=1))
+
+    @torch.no_grad()
+    def _readout(self, w: Tensor) -> List[Tensor]:
+        """Each physical tile's response to one-hot inputs, through the full noisy forward: [K_s, N]."""
+        eye = torch.eye(self.in_features, dtype=w.dtype, device=w.device)
+        y = analog_mvm(eye, w, self.config.forward, in_size=self.in_size, generator=self.generator)
+        return list(torch.split(y, self.in_size, dim=0))
+
+    @torch.no_grad()
+    def program(self, generator: Optional[torch.Generator] = None) -> None:
+        """Program the current weights: conductance mapping, programming noise, drift exponents."""
+        w = self._check_matrix(self.weight.detach(), "weight")
+        nm = self.noise_model
+        for s, (lo, ws) in enumerate(zip(range(0, self.in_features, self.in_size), self._slices(w))):
+            hi = lo + ws.shape[1]
+            w_max = ws.abs().max()
+            scale = nm.g_max / w_max if w_max > 0 else torch.ones_like(w_max)
+            self.map_scale[s] = scale
+            self.g_target_pos[:, lo:hi] = (scale * ws).clamp(0, nm.g_max)
+            self.g_target_neg[:, lo:hi] = (-scale * ws).clamp(0, nm.g_max)
+        for sign in ("pos", "neg"):
+            target = getattr(self, f"g_target_{sign}")
+            getattr(self, f"g_prog_{sign}").copy_(nm.programming_noise(target, generator))
+            getattr(self, f"nu_{sign}").copy_(nm.drift_exponents(target, generator))
+        self.programmed.fill_(True)
+        self.drift_ref.copy_(self.compensation.reference(self._readout(self._weights_from(
+            self.g_prog_pos, self.g_prog_neg))))
+        self.drift(0.0, generator)
+
+    def _weights_from(self, g_pos: Tensor, g_neg: Tensor) -> Tensor:
+        scale_cols = self.map_scale[self.slice_index]  # [K]
+        return conductances_to_weights(g_pos, g_neg, scale_cols)
+
+    @torch.no_grad()
+    def drift(self, t_inference: float, generator: Optional[torch.Generator] = None) -> None:
+        """Conductances at ``t_inference`` seconds after programming (from the programmed state)."""
+        t = check_time(t_inference)
+        if not bool(self.programmed):
+            raise RuntimeError("drift() needs a programmed tile: call program() first")
+        nm = self.noise_model
+        g_pos = nm.at_time(self.g_prog_pos, self.nu_pos, self.g_target_pos, t, generator)
+        g_neg = nm.at_time(self.g_prog_neg, self.nu_neg, self.g_target_neg, t, generator)
+        self.w_read.copy_(self._weights_from(g_pos, g_neg))
+        self.t_inference.fill_(t)
+        if self.config.drift_compensation.kind != "none":
+            self.drift_alpha.copy_(self.compensation.alpha(self.drift_ref, self._readout(self.w_read)))
+        else:
+            self.drift_alpha.fill_(1.0)
+
+    @torch.no_grad()
+    def unprogram(self) -> None:
+        """Forget the programmed state: the forward uses the trained weights again."""
+        self.programmed.fill_(False)
+        self.drift_alpha.fill_(1.0)
+
+    def conductances(self) -> dict:
+        """Target, programmed and current (read at the last drift time) conductances, in µS."""
+        if not bool(self.programmed):
+            raise RuntimeError("conductances() needs a programmed tile: call program() first")
+        scale_cols = self.map_scale[self.slice_index]
+        w_read = self.w_read
+        return {"target_pos": self.g_target_pos.clone(), "target_neg": self.g_target_neg.clone(),
+                "prog_pos": self.g_prog_pos.clone(), "prog_neg": self.g_prog_neg.clone(),
+                "read_diff": w_read * scale_cols, "t_inference": float(self.t_inference)}
+
+    # ---------------------------------------------------------------------------------------------
+    # transposed read (in-memory training) and helpers
+    # ---------------------------------------------------------------------------------------------
+
+    def backward_mvm(self, d: Tensor) -> Tensor:
+        """d [M, N] -> [M, K] through the transposed array with the backward IO parameters."""
+        in_size = min(self.out_features, self.config.mapping.max_output_size)
+        return analog_mvm(d, self.weight.detach().t().contiguous(), self.config.backward, in_size=in_size,
+                          generator=self.generator)
+
+    def extra_repr(self) -> str:
+        S, T = self.physical_grid
+        return (f"out={self.out_features}, in={self.in_features}, tiles={S}x{T}, "
+                f"programmed={bool(self.programmed)}, noise_model={self.noise_model!r}")
+
+
+def make_tile(out_features: int, in_features: int, config: Optional[AnalogConfig] = None,
+              **kwargs) -> nn.Module:
+    """The tile for ``config``: an in-memory-training tile when ``config.training`` is set, else
+    an :class:`AnalogTile`."""
+    config = config or AnalogConfig()
+    if config.training is not None:
+        from aimc_lab.train.inmemory import InMemoryTile
+
+        return InMemoryTile(out_features, in_features, config)
+    return AnalogTile(out_features, in_features, config, **kwargs)

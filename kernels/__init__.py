@@ -1,0 +1,11 @@
+"""Functional compute core of aimc-lab: tensors in, tensors out; no modules, no globals but the backend.
+
+Each op lives in its own folder with ``reference.py`` (pure torch, the spec and the CPU path) and,
+where a GPU helps, ``triton_impl.py`` with the same signature; the folder's ``__init__`` dispatches
+through :mod:`aimc_lab.kernels.backend`.
+"""
+
+from aimc_lab.kernels import backend
+from aimc_lab.kernels.analog_mvm import analog_mvm
+
+__all__ = ["analog_mvm", "backend"]

@@ -1,0 +1,27 @@
+"""Noisy analog MVM: dispatches to the Triton kernel or the torch reference (the spec)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from aimc_lab.config import IOParameters
+from aimc_lab.kernels import backend
+from aimc_lab.kernels.analog_mvm.reference import analog_mvm as analog_mvm_reference
+
+__all__ = ["analog_mvm", "analog_mvm_reference"]
+
+
+def analog_mvm(x: Tensor, w: Tensor, io: IOParameters, *, in_size: Optional[int] = None,
+               out_scales: Optional[Tensor] = None,
+               generator: Optional[torch.Generator] = None) -> Tensor:
+    """Noisy analog ``y = x @ w.T``; see :func:`reference.analog_mvm` for the full contract."""
+    if backend.resolve(x.device) == "triton":
+        from aimc_lab.kernels.analog_mvm.triton_impl import analog_mvm as analog_mvm_triton
+
+        return analog_mvm_triton(x, w, io, in_size=in_size, out_scales=out_scales,
+                                 generator=generator)
+    return analog_mvm_reference(x, w, io, in_size=in_size, out_scales=out_scales,
+                                generator=generator)
