@@ -116,12 +116,10 @@ def _unslice_w(gw: Tensor, K: int) -> Tensor:
     return gw.permute(2, 0, 1).reshape(N, S * Kp)[:, :K]
 
 
-def _noise_management(xs: Tensor, io: IOParameters) -> Tensor:
-    """α per (slice, row): [S, M]."""
+def _noise_management(xs: Tensor, abs_max: Tensor, io: IOParameters) -> Tensor:
+    """α per (slice, row): [S, M]; ``abs_max`` = max|x| per (slice, row)."""
     if io.noise_management == "abs_max":
-        alpha = xs.abs().amax(dim=-1)
-        if io.nm_thres > 0:
-            alpha = alpha.clamp(max=io.nm_thres)
+        alpha = abs_max.clamp(max=io.nm_thres) if io.nm_thres > 0 else abs_max
     elif io.noise_management == "max":
         alpha = xs.amax(dim=-1)
     elif io.noise_management == "constant":
@@ -199,14 +197,15 @@ def _forward(x: Tensor, w: Tensor, io: IOParameters, in_size: Optional[int], out
     S, size = check_mvm_args(x, w, io, in_size, out_scales)
     M, K = x.shape
     xs, ws, _ = _slices(x, w, S, size)
+    abs_max = xs.abs().amax(dim=-1)  # [S, M]
+    if torch.isnan(abs_max).any():
+        raise ValueError("analog_mvm: x contains NaN")
     if io.is_perfect:
         ys = torch.bmm(xs, ws)
         saved = (xs, None, None, None)
     else:
-        alpha = _noise_management(xs, io)  # [S, M]
-        if torch.isnan(alpha).any():
-            raise ValueError("analog_mvm: x contains NaN")
-        nonzero = xs.abs().amax(dim=-1) > 0  # [S, M]
+        alpha = _noise_management(xs, abs_max, io)  # [S, M]
+        nonzero = abs_max > 0  # [S, M]
         xn = xs / alpha.unsqueeze(-1)
         ys, xt, in_pass, out_pass = _one_pass(xn, ws, io, None, K, generator)
         factor = alpha * nonzero  # [S, M]: alpha·2^k, 0 for all-zero slices

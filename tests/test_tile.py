@@ -1,0 +1,141 @@
+"""AnalogTile: weights and scales, tiling, programming, drift and compensation."""
+
+import pytest
+import torch
+
+from aimc_lab import presets
+from aimc_lab.config import (AnalogConfig, DriftCompensationParameters, IOParameters, MappingParameters,
+                             NoiseModelParameters)
+from aimc_lab.tile import AnalogTile
+
+PERFECT = IOParameters(is_perfect=True)
+
+
+def tile(N=6, K=5, **cfg):
+    return AnalogTile(N, K, AnalogConfig(**cfg))
+
+
+def test_weights_round_trip_and_scaling():
+    w = torch.randn(6, 5)
+    t = tile(mapping=MappingParameters(weight_scaling_omega=0.8, weight_scaling_columnwise=True))
+    t.set_weights(w)
+    torch.testing.assert_close(t.get_weights(), w)
+    torch.testing.assert_close(t.weight.detach().abs().amax(1), torch.full((6,), 0.8))
+    t = tile(mapping=MappingParameters(weight_scaling_omega=0.0))
+    t.set_weights(w)
+    torch.testing.assert_close(t.weight.detach(), w)
+
+
+def test_bad_weights_and_inputs():
+    t = tile()
+    with pytest.raises(ValueError, match="shape"):
+        t.set_weights(torch.ones(5, 6))
+    with pytest.raises(ValueError, match="NaN"):
+        t.set_weights(torch.full((6, 5), float("nan")))
+    with pytest.raises(ValueError, match="input"):
+        t(torch.ones(3, 4))
+    with pytest.raises(ValueError, match="out_features"):
+        AnalogTile(0, 3)
+    with pytest.raises(TypeError, match="AnalogConfig"):
+        AnalogTile(2, 3, IOParameters())
+
+
+def test_tiling_equals_dense_for_odd_sizes():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(700, 1000, generator=g)
+    x = torch.randn(9, 1000, generator=g)
+    t = AnalogTile(700, 1000, AnalogConfig(forward=PERFECT))
+    t.set_weights(w)
+    assert t.physical_grid == (2, 2)
+    torch.testing.assert_close(t(x), x @ w.T, rtol=1e-4, atol=1e-3)
+
+
+def test_noisy_tiled_forward_close_to_dense():
+    g = torch.Generator().manual_seed(1)
+    w = 0.1 * torch.randn(70, 1000, generator=g)
+    x = torch.rand(64, 1000, generator=g)
+    t = AnalogTile(70, 1000)
+    t.set_weights(w)
+    y = t(x)
+    rel = ((y - x @ w.T).norm() / (x @ w.T).norm()).item()
+    assert 0.001 < rel < 0.1
+
+
+def test_program_without_noise_model_is_exact_and_reproducible():
+    w = torch.randn(6, 5)
+    t = tile(forward=PERFECT)
+    t.set_weights(w)
+    t.program()
+    x = torch.randn(3, 5)
+    torch.testing.assert_close(t(x), x @ w.T)
+    t = tile(noise_model=NoiseModelParameters(kind="pcm"))
+    t.set_weights(w)
+    t.program(torch.Generator().manual_seed(3))
+    first = t.w_read.clone()
+    t.program(torch.Generator().manual_seed(3))
+    assert torch.equal(first, t.w_read)
+    c = t.conductances()
+    assert c["target_pos"].max().item() == pytest.approx(25.0) or c["target_neg"].max().item() == pytest.approx(25.0)
+
+
+def test_drift_needs_program_and_valid_time():
+    t = tile(noise_model=NoiseModelParameters(kind="pcm"))
+    with pytest.raises(RuntimeError, match="program"):
+        t.drift(10.0)
+    t.program()
+    with pytest.raises(ValueError, match="t_inference"):
+        t.drift(-1.0)
+    t.unprogram()
+    assert not bool(t.programmed)
+
+
+@pytest.mark.parametrize("kind", ["global", "per_column"])
+def test_drift_compensation_restores_output_magnitude(kind):
+    g = torch.Generator().manual_seed(4)
+    w = 0.3 * torch.randn(64, 128, generator=g)
+    x = torch.rand(256, 128, generator=g)
+
+    def mean_abs(comp):
+        t = AnalogTile(64, 128, AnalogConfig(forward=IOParameters(out_noise=0.0), noise_model=NoiseModelParameters(
+            kind="pcm"), drift_compensation=DriftCompensationParameters(comp)))
+        t.set_weights(w)
+        t.program(torch.Generator().manual_seed(5))
+        t.drift(1.0, torch.Generator().manual_seed(6))
+        start = t(x).abs().mean().item()
+        t.drift(3.1536e7, torch.Generator().manual_seed(6))
+        return t(x).abs().mean().item() / start
+
+    assert mean_abs("none") < 0.75  # about half the conductance is gone after a year
+    assert mean_abs(kind) == pytest.approx(1.0, abs=0.08)
+
+
+def test_remap_keeps_logical_weights():
+    t = tile()
+    w = torch.randn(6, 5)
+    t.set_weights(w)
+    with torch.no_grad():
+        t.weight.mul_(1.7)
+    before = t.get_weights().clone()
+    t.remap("channelwise")
+    torch.testing.assert_close(t.get_weights(), before)
+    torch.testing.assert_close(t.weight.detach().abs().amax(1), torch.ones(6))
+    with pytest.raises(ValueError, match="remap"):
+        t.remap("rows")
+
+
+def test_backward_mvm_is_transposed_read():
+    t = tile(backward=PERFECT)
+    w = torch.randn(6, 5)
+    t.set_weights(w)
+    d = torch.randn(4, 6)
+    torch.testing.assert_close(t.backward_mvm(d), d @ t.weight.detach())
+
+
+def test_standard_preset_forward_backward():
+    t = AnalogTile(32, 40, presets.standard_hwa())
+    t.set_weights(torch.randn(32, 40))
+    x = torch.randn(8, 40)
+    y = t(x)
+    y.sum().backward()
+    assert t.weight.grad is not None and t.input_range.grad is not None and t.out_scale.grad is not None
+    assert int(t.input_range_batches) == 1
