@@ -59,16 +59,15 @@ def _aux_bmm(a: Tensor, b: Tensor) -> Tensor:
     return torch.bmm(a, b)
 
 
-def _quantize(u: Tensor, step: float, stochastic: bool, generator: Optional[torch.Generator]) -> Tensor:
-    """Δ·round(u/Δ) (step <= 0: unchanged). Returns a new tensor."""
+def _quantize_(v: Tensor, step: float, stochastic: bool, generator: Optional[torch.Generator]) -> Tensor:
+    """In place: v <- Δ·round(v/Δ) (step <= 0: unchanged). ``v`` must be a tensor the caller owns."""
     if step <= 0:
-        return u.clone()
-    v = u / step
+        return v
+    v.div_(step)
     if stochastic:
-        v += torch.rand(v.shape, generator=generator, device=v.device, dtype=v.dtype)
-        v.floor_()
-    else:
-        v = round_half_away(v)
+        v.add_(torch.rand(v.shape, generator=generator, device=v.device, dtype=v.dtype)).floor_()
+    else:  # trunc(v + sign(v)/2) == sign(v)·floor(|v| + 1/2) (halves away from zero)
+        v.add_(torch.sign(v).mul_(0.5)).trunc_()
     return v.mul_(step)
 
 
@@ -139,48 +138,52 @@ def _ir_position(S: int, size: int, K: int, dtype: torch.dtype, device: torch.de
 
 
 def _one_pass(xn: Tensor, ws: Tensor, io: IOParameters, inv_factor: Optional[Tensor], K: int,
-              generator: Optional[torch.Generator]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+              generator: Optional[torch.Generator], need_masks: bool):
     """Steps 3-7 for inputs already divided by α: xn [S, R, Kp], scaled by inv_factor [S, R].
 
     Returns (y after the ADC [S, R, N], DAC output x̃ [S, R, Kp], input-pass mask [S, R, Kp],
-    output-pass mask [S, R, N]).
+    output-pass mask [S, R, N]); the masks are None unless ``need_masks`` (for the backward).
     """
     S, R, Kp = xn.shape
-    u = xn * inv_factor.unsqueeze(-1) if inv_factor is not None else xn
+    u = xn * inv_factor.unsqueeze(-1) if inv_factor is not None else xn.clone()
     # 3. DAC: quantize, clip, input noise
-    u = _quantize(u, io.inp_step, io.inp_sto_round, generator)
-    in_pass = u.abs() <= io.inp_bound
+    _quantize_(u, io.inp_step, io.inp_sto_round, generator)
+    in_pass = u.abs() <= io.inp_bound if need_masks else None
     u.clamp_(-io.inp_bound, io.inp_bound)
     if io.inp_noise > 0:
         noise = torch.randn(u.shape, generator=generator, device=u.device, dtype=u.dtype)
         if S * Kp != K:  # padded inputs carry no signal and no noise
             noise[-1, :, K - (S - 1) * Kp:] = 0
-        u += io.inp_noise * noise
+        u.add_(noise.mul_(io.inp_noise))
     # 4. MAC
     z = torch.bmm(u, ws)  # [S, R, N]
     # 4b. IR drop (a constant correction for the gradient)
     if io.ir_drop > 0:
         position, k_used = _ir_position(S, Kp, K, u.dtype, u.device)
         a = _aux_bmm(u.abs(), ws.abs()).mul_(k_used / io.ir_drop_g_ratio)
-        c = a * (0.5 - 0.2 * a + 0.05 * a * a)
-        z -= io.ir_drop * c * _aux_bmm(u * position, ws)
+        c = a.mul(0.05).sub_(0.2).mul_(a).add_(0.5).mul_(a)  # a(0.5 - 0.2a + 0.05a²)
+        del a
+        z.sub_(c.mul_(_aux_bmm(u * position, ws)).mul_(io.ir_drop))
+        del c
     # 5 + 6. weight read noise and output noise: independent Gaussians, drawn as one
-    var = None
+    std = None
     if io.w_noise > 0:
         if io.w_noise_type == "additive_constant":
-            var = (io.w_noise ** 2) * (u * u).sum(dim=-1, keepdim=True)  # [S, R, 1]
+            std = (u * u).sum(dim=-1, keepdim=True).mul_(io.w_noise ** 2)  # [S, R, 1] (variance)
         else:
-            var = (io.w_noise ** 2) * _aux_bmm(u * u, ws.abs())  # [S, R, N]
-    if io.out_noise > 0:
-        var = io.out_noise ** 2 if var is None else var + io.out_noise ** 2
-    if var is not None:
+            std = _aux_bmm(u * u, ws.abs()).mul_(io.w_noise ** 2)  # [S, R, N] (variance)
+        std.add_(io.out_noise ** 2).sqrt_()
+    elif io.out_noise > 0:
+        std = io.out_noise
+    if std is not None:
         noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
-        z += noise.mul_(var.sqrt() if isinstance(var, Tensor) else math.sqrt(var))
+        z.add_(noise.mul_(std))
+        del noise
     # 7. ADC
-    y = _quantize(z, io.out_step, False, generator)
-    out_pass = y.abs() <= io.out_bound
-    y.clamp_(-io.out_bound, io.out_bound)
-    return y, u, in_pass, out_pass
+    _quantize_(z, io.out_step, False, generator)
+    out_pass = z.abs() <= io.out_bound if need_masks else None
+    z.clamp_(-io.out_bound, io.out_bound)
+    return z, u, in_pass, out_pass
 
 
 def _max_bm_exponent(io: IOParameters) -> int:
@@ -192,7 +195,7 @@ def _max_bm_exponent(io: IOParameters) -> int:
 
 
 def _forward(x: Tensor, w: Tensor, io: IOParameters, in_size: Optional[int], out_scales: Optional[Tensor],
-             generator: Optional[torch.Generator]):
+             generator: Optional[torch.Generator], need_masks: bool = True):
     """The whole forward without autograd; returns y and what the backward needs."""
     S, size = check_mvm_args(x, w, io, in_size, out_scales)
     M, K = x.shape
@@ -206,8 +209,8 @@ def _forward(x: Tensor, w: Tensor, io: IOParameters, in_size: Optional[int], out
     else:
         alpha = _noise_management(xs, abs_max, io)  # [S, M]
         nonzero = abs_max > 0  # [S, M]
-        xn = xs / alpha.unsqueeze(-1)
-        ys, xt, in_pass, out_pass = _one_pass(xn, ws, io, None, K, generator)
+        xn = xs / alpha.unsqueeze(-1) if io.noise_management != "none" else xs
+        ys, xt, in_pass, out_pass = _one_pass(xn, ws, io, None, K, generator, need_masks)
         factor = alpha * nonzero  # [S, M]: alpha·2^k, 0 for all-zero slices
         if io.bound_management == "iterative":
             kexp = torch.zeros(S, M, dtype=x.dtype, device=x.device)
@@ -219,14 +222,16 @@ def _forward(x: Tensor, w: Tensor, io: IOParameters, in_size: Optional[int], out
                     break
                 kexp += redo
                 sub = redo[:, rows].unsqueeze(-1)  # [S, R, 1]
-                y_r, xt_r, ip_r, op_r = _one_pass(xn[:, rows], ws, io, torch.exp2(-kexp[:, rows]), K, generator)
+                y_r, xt_r, ip_r, op_r = _one_pass(xn[:, rows], ws, io, torch.exp2(-kexp[:, rows]), K, generator,
+                                                  need_masks)
                 ys[:, rows] = torch.where(sub, y_r, ys[:, rows])
-                xt[:, rows] = torch.where(sub, xt_r, xt[:, rows])
-                in_pass[:, rows] = torch.where(sub, ip_r, in_pass[:, rows])
-                out_pass[:, rows] = torch.where(sub, op_r, out_pass[:, rows])
+                if need_masks:
+                    xt[:, rows] = torch.where(sub, xt_r, xt[:, rows])
+                    in_pass[:, rows] = torch.where(sub, ip_r, in_pass[:, rows])
+                    out_pass[:, rows] = torch.where(sub, op_r, out_pass[:, rows])
             factor = factor * torch.exp2(kexp)
         ys *= factor.unsqueeze(-1)
-        saved = (xt, in_pass, out_pass, factor)
+        saved = (xt, in_pass, out_pass, factor) if need_masks else None
     if io.out_scale != 1.0:
         ys *= io.out_scale
     if out_scales is not None:
@@ -302,4 +307,4 @@ def analog_mvm(x: Tensor, w: Tensor, io: IOParameters, *, in_size: Optional[int]
     if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad):
         return AnalogMVMFunction.apply(x, w, out_scales, io, in_size, generator)
     with torch.no_grad():
-        return _forward(x, w, io, in_size, out_scales, generator)[0]
+        return _forward(x, w, io, in_size, out_scales, generator, need_masks=False)[0]
