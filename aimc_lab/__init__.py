@@ -18,7 +18,10 @@ from aimc_lab.devices.compensation import (DriftCompensation, GlobalDriftCompens
 from aimc_lab.devices.pcm import PCMLikeNoise
 from aimc_lab.inference import accuracy, drift, evaluate_over_time, program, tiles, unprogram
 from aimc_lab.kernels import analog_mvm, backend
-from aimc_lab.nn import AnalogLinear
+from aimc_lab.convert import (analog_summary, analog_tiles, convert_to_analog, convert_to_digital, load_checkpoint,
+                              register_conversion, save_checkpoint)
+from aimc_lab.nn import (AnalogConv1d, AnalogConv2d, AnalogGRU, AnalogGRUCell, AnalogLinear, AnalogLSTM,
+                         AnalogLSTMCell, AnalogRNN, AnalogRNNCell, AnalogSequential)
 from aimc_lab.tile import AnalogTile
 
 __version__ = "0.1.0"
@@ -28,6 +31,9 @@ __all__ = [
     "AnalogConfig", "IOParameters", "MappingParameters", "NoiseModelParameters", "DriftCompensationParameters",
     "WeightModifierParameters", "ClipParameters", "RemapParameters", "InputRangeParameters",
     "NoiseModel", "PCMLikeNoise", "DriftCompensation", "GlobalDriftCompensation", "PerColumnDriftCompensation",
-    "AnalogTile", "AnalogLinear",
+    "AnalogTile", "AnalogLinear", "AnalogConv1d", "AnalogConv2d", "AnalogRNN", "AnalogLSTM", "AnalogGRU",
+    "AnalogRNNCell", "AnalogLSTMCell", "AnalogGRUCell", "AnalogSequential",
+    "convert_to_analog", "convert_to_digital", "analog_summary", "analog_tiles", "register_conversion",
+    "save_checkpoint", "load_checkpoint",
     "program", "drift", "unprogram", "accuracy", "evaluate_over_time", "tiles",
 ]

@@ -38,6 +38,9 @@ class AnalogLinear(nn.Module):
         if bias is not None:
             if self.bias is None:
                 raise ValueError("this layer has no bias (bias=False) but a bias was given")
+            if tuple(bias.shape) != (self.out_features,) or not torch.isfinite(bias).all():
+                raise ValueError(f"bias must be a finite tensor of shape [{self.out_features}], "
+                                 f"got shape {tuple(bias.shape)}")
             with torch.no_grad():
                 self.bias.copy_(bias)
 

@@ -1,0 +1,233 @@
+"""AnalogConv1d / AnalogConv2d: convolutions as one analog MVM over the unfolded input (im2col).
+
+The input is padded (any torch ``padding_mode``), unfolded into patches and multiplied by the kernel
+matrix [N, K] on the layer's tile, with N = out_channels and K = in_channels·∏kernel_size (the
+order of ``weight.reshape(N, -1)``, as ``F.unfold`` lays out patches). Every output pixel is one
+row of the MVM batch: M = batch·∏output_size. The bias is digital. A 1-d convolution runs as a 2-d
+one of height 1. ``groups != 1`` is not supported (``NotImplementedError``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from aimc_lab.config import AnalogConfig
+from aimc_lab.tile import make_tile
+
+__all__ = ["AnalogConv1d", "AnalogConv2d", "ConvGeometry", "conv_geometry"]
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """A convolution's geometry in 2-d form (a 1-d convolution has height 1).
+
+    ``pad`` is in ``F.pad`` order: (left, right, top, bottom).
+    """
+
+    kernel: Tuple[int, int]
+    stride: Tuple[int, int]
+    dilation: Tuple[int, int]
+    pad: Tuple[int, int, int, int]
+    padding_mode: str
+
+
+def _tuple(layer: str, name: str, value, dims: int, lo: int) -> Tuple[int, ...]:
+    """An int or a tuple of ``dims`` ints, each >= lo."""
+    values = (value,) * dims if isinstance(value, int) and not isinstance(value, bool) else value
+    if (not isinstance(values, (tuple, list)) or len(values) != dims
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < lo for v in values)):
+        raise ValueError(f"{layer}: {name} = {value!r} is invalid; allowed: an integer >= {lo} "
+                         f"or a tuple of {dims} such integers")
+    return tuple(values)
+
+
+def conv_geometry(layer: str, dims: int, kernel_size, stride, padding, dilation,
+                  padding_mode: str) -> Tuple[ConvGeometry, Union[str, Tuple[int, ...]]]:
+    """Validate torch-style convolution arguments (``dims`` = 1 or 2).
+
+    Returns the 2-d geometry and the ``padding`` argument in the form torch keeps
+    (a string or a tuple of ``dims`` ints).
+    """
+    kernel = _tuple(layer, "kernel_size", kernel_size, dims, 1)
+    stride_t = _tuple(layer, "stride", stride, dims, 1)
+    dilation_t = _tuple(layer, "dilation", dilation, dims, 1)
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f"{layer}: padding_mode = {padding_mode!r} is invalid; allowed: "
+                         + ", ".join(repr(m) for m in PADDING_MODES))
+    if isinstance(padding, str):
+        if padding not in ("same", "valid"):
+            raise ValueError(f"{layer}: padding = {padding!r} is invalid; allowed: 'same', 'valid', "
+                             "an integer >= 0 or a tuple of such integers")
+        if padding == "same" and any(s != 1 for s in stride_t):
+            raise ValueError(f"{layer}: padding = 'same' needs stride = 1, got stride = {stride!r}")
+        pairs = []
+        for k, d in zip(kernel, dilation_t):
+            total = d * (k - 1) if padding == "same" else 0
+            pairs.append((total // 2, total - total // 2))  # torch puts the odd extra on the right
+        padding_kept: Union[str, Tuple[int, ...]] = padding
+    else:
+        padding_kept = _tuple(layer, "padding", padding, dims, 0)
+        pairs = [(p, p) for p in padding_kept]
+    if dims == 1:
+        kernel, stride_t, dilation_t, pairs = (1,) + kernel, (1,) + stride_t, (1,) + dilation_t, [(0, 0)] + pairs
+    pad = (pairs[1][0], pairs[1][1], pairs[0][0], pairs[0][1])
+    return ConvGeometry(kernel, stride_t, dilation_t, pad, padding_mode), padding_kept
+
+
+def _check_channels(layer: str, in_channels, out_channels, groups) -> None:
+    for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{layer}: {name} = {value!r} is invalid; allowed: an integer >= 1")
+    if groups != 1:
+        raise NotImplementedError(f"{layer}: groups = {groups!r} is not supported; allowed: 1 "
+                                  "(grouped and depthwise convolutions are not implemented)")
+
+
+def conv_forward(tile: nn.Module, geometry: ConvGeometry, x: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """y [B, N, Ho, Wo] = conv(x [B, C, H, W]) through ``tile`` (weights [N, C·kh·kw])."""
+    g = geometry
+    if any(g.pad):
+        mode = "constant" if g.padding_mode == "zeros" else g.padding_mode
+        x = F.pad(x, g.pad, mode=mode)
+    B, _, H, W = x.shape
+    out_hw = [(size - d * (k - 1) - 1) // s + 1 for size, k, s, d in zip((H, W), g.kernel, g.stride, g.dilation)]
+    if min(out_hw) < 1:
+        raise ValueError(f"input of padded spatial size {(H, W)} is smaller than the dilated kernel "
+                         f"{tuple(d * (k - 1) + 1 for k, d in zip(g.kernel, g.dilation))}")
+    cols = F.unfold(x, g.kernel, dilation=g.dilation, stride=g.stride)  # [B, K, L]
+    K, L = cols.shape[1], cols.shape[2]
+    y = tile(cols.transpose(1, 2).reshape(B * L, K))  # [B·L, N]
+    N = y.shape[1]
+    y = y.reshape(B, L, N).transpose(1, 2).reshape(B, N, out_hw[0], out_hw[1])  # [B, N, Ho, Wo]
+    if bias is not None:
+        y = y + bias.view(1, N, 1, 1)
+    return y
+
+
+def _set_conv_weights(layer: nn.Module, weight: Tensor, bias: Optional[Tensor]) -> None:
+    name = type(layer).__name__
+    shape = (layer.out_channels, layer.in_channels, *layer.kernel_size)
+    if not isinstance(weight, Tensor) or tuple(weight.shape) != shape:
+        got = tuple(weight.shape) if isinstance(weight, Tensor) else type(weight).__name__
+        raise ValueError(f"{name}.set_weights: weight must have shape {list(shape)}, got {got}")
+    if bias is not None:
+        if layer.bias is None:
+            raise ValueError(f"{name}.set_weights: this layer has no bias (bias=False) but a bias was given")
+        if not isinstance(bias, Tensor) or tuple(bias.shape) != (layer.out_channels,):
+            raise ValueError(f"{name}.set_weights: bias must have shape [{layer.out_channels}]")
+        if not torch.isfinite(bias).all():
+            raise ValueError(f"{name}.set_weights: bias contains NaN or inf")
+    layer.tile.set_weights(weight.reshape(layer.out_channels, -1))
+    if bias is not None:
+        with torch.no_grad():
+            layer.bias.copy_(bias)
+
+
+def _get_conv_weights(layer: nn.Module):
+    weight = layer.tile.get_weights().reshape(layer.out_channels, layer.in_channels, *layer.kernel_size)
+    return weight, None if layer.bias is None else layer.bias.detach().clone()
+
+
+def _conv_repr(layer: nn.Module) -> str:
+    return (f"{layer.in_channels}, {layer.out_channels}, kernel_size={layer.kernel_size}, "
+            f"stride={layer.stride}, padding={layer.padding}, dilation={layer.dilation}, "
+            f"bias={layer.bias is not None}, padding_mode={layer.padding_mode!r}")
+
+
+class AnalogConv1d(nn.Module):
+    """``nn.Conv1d`` on an analog tile: x [B, C, L] (or [C, L]) -> [B, N, Lo] (or [N, Lo])."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
+                 config: Optional[AnalogConfig] = None, **tile_kwargs) -> None:
+        super().__init__()
+        _check_channels("AnalogConv1d", in_channels, out_channels, groups)
+        self.geometry, self.padding = conv_geometry("AnalogConv1d", 1, kernel_size, stride, padding,
+                                                    dilation, padding_mode)
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = self.geometry.kernel[1:]
+        self.stride, self.dilation = self.geometry.stride[1:], self.geometry.dilation[1:]
+        self.padding_mode = padding_mode
+        self.config = config or AnalogConfig()
+        self.tile = make_tile(out_channels, in_channels * self.kernel_size[0], self.config, **tile_kwargs)
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """nn.Conv1d's initialization, then mapped onto the tile."""
+        ref = nn.Conv1d(self.in_channels, self.out_channels, self.kernel_size, bias=self.bias is not None)
+        self.set_weights(ref.weight, ref.bias)
+
+    def set_weights(self, weight: Tensor, bias: Optional[Tensor] = None) -> None:
+        """weight [N, C, k], bias [N] (as ``nn.Conv1d``)."""
+        _set_conv_weights(self, weight, bias)
+
+    def get_weights(self):
+        """(weight [N, C, k], bias [N] or None) in layer units."""
+        return _get_conv_weights(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() not in (2, 3) or x.shape[-2] != self.in_channels:
+            raise ValueError(f"AnalogConv1d expects inputs [B, {self.in_channels}, L] or "
+                             f"[{self.in_channels}, L], got {tuple(x.shape)}")
+        unbatched = x.dim() == 2
+        x4 = (x.unsqueeze(0) if unbatched else x).unsqueeze(2)  # [B, C, 1, L]
+        y = conv_forward(self.tile, self.geometry, x4, self.bias).squeeze(2)  # [B, N, Lo]
+        return y.squeeze(0) if unbatched else y
+
+    def extra_repr(self) -> str:
+        return _conv_repr(self)
+
+
+class AnalogConv2d(nn.Module):
+    """``nn.Conv2d`` on an analog tile: x [B, C, H, W] (or [C, H, W]) -> [B, N, Ho, Wo]."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
+                 config: Optional[AnalogConfig] = None, **tile_kwargs) -> None:
+        super().__init__()
+        _check_channels("AnalogConv2d", in_channels, out_channels, groups)
+        self.geometry, self.padding = conv_geometry("AnalogConv2d", 2, kernel_size, stride, padding,
+                                                    dilation, padding_mode)
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        g = self.geometry
+        self.kernel_size, self.stride, self.dilation = g.kernel, g.stride, g.dilation
+        self.padding_mode = padding_mode
+        self.config = config or AnalogConfig()
+        self.tile = make_tile(out_channels, in_channels * math.prod(self.kernel_size), self.config, **tile_kwargs)
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """nn.Conv2d's initialization, then mapped onto the tile."""
+        ref = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, bias=self.bias is not None)
+        self.set_weights(ref.weight, ref.bias)
+
+    def set_weights(self, weight: Tensor, bias: Optional[Tensor] = None) -> None:
+        """weight [N, C, kh, kw], bias [N] (as ``nn.Conv2d``)."""
+        _set_conv_weights(self, weight, bias)
+
+    def get_weights(self):
+        """(weight [N, C, kh, kw], bias [N] or None) in layer units."""
+        return _get_conv_weights(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() not in (3, 4) or x.shape[-3] != self.in_channels:
+            raise ValueError(f"AnalogConv2d expects inputs [B, {self.in_channels}, H, W] or "
+                             f"[{self.in_channels}, H, W], got {tuple(x.shape)}")
+        unbatched = x.dim() == 3
+        y = conv_forward(self.tile, self.geometry, x.unsqueeze(0) if unbatched else x, self.bias)
+        return y.squeeze(0) if unbatched else y
+
+    def extra_repr(self) -> str:
+        return _conv_repr(self)
