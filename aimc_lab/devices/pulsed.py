@@ -1,0 +1,573 @@
+"""Pulsed device models for in-memory training (PHYSICS §4).
+
+A cross-point device holds a *hidden* weight ``w`` in its own bounds ``[b_min, b_max]`` and is changed
+only by pulses of direction d ∈ {+1 (up), −1 (down)}. Each model below is a frozen, validated
+parameter set; :class:`DeviceArray` is the vectorized state of one tile of such devices, built once
+from a seed / ``torch.Generator`` (device-to-device spreads are drawn at construction).
+
+Shared parameters (PHYSICS §4 defaults). Per device, drawn once:
+
+* gain g = 1 + dw_min_dtod·ξ (or exp(dw_min_dtod·ξ) with ``dw_min_dtod_log_normal``), r = up_down_dtod·ξ';
+* up step   Δ⁺ = dw_min·(g + r + min(up_down, 0)),
+  down step Δ⁻ = dw_min·(g − r − max(up_down, 0)), both clamped at >= 0;
+* bounds b_max = w_max·(1 + w_max_dtod·ξ), b_min = w_min·(1 + w_min_dtod·ξ) (b_min <= b_max enforced
+  by clamping b_max >= b_min).
+
+Per pulse: the step magnitude s(w) of the model (table below) gets cycle-to-cycle noise, then the
+weight is clipped to its bounds:
+
+* ``mult_noise=True`` (PHYSICS): s·(1 + dw_min_std·ξ);
+* ``mult_noise=False`` (the convention of AIHWKIT's soft-bounds / exp-step presets, whose
+  ``dw_min_std`` values of 3.75 or 5 only make sense additively): s + dw_min_std·dw_min·ξ.
+
+| model         | step magnitude for one pulse in direction d                                        |
+|---------------|------------------------------------------------------------------------------------|
+| Ideal         | exact floating-point update (no pulses; see the kernel)                            |
+| ConstantStep  | Δ^d                                                                                |
+| LinearStep    | Δ^d·(1 + γ^d·w), γ⁺ = −|γ_up|/b_max, γ⁻ = −|γ_down|/b_min, clamped at >= 0         |
+| SoftBounds    | up Δ⁺·(1 − w/b_max), down Δ⁻·(1 − w/b_min)  (LinearStep with γ_up = γ_down = 1)    |
+| ExpStep       | z = 2a·w/(b_max − b_min) + b, y = 1 − A^d·exp(d·γ^d·z), max(y, 0)·Δ^d              |
+| PowStep       | ω = (b_max − w)/(b_max − b_min); up Δ⁺·ω^γ, down Δ⁻·(1 − ω)^γ                       |
+| PiecewiseStep | Δ^d × linear interpolation of the node values over [b_min, b_max]                  |
+
+Other per-device effects: **write noise** (``write_noise_std`` in units of dw_min): the forward pass
+sees w + σ_wn·dw_min·ξ, redrawn for every device a pulse touched (updates act on the hidden w);
+**decay** (``lifetime`` > 0, in update calls): w ← reset + (w − reset)·(1 − 1/τ) after each update,
+τ per device with ``lifetime_dtod``; **diffusion**: w += diffusion·ξ after each update (rate per device
+with ``diffusion_dtod``); **reset**: w ← reset·(1 + reset_dtod·ξ_d) + reset_std·ξ on request.
+
+**Reference device** (``subtract_symmetry_point``): a second, programmed device per cross point holds
+each device's symmetry point w* (plus ``reference_std`` programming error) and is subtracted, so the
+weight seen by the network is w − w*; ``set_weights(W)`` writes hidden w = W + w*.
+
+The symmetry point is where the up and down step magnitudes are equal; :meth:`DeviceArray.symmetry_point`
+finds it per device by bisection of s⁺(w) − s⁻(w) on [b_min, b_max] (for SoftBounds it equals
+(Δ⁺ − Δ⁻)/(Δ⁺/b_max − Δ⁻/b_min)). Where the two never cross, alternating pulses drift to a bound and
+that bound is returned.
+
+Deviations from AIHWKIT (documented, intentional): no per-device spread of γ (LinearStep) or of the
+ExpStep constants; ExpStep's ``dw_min_std_add``/``dw_min_std_slope`` noise terms are not modelled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import NamedTuple, Optional, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from aimc_lab.config import _check_bool, _check_real, _err, register_config_class
+
+__all__ = [
+    "PulsedDevice", "Ideal", "ConstantStep", "LinearStep", "SoftBounds", "ExpStep", "PowStep",
+    "PiecewiseStep", "DeviceTensors", "DeviceArray", "pulse_response", "make_generator",
+    "reram_es", "reram_sb", "capacitor", "ecram", "pcm", "idealized", "PRESETS",
+]
+
+
+def make_generator(seed: Union[int, torch.Generator, None], device: Union[str, torch.device] = "cpu"
+                   ) -> torch.Generator:
+    """A ``torch.Generator`` from a seed (``None``: a seed drawn from torch's global RNG)."""
+    if isinstance(seed, torch.Generator):
+        return seed
+    if seed is None:
+        seed = int(torch.randint(0, 2 ** 62, (1,)).item())
+    return torch.Generator(device=device).manual_seed(int(seed))
+
+
+# ---------------------------------------------------------------------------------------------
+# parameter sets
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PulsedDevice:
+    """Parameters shared by every pulsed device model (PHYSICS §4 defaults); see the module doc."""
+
+    dw_min: float = 0.001
+    dw_min_dtod: float = 0.3
+    dw_min_dtod_log_normal: bool = False
+    dw_min_std: float = 0.3
+    mult_noise: bool = True
+    up_down: float = 0.0
+    up_down_dtod: float = 0.01
+    w_max: float = 0.6
+    w_min: float = -0.6
+    w_max_dtod: float = 0.3
+    w_min_dtod: float = 0.3
+    write_noise_std: float = 0.0
+    lifetime: float = 0.0
+    lifetime_dtod: float = 0.0
+    diffusion: float = 0.0
+    diffusion_dtod: float = 0.0
+    reset: float = 0.0
+    reset_std: float = 0.0
+    reset_dtod: float = 0.0
+    subtract_symmetry_point: bool = False
+    reference_std: float = 0.0
+
+    #: True when n same-direction pulses have a closed form (the linear family).
+    closed_form = False
+
+    def __post_init__(self) -> None:
+        _check_real(self, "dw_min", 0.0, lo_open=True)
+        for name in ("dw_min_dtod", "dw_min_std", "up_down_dtod", "w_max_dtod", "w_min_dtod",
+                     "write_noise_std", "lifetime", "lifetime_dtod", "diffusion", "diffusion_dtod",
+                     "reset_std", "reset_dtod", "reference_std"):
+            _check_real(self, name, 0.0)
+        for name in ("dw_min_dtod_log_normal", "mult_noise", "subtract_symmetry_point"):
+            _check_bool(self, name)
+        _check_real(self, "up_down", -1.0, 1.0)
+        _check_real(self, "w_max")
+        _check_real(self, "w_min")
+        _check_real(self, "reset")
+        if self.w_min >= self.w_max:
+            raise _err(self, "w_min", self.w_min, f"< w_max = {self.w_max}")
+        if 0 < self.lifetime < 1:
+            raise _err(self, "lifetime", self.lifetime, "0 (no decay) or >= 1 update")
+        self._validate_model()
+
+    def _validate_model(self) -> None:
+        """Model-specific checks (subclasses)."""
+
+    # -- the step function ------------------------------------------------------------------
+
+    def step(self, w: Tensor, up: Tensor, dw_up: Tensor, dw_down: Tensor, b_max: Tensor,
+             b_min: Tensor) -> Tensor:
+        """Noise-free step magnitude (>= 0) of one pulse at weight ``w``; ``up`` is a bool mask.
+
+        All arguments broadcast elementwise (per-device tensors of the same shape as ``w``).
+        """
+        raise NotImplementedError
+
+    def linear_coefficients(self, up: Tensor, dw_up: Tensor, dw_down: Tensor, b_max: Tensor,
+                            b_min: Tensor) -> Tuple[Tensor, Tensor]:
+        """(Δ^d, γ^d) with s(w) = Δ^d·(1 + γ^d·w); only for models with ``closed_form``."""
+        raise NotImplementedError
+
+
+def _register(cls):
+    return register_config_class(dataclass(frozen=True)(cls))
+
+
+@_register
+class Ideal(PulsedDevice):
+    """Exact floating-point update ΔW = −η·d·xᵀ, clipped to [w_min, w_max]; no pulses, no noise.
+
+    The forward/backward MVMs may still be noisy (``AnalogConfig.forward``/``backward``).
+    """
+
+    dw_min: float = 0.001
+    dw_min_dtod: float = 0.0
+    dw_min_std: float = 0.0
+    up_down_dtod: float = 0.0
+    w_max: float = 1.0
+    w_min: float = -1.0
+    w_max_dtod: float = 0.0
+    w_min_dtod: float = 0.0
+
+    def step(self, w, up, dw_up, dw_down, b_max, b_min):
+        return torch.where(up, dw_up, dw_down).expand_as(w)
+
+
+@_register
+class ConstantStep(PulsedDevice):
+    """Step Δ^d independent of the weight (PHYSICS §4)."""
+
+    closed_form = True
+
+    def step(self, w, up, dw_up, dw_down, b_max, b_min):
+        return torch.where(up, dw_up, dw_down).expand_as(w).clone()
+
+    def linear_coefficients(self, up, dw_up, dw_down, b_max, b_min):
+        delta = torch.where(up, dw_up, dw_down)
+        return delta, torch.zeros_like(delta)
+
+
+@_register
+class LinearStep(PulsedDevice):
+    """Step Δ^d·(1 + γ^d·w), γ⁺ = −|gamma_up|/b_max, γ⁻ = −|gamma_down|/b_min, clamped at >= 0."""
+
+    gamma_up: float = 0.0
+    gamma_down: float = 0.0
+    closed_form = True
+
+    def _validate_model(self) -> None:
+        _check_real(self, "gamma_up", 0.0)
+        _check_real(self, "gamma_down", 0.0)
+
+    def _gammas(self) -> Tuple[float, float]:
+        return abs(self.gamma_up), abs(self.gamma_down)
+
+    def linear_coefficients(self, up, dw_up, dw_down, b_max, b_min):
+        g_up, g_down = self._gammas()
+        delta = torch.where(up, dw_up, dw_down)
+        gamma = torch.where(up, -g_up / b_max, -g_down / b_min)
+        return delta, gamma
+
+    def step(self, w, up, dw_up, dw_down, b_max, b_min):
+        delta, gamma = self.linear_coefficients(up, dw_up, dw_down, b_max, b_min)
+        return (delta * (1 + gamma * w)).clamp(min=0)
+
+
+@_register
+class SoftBounds(LinearStep):
+    """Soft bounds: up Δ⁺·(1 − w/b_max), down Δ⁻·(1 − w/b_min) (LinearStep with γ = 1)."""
+
+    gamma_up: float = 1.0
+    gamma_down: float = 1.0
+
+    def _validate_model(self) -> None:
+        if self.gamma_up != 1.0 or self.gamma_down != 1.0:
+            raise _err(self, "gamma_up", (self.gamma_up, self.gamma_down),
+                       "1.0 for both slopes (use LinearStep for other slopes)")
+        if not self.w_min < 0 < self.w_max:
+            raise _err(self, "w_max", (self.w_min, self.w_max), "w_min < 0 < w_max for soft bounds")
+
+
+@_register
+class ExpStep(PulsedDevice):
+    """z = 2a·w/(b_max − b_min) + b; y = 1 − A^d·exp(d·γ^d·z); step = max(y, 0)·Δ^d."""
+
+    A_up: float = 0.00081
+    A_down: float = 0.36833
+    gamma_up: float = 12.44625
+    gamma_down: float = 12.78785
+    a: float = 0.244
+    b: float = 0.2425
+
+    def _validate_model(self) -> None:
+        for name in ("A_up", "A_down", "gamma_up", "gamma_down", "a", "b"):
+            _check_real(self, name)
+
+    def step(self, w, up, dw_up, dw_down, b_max, b_min):
+        z = 2 * self.a * w / (b_max - b_min).clamp(min=1e-12) + self.b
+        y_up = 1 - self.A_up * torch.exp(self.gamma_up * z)
+        y_down = 1 - self.A_down * torch.exp(-self.gamma_down * z)
+        return torch.where(up, y_up.clamp(min=0) * dw_up, y_down.clamp(min=0) * dw_down)
+
+
+@_register
+class PowStep(PulsedDevice):
+    """ω = (b_max − w)/(b_max − b_min); up Δ⁺·ω^γ, down Δ⁻·(1 − ω)^γ (γ = pow_gamma)."""
+
+    pow_gamma: float = 1.0
+
+    def _validate_model(self) -> None:
+        _check_real(self, "pow_gamma", 0.0, lo_open=True)
+
+    def step(self, w, up, dw_up, dw_down, b_max, b_min):
+        omega = ((b_max - w) / (b_max - b_min).clamp(min=1e-12)).clamp(0, 1)
+        return torch.where(up, dw_up * omega ** self.pow_gamma, dw_down * (1 - omega) ** self.pow_gamma)
+
+
+@_register
+class PiecewiseStep(PulsedDevice):
+    """Δ^d × linear interpolation of ``piecewise_up``/``piecewise_down`` nodes over [b_min, b_max]."""
+
+    piecewise_up: Tuple[float, ...] = (1.0, 1.0)
+    piecewise_down: Tuple[float, ...] = (1.0, 1.0)
+
+    def _validate_model(self) -> None:
+        for name in ("piecewise_up", "piecewise_down"):
+            nodes = tuple(float(v) for v in getattr(self, name))
+            if len(nodes) < 2 or any(v < 0 or math.isnan(v) for v in nodes):
+                raise _err(self, name, getattr(self, name), "at least two node values, all >= 0")
+            object.__setattr__(self, name, nodes)
+
+    @staticmethod
+    def _interp(nodes: Tuple[float, ...], w: Tensor, b_max: Tensor, b_min: Tensor) -> Tensor:
+        n = len(nodes)
+        table = torch.tensor(nodes, dtype=w.dtype, device=w.device)
+        pos = ((w - b_min) / (b_max - b_min).clamp(min=1e-12)).clamp(0, 1) * (n - 1)
+        lo = pos.floor().clamp(max=n - 2).long()
+        frac = pos - lo
+        return table[lo] * (1 - frac) + table[lo + 1] * frac
+
+    def step(self, w, up, dw_up, dw_down, b_max, b_min):
+        s_up = dw_up * self._interp(self.piecewise_up, w, b_max, b_min)
+        s_down = dw_down * self._interp(self.piecewise_down, w, b_max, b_min)
+        return torch.where(up, s_up, s_down)
+
+
+MODELS = (Ideal, ConstantStep, LinearStep, SoftBounds, ExpStep, PowStep, PiecewiseStep)
+
+
+# ---------------------------------------------------------------------------------------------
+# per-tile state
+# ---------------------------------------------------------------------------------------------
+
+
+class DeviceTensors(NamedTuple):
+    """Per-device constants drawn at construction, all [N, K]."""
+
+    dw_up: Tensor
+    dw_down: Tensor
+    b_max: Tensor
+    b_min: Tensor
+
+
+def draw_device_tensors(device: PulsedDevice, shape: Tuple[int, int], generator: torch.Generator,
+                        dtype: torch.dtype = torch.float32) -> DeviceTensors:
+    """Device-to-device spreads (PHYSICS §4): steps Δ⁺/Δ⁻ and bounds per device."""
+
+    def randn() -> Tensor:
+        return torch.randn(shape, generator=generator, dtype=dtype, device=generator.device)
+
+    xi_g, xi_r, xi_max, xi_min = randn(), randn(), randn(), randn()
+    if device.dw_min_dtod_log_normal:
+        gain = torch.exp(device.dw_min_dtod * xi_g)
+    else:
+        gain = 1 + device.dw_min_dtod * xi_g
+    r = device.up_down_dtod * xi_r
+    dw_up = (device.dw_min * (gain + r + min(device.up_down, 0.0))).clamp(min=0)
+    dw_down = (device.dw_min * (gain - r - max(device.up_down, 0.0))).clamp(min=0)
+    b_max = device.w_max * (1 + device.w_max_dtod * xi_max)
+    b_min = device.w_min * (1 + device.w_min_dtod * xi_min)
+    b_max = torch.maximum(b_max, b_min)
+    return DeviceTensors(dw_up, dw_down, b_max, b_min)
+
+
+def symmetry_point(device: PulsedDevice, t: DeviceTensors, iterations: int = 48) -> Tensor:
+    """Per-device w* with s⁺(w*) = s⁻(w*), by bisection on [b_min, b_max] (see the module doc)."""
+    lo, hi = t.b_min.clone(), t.b_max.clone()
+    up = torch.ones_like(lo, dtype=torch.bool)
+
+    def f(w: Tensor) -> Tensor:
+        return device.step(w, up, t.dw_up, t.dw_down, t.b_max, t.b_min) - \
+            device.step(w, ~up, t.dw_up, t.dw_down, t.b_max, t.b_min)
+
+    f_lo, f_hi = f(lo), f(hi)
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        f_mid = f(mid)
+        go_up = f_mid > 0  # up step larger: the root lies above (for a decreasing f)
+        lo = torch.where(go_up, mid, lo)
+        hi = torch.where(go_up, hi, mid)
+    mid = 0.5 * (lo + hi)
+    # no crossing: alternating pulses drift to the bound the larger step points at
+    mid = torch.where((f_lo > 0) & (f_hi > 0), t.b_max, mid)
+    mid = torch.where((f_lo < 0) & (f_hi < 0), t.b_min, mid)
+    mid = torch.where((f_lo == 0) & (f_hi == 0), torch.zeros_like(mid).clamp(t.b_min, t.b_max), mid)
+    return mid
+
+
+class DeviceArray(nn.Module):
+    """The state of one tile of pulsed devices: hidden weights and per-device constants (buffers).
+
+    Args:
+        device: the model's parameters.
+        out_features, in_features: N, K.
+        seed: int or ``torch.Generator`` for the device-to-device draws (``None``: from torch's global
+            RNG, so ``torch.manual_seed`` makes it reproducible).
+
+    All tensors are buffers, so ``state_dict``/``load_state_dict`` round-trip the array exactly.
+    """
+
+    def __init__(self, device: PulsedDevice, out_features: int, in_features: int,
+                 seed: Union[int, torch.Generator, None] = None, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        if not isinstance(device, PulsedDevice):
+            raise TypeError(f"device must be a PulsedDevice (e.g. SoftBounds()), got {type(device).__name__}")
+        for name, value in (("out_features", out_features), ("in_features", in_features)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} = {value!r} is invalid; allowed: an integer >= 1")
+        self.device_params = device
+        gen = make_generator(seed)
+        shape = (out_features, in_features)
+        t = draw_device_tensors(device, shape, gen, dtype)
+        self.register_buffer("dw_up", t.dw_up)
+        self.register_buffer("dw_down", t.dw_down)
+        self.register_buffer("b_max", t.b_max)
+        self.register_buffer("b_min", t.b_min)
+        if device.subtract_symmetry_point:
+            ref = symmetry_point(device, t)
+            if device.reference_std > 0:
+                ref = ref + device.reference_std * torch.randn(shape, generator=gen, dtype=dtype)
+        else:
+            ref = torch.zeros(shape, dtype=dtype)
+        self.register_buffer("reference", ref)
+        tau = torch.full(shape, device.lifetime, dtype=dtype)
+        if device.lifetime > 0 and device.lifetime_dtod > 0:
+            tau = tau * (1 + device.lifetime_dtod * torch.randn(shape, generator=gen, dtype=dtype)).clamp(min=0.1)
+        self.register_buffer("decay_rate", torch.where(tau > 0, 1.0 / tau.clamp(min=1.0), torch.zeros_like(tau)))
+        rate = torch.full(shape, device.diffusion, dtype=dtype)
+        if device.diffusion > 0 and device.diffusion_dtod > 0:
+            rate = (rate * (1 + device.diffusion_dtod * torch.randn(shape, generator=gen, dtype=dtype))).clamp(min=0)
+        self.register_buffer("diffusion_rate", rate)
+        reset_value = torch.full(shape, device.reset, dtype=dtype)
+        if device.reset_dtod > 0:
+            reset_value = reset_value * (1 + device.reset_dtod * torch.randn(shape, generator=gen, dtype=dtype))
+        self.register_buffer("reset_value", reset_value)
+        self.register_buffer("w", torch.maximum(torch.minimum(ref.clone(), t.b_max), t.b_min))
+        self.register_buffer("write_noise", torch.zeros(shape, dtype=dtype))
+
+    @property
+    def tensors(self) -> DeviceTensors:
+        return DeviceTensors(self.dw_up, self.dw_down, self.b_max, self.b_min)
+
+    @property
+    def shape(self) -> Tuple[int, int]:
+        return tuple(self.w.shape)
+
+    def extra_repr(self) -> str:
+        return f"{type(self.device_params).__name__}, shape={self.shape}"
+
+    def clip(self, w: Tensor) -> Tensor:
+        return torch.maximum(torch.minimum(w, self.b_max), self.b_min)
+
+    @torch.no_grad()
+    def set_weights(self, weights: Tensor) -> None:
+        """Program hidden w = clip(W + reference) directly (no pulses); clears the write noise."""
+        if tuple(weights.shape) != self.shape:
+            raise ValueError(f"weights must have shape {self.shape}, got {tuple(weights.shape)}")
+        self.w.copy_(self.clip(weights.to(self.w) + self.reference))
+        self.write_noise.zero_()
+
+    def weights(self) -> Tensor:
+        """Effective weight without write noise: w − reference [N, K]."""
+        return self.w - self.reference
+
+    def read(self) -> Tensor:
+        """What the forward/backward MVM sees: w + write noise − reference [N, K]."""
+        return self.w + self.write_noise - self.reference
+
+    def symmetry_point(self) -> Tensor:
+        """Per-device symmetry point of the hidden weight (see the module doc)."""
+        return symmetry_point(self.device_params, self.tensors)
+
+    @torch.no_grad()
+    def commit(self, w_new: Tensor, generator: Optional[torch.Generator]) -> None:
+        """Store new hidden weights from a kernel; redraw write noise where the weight changed."""
+        p = self.device_params
+        if p.write_noise_std > 0:
+            touched = w_new != self.w
+            noise = torch.randn(self.shape, generator=generator, dtype=self.w.dtype, device=self.w.device)
+            self.write_noise.copy_(torch.where(touched, p.write_noise_std * p.dw_min * noise, self.write_noise))
+        self.w.copy_(w_new)
+
+    @torch.no_grad()
+    def after_update(self, generator: Optional[torch.Generator]) -> None:
+        """Decay (lifetime) and diffusion, once per update call."""
+        p = self.device_params
+        if p.lifetime > 0:
+            self.w.sub_((self.w - self.reset_value) * self.decay_rate)
+        if p.diffusion > 0:
+            noise = torch.randn(self.shape, generator=generator, dtype=self.w.dtype, device=self.w.device)
+            self.w.add_(self.diffusion_rate * noise)
+            self.w.copy_(self.clip(self.w))
+
+    @torch.no_grad()
+    def reset_devices(self, mask: Optional[Tensor] = None, generator: Optional[torch.Generator] = None) -> None:
+        """Reset devices (all, or where ``mask``) to reset·(1 + reset_dtod·ξ) + reset_std·ξ."""
+        value = self.reset_value
+        if self.device_params.reset_std > 0:
+            value = value + self.device_params.reset_std * torch.randn(
+                self.shape, generator=generator, dtype=self.w.dtype, device=self.w.device)
+        value = self.clip(value)
+        self.w.copy_(value if mask is None else torch.where(mask, value, self.w))
+        self.write_noise.zero_()
+
+
+# ---------------------------------------------------------------------------------------------
+# pulse response (for plots and fitting)
+# ---------------------------------------------------------------------------------------------
+
+
+def pulse_response(device: PulsedDevice, n_up: int = 200, n_down: int = 200, traces: int = 1,
+                   seed: Union[int, torch.Generator, None] = 0, w0: float = 0.0) -> Tuple[Tensor, Tensor]:
+    """Apply ``n_up`` up pulses then ``n_down`` down pulses to ``traces`` independent devices.
+
+    Device-to-device spreads are drawn per trace; each pulse gets cycle-to-cycle noise and clipping.
+    Returns (pulse index [P + 1], hidden weights [traces, P + 1]) with P = n_up + n_down; column 0 is
+    the start value ``w0`` (clipped to each device's bounds).
+    """
+    from aimc_lab.kernels.pulsed_update.reference import apply_pulse_sequence
+
+    for name, value in (("n_up", n_up), ("n_down", n_down)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} = {value!r} is invalid; allowed: an integer >= 0")
+    if isinstance(traces, bool) or not isinstance(traces, int) or traces < 1:
+        raise ValueError(f"traces = {traces!r} is invalid; allowed: an integer >= 1")
+    gen = make_generator(seed)
+    array = DeviceArray(device, traces, 1, seed=gen)
+    w = array.clip(torch.full((traces, 1), float(w0)))
+    directions = torch.cat([torch.ones(n_up), -torch.ones(n_down)])
+    trace = apply_pulse_sequence(w.view(-1), directions, device,
+                                 DeviceTensors(*(t.view(-1) for t in array.tensors)), gen)
+    return torch.arange(n_up + n_down + 1), trace
+
+
+# ---------------------------------------------------------------------------------------------
+# presets (numbers from AIHWKIT's preset documentation, aihwkit.simulator.presets.devices)
+# ---------------------------------------------------------------------------------------------
+
+
+def reram_es(**overrides) -> ExpStep:
+    """ReRAM, exponential-step model: AIHWKIT's ``ReRamESPresetDevice`` numbers, a fit of ExpStep to
+    the ReRAM of Gong et al., Nat. Commun. 9, 2102 (2018): dw_min 0.00135, up_down 0.259, bounds ±1,
+    a = b = −0.5, γ_up = γ_down = 5, A_up −1.18445, A_down −0.081404, dtod (0.2, 0.05, 0.3, 0.3);
+    cycle-to-cycle 5·dw_min additive, write noise 75·dw_min."""
+    base = dict(dw_min=0.00135, up_down=0.259359, w_max=1.0, w_min=-1.0, a=-0.5, b=-0.5, gamma_up=5.0,
+                gamma_down=5.0, A_up=-1.18445, A_down=-0.081404, dw_min_dtod=0.2, up_down_dtod=0.05,
+                w_max_dtod=0.3, w_min_dtod=0.3, dw_min_std=5.0, mult_noise=False, write_noise_std=75.0)
+    return ExpStep(**{**base, **overrides})
+
+
+def reram_sb(**overrides) -> SoftBounds:
+    """ReRAM, soft bounds with a reference device: AIHWKIT's ``ReRamSBPresetDevice`` (a loose fit of
+    SoftBounds to Gong et al., Nat. Commun. 2018): dw_min 0.002, bounds 1.25 / −0.75 with dtod
+    0.3/1.25 and 0.3/0.75, dw_min_dtod 0.3, up_down_dtod 0.01, cycle-to-cycle 3.75·dw_min additive,
+    write noise 56·dw_min. AIHWKIT assumes the symmetry point was calibrated away by a reference device
+    without modelling it; here the reference is modelled (``subtract_symmetry_point=True``)."""
+    base = dict(dw_min=0.002, up_down=0.0, w_max=1.25, w_min=-0.75, dw_min_dtod=0.3, up_down_dtod=0.01,
+                w_max_dtod=0.3 / 1.25, w_min_dtod=0.3 / 0.75, dw_min_std=3.75, mult_noise=False,
+                write_noise_std=56.0, subtract_symmetry_point=True)
+    return SoftBounds(**{**base, **overrides})
+
+
+def capacitor(**overrides) -> LinearStep:
+    """Capacitor: AIHWKIT's ``CapacitorPresetDevice``, LinearStep fit to Li et al., VLSI 2018:
+    dw_min 0.005 (≈ 400 steps over ±1), γ_up = γ_down = 0.05, dtod (0.1, 0.06, 0.07, 0.07),
+    cycle-to-cycle 0.3 (multiplicative here), leakage lifetime 1e6 update calls with dtod 0.3."""
+    base = dict(dw_min=0.005, up_down=0.0, w_max=1.0, w_min=-1.0, gamma_up=0.05, gamma_down=0.05,
+                dw_min_dtod=0.1, up_down_dtod=0.06, w_max_dtod=0.07, w_min_dtod=0.07, dw_min_std=0.3,
+                lifetime=1.0e6, lifetime_dtod=0.3)
+    return LinearStep(**{**base, **overrides})
+
+
+def ecram(**overrides) -> LinearStep:
+    """Li-ion ECRAM: AIHWKIT's ``EcRamPresetDevice``, LinearStep fit to Tang et al., IEDM 2018, range
+    shifted so the symmetry point is near zero: dw_min 0.002, bounds 1.1724 / −0.8276, γ_up 0.1153,
+    γ_down 0.5085, dtod (0.1, 0.01, 0.05, 0.05), cycle-to-cycle 0.3 multiplicative."""
+    base = dict(dw_min=0.002, up_down=0.0, w_max=1.1724, w_min=-0.8276, gamma_up=0.1153,
+                gamma_down=0.5085, dw_min_dtod=0.1, up_down_dtod=0.01, w_max_dtod=0.05, w_min_dtod=0.05,
+                dw_min_std=0.3)
+    return LinearStep(**{**base, **overrides})
+
+
+def pcm(**overrides) -> ExpStep:
+    """PCM: the ExpStep shape of AIHWKIT's ``PCMPresetDevice`` (Ge2Sb2Te5, Nandakumar et al., Front.
+    Neurosci. 2020): dw_min 0.01, γ = 2.5, A_up −27.235, A_down −2.235, a = −1 on a range of width 2.
+    Simplification: AIHWKIT's device is uni-directional on [0, 2] and used as a refreshed pair; here the
+    range is shifted to [−1, 1] (b = −1 keeps z = −(w + 1) as on [0, 2]) and used bidirectionally."""
+    base = dict(dw_min=0.01, up_down=0.0, w_max=1.0, w_min=-1.0, a=-1.0, b=-1.0, gamma_up=2.5,
+                gamma_down=2.5, A_up=-27.235, A_down=-2.235, dw_min_dtod=0.2, up_down_dtod=0.05,
+                w_max_dtod=0.1, w_min_dtod=0.1, dw_min_std=0.6)
+    return ExpStep(**{**base, **overrides})
+
+
+def idealized(**overrides) -> ConstantStep:
+    """Idealized: AIHWKIT's ``IdealizedPresetDevice`` (Gokmen & Vlasov, Front. Neurosci. 2016 specs
+    with ~10000 states): ConstantStep, dw_min 0.0002, bounds ±1 with dtod 0.3, dw_min_dtod 0.3,
+    cycle-to-cycle 0.3, no up/down asymmetry."""
+    base = dict(dw_min=0.0002, dw_min_dtod=0.3, dw_min_std=0.3, up_down=0.0, up_down_dtod=0.0,
+                w_max=1.0, w_min=-1.0, w_max_dtod=0.3, w_min_dtod=0.3)
+    return ConstantStep(**{**base, **overrides})
+
+
+PRESETS = {"reram_es": reram_es, "reram_sb": reram_sb, "capacitor": capacitor, "ecram": ecram,
+           "pcm": pcm, "idealized": idealized}

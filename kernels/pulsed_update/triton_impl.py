@@ -1,0 +1,118 @@
+"""Triton kernel of the stochastic pulse-train update; same signature as ``reference.pulsed_update``.
+
+One program owns a [BLOCK_N, BLOCK_K] block of devices and walks the batch rows m and the BL slots t
+in order, exactly as the hardware does: in slot t, row j fires when ``rand(seed_x, (m·BLmax + t)·K + j)
+< p[m, j]`` and column i when ``rand(seed_d, (m·BLmax + t)·N + i) < q[m, i]`` (the same bits in every
+program, so a row's bit is shared along the column as in the reference); a coincidence applies one
+pulse in direction −sign(x·d) with the model's step at the current weight, cycle-to-cycle noise from
+``randn(seed_n, unique offset)`` and clipping to the bounds. Pulse-by-pulse, so it follows the spec
+without the reference's closed-form shortcut. The factors (BL, p, q) come from the reference's
+``pulse_train_factors`` (update and BL management).
+
+Supported models: ConstantStep, LinearStep, SoftBounds (s(w) = Δ^d·(1 + γ^d·w) clamped at >= 0);
+the dispatcher runs the reference for the others. Random streams differ from the torch reference:
+the two agree in distribution (tested statistically under ``TRITON_INTERPRET=1``), not bit for bit.
+Philox offsets are int32: M·BL·N·K must stay below 2^31 per call.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from aimc_lab.devices.pulsed import ConstantStep, DeviceTensors, LinearStep, PulsedDevice
+from aimc_lab.kernels.pulsed_update.reference import check_update_args, pulse_train_factors
+
+__all__ = ["pulsed_update", "pulsed_update_fwd", "SUPPORTED"]
+
+SUPPORTED = (ConstantStep, LinearStep)  # SoftBounds is a LinearStep
+
+
+@triton.jit
+def _pulsed_update_fwd_kernel(w_ptr, out_ptr, dw_up_ptr, dw_down_ptr, b_max_ptr, b_min_ptr,
+                              p_ptr, q_ptr, sx_ptr, sd_ptr, bl_ptr,
+                              M, N, K, BL_MAX, seed_x, seed_d, seed_n,
+                              gamma_up, gamma_down, sigma, add_sigma,
+                              MULT_NOISE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    pid_n = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    rows = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)  # output index i
+    cols = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)  # input index j
+    rmask = rows < N
+    cmask = cols < K
+    mask = rmask[:, None] & cmask[None, :]
+    offs = rows[:, None] * K + cols[None, :]
+    w = tl.load(w_ptr + offs, mask=mask, other=0.0)
+    dw_up = tl.load(dw_up_ptr + offs, mask=mask, other=0.0)
+    dw_down = tl.load(dw_down_ptr + offs, mask=mask, other=0.0)
+    b_max = tl.load(b_max_ptr + offs, mask=mask, other=1.0)
+    b_min = tl.load(b_min_ptr + offs, mask=mask, other=-1.0)
+    g_up = -gamma_up / b_max
+    g_down = -gamma_down / b_min
+    for m in range(0, M):
+        p = tl.load(p_ptr + m * K + cols, mask=cmask, other=0.0)
+        q = tl.load(q_ptr + m * N + rows, mask=rmask, other=0.0)
+        sx = tl.load(sx_ptr + m * K + cols, mask=cmask, other=0.0)
+        sd = tl.load(sd_ptr + m * N + rows, mask=rmask, other=0.0)
+        up = (sd[:, None] * sx[None, :]) < 0
+        delta = tl.where(up, dw_up, dw_down)
+        gamma = tl.where(up, g_up, g_down)
+        sign = tl.where(up, 1.0, -1.0)
+        bl = tl.load(bl_ptr + m)
+        for t in range(0, BL_MAX):
+            slot = m * BL_MAX + t
+            fire_x = tl.rand(seed_x, slot * K + cols) < p
+            fire_d = tl.rand(seed_d, slot * N + rows) < q
+            hit = fire_d[:, None] & fire_x[None, :] & mask & (t < bl)
+            step = tl.maximum(delta * (1.0 + gamma * w), 0.0)
+            xi = tl.randn(seed_n, slot * N * K + offs)
+            if MULT_NOISE:
+                step = step * (1.0 + sigma * xi)
+            else:
+                step = tl.where(step > 0, step + add_sigma * xi, step)
+            w_new = tl.minimum(tl.maximum(w + sign * step, b_min), b_max)
+            w = tl.where(hit, w_new, w)
+    tl.store(out_ptr + offs, w, mask=mask)
+
+
+def pulsed_update_fwd(w: Tensor, p: Tensor, q: Tensor, sx: Tensor, sd: Tensor, bl: Tensor,
+                      device: LinearStep, t: DeviceTensors, seeds) -> Tensor:
+    """Launch the kernel on contiguous fp32 tensors; returns the new weights."""
+    N, K = w.shape
+    M = p.shape[0]
+    out = torch.empty_like(w)
+    block_n, block_k = 16, 16
+    if isinstance(device, LinearStep):
+        gamma_up, gamma_down = abs(device.gamma_up), abs(device.gamma_down)
+    else:
+        gamma_up = gamma_down = 0.0
+    grid = (triton.cdiv(N, block_n), triton.cdiv(K, block_k))
+    _pulsed_update_fwd_kernel[grid](
+        w, out, t.dw_up.contiguous(), t.dw_down.contiguous(), t.b_max.contiguous(), t.b_min.contiguous(),
+        p, q, sx, sd, bl, M, N, K, int(bl.max().item()) if M else 0, seeds[0], seeds[1], seeds[2],
+        float(gamma_up), float(gamma_down), float(device.dw_min_std), float(device.dw_min_std * device.dw_min),
+        MULT_NOISE=bool(device.mult_noise), BLOCK_N=block_n, BLOCK_K=block_k)
+    return out
+
+
+def pulsed_update(w: Tensor, x: Tensor, d: Tensor, lr: float, device: PulsedDevice, t: DeviceTensors, *,
+                  desired_bl: int = 31, update_management: bool = True, bl_management: bool = True,
+                  generator: Optional[torch.Generator] = None) -> Tensor:
+    """Same contract as :func:`aimc_lab.kernels.pulsed_update.reference.pulsed_update` (fp32)."""
+    check_update_args(w, x, d, lr, desired_bl)
+    if not isinstance(device, SUPPORTED):
+        raise NotImplementedError(f"the Triton pulsed update supports {[c.__name__ for c in SUPPORTED]}, "
+                                  f"not {type(device).__name__}; use the torch backend")
+    if w.dtype != torch.float32:
+        raise ValueError(f"the Triton pulsed update needs float32 weights, got {w.dtype}")
+    x = x.to(w.dtype)
+    d = d.to(w.dtype)
+    bl, p, q = pulse_train_factors(x, d, float(lr), device.dw_min, desired_bl, update_management, bl_management)
+    seeds = torch.randint(0, 2 ** 31 - 1, (3,), generator=generator, device=generator.device if generator
+                          is not None else "cpu").tolist()
+    return pulsed_update_fwd(w.contiguous(), p.contiguous(), q.contiguous(), torch.sign(x).contiguous(),
+                             torch.sign(d).contiguous(), bl.to(torch.int32).contiguous(), device, t, seeds)

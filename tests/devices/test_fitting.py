@@ -1,0 +1,33 @@
+"""Fitting a device model to a (synthetic) measured pulse response."""
+
+import pytest
+import torch
+
+from aimc_lab.devices import pulsed as P
+from aimc_lab.devices.fitting import fit_device, measurement_directions, synthetic_measurement
+
+
+def test_synthetic_protocol():
+    directions, weights = synthetic_measurement(P.SoftBounds(), seed=0, n_up=5, n_down=3, n_alternating=4)
+    assert directions.tolist() == [1, 1, 1, 1, 1, -1, -1, -1, 1, -1, 1, -1]
+    assert weights.shape == (13,)
+    assert measurement_directions().numel() == 600
+
+
+def test_fit_recovers_hidden_soft_bounds():
+    hidden = P.SoftBounds(dw_min=0.01, up_down=-0.3, w_max=0.9, w_min=-0.7, dw_min_std=0.2)
+    directions, measured = synthetic_measurement(hidden, seed=0)
+    result = fit_device(P.SoftBounds(), directions, measured)
+    for name in ("dw_min", "up_down", "w_max", "w_min"):
+        assert abs(result.params[name] / getattr(hidden, name) - 1) < 0.10, name
+    assert result.curve.shape == (601,) and result.residual.shape == (601,)
+    assert result.rms < 0.02
+    assert 0.1 < result.device.dw_min_std < 0.4  # estimated from the residuals (true 0.2)
+
+
+def test_fit_rejects_bad_input():
+    directions, measured = synthetic_measurement(P.SoftBounds(), seed=0, n_up=4, n_down=4, n_alternating=0)
+    with pytest.raises(ValueError, match="len"):
+        fit_device(P.SoftBounds(), directions, measured[:-1])
+    with pytest.raises(ValueError, match="no field"):
+        fit_device(P.SoftBounds(), directions, measured, fit=("nonsense",))

@@ -1,0 +1,147 @@
+"""Device models: per-pulse step formulas, bounds, symmetry point, validation, presets."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from aimc_lab.config import AnalogConfig, from_dict, to_dict
+from aimc_lab.devices import pulsed as P
+from aimc_lab.kernels.pulsed_update.reference import apply_pulse_counts
+
+NO_SPREAD = dict(dw_min_dtod=0.0, up_down_dtod=0.0, w_max_dtod=0.0, w_min_dtod=0.0, dw_min_std=0.0)
+
+
+def one_pulse(device, w, up):
+    """Apply exactly one noise-free pulse to devices at weights ``w`` (1-d)."""
+    n = w.numel()
+    t = P.DeviceTensors(torch.full((n,), device.dw_min * (1 + min(device.up_down, 0))),
+                        torch.full((n,), device.dw_min * (1 - max(device.up_down, 0))),
+                        torch.full((n,), device.w_max), torch.full((n,), device.w_min))
+    upm = torch.full((n,), up)
+    return apply_pulse_counts(w, torch.ones(n), upm, device, t, None, exact=True) - w, t
+
+
+W = torch.linspace(-0.5, 0.5, 11)
+
+
+@pytest.mark.parametrize("up", [True, False])
+def test_step_formulas(up):
+    d = 1.0 if up else -1.0
+    cs = P.ConstantStep(up_down=0.2, **NO_SPREAD)
+    dw, t = one_pulse(cs, W, up)
+    delta = t.dw_up if up else t.dw_down
+    torch.testing.assert_close(dw, d * delta)
+    assert abs(t.dw_up[0] - 0.001) < 1e-9 and abs(t.dw_down[0] - 0.0008) < 1e-9  # up_down > 0 shrinks down
+
+    ls = P.LinearStep(gamma_up=0.5, gamma_down=0.3, **NO_SPREAD)
+    dw, t = one_pulse(ls, W, up)
+    gamma = -0.5 / 0.6 if up else -0.3 / -0.6
+    torch.testing.assert_close(dw, d * 0.001 * (1 + gamma * W))
+
+    sb = P.SoftBounds(**NO_SPREAD)
+    dw, _ = one_pulse(sb, W, up)
+    torch.testing.assert_close(dw, d * 0.001 * (1 - W / (0.6 if up else -0.6)))
+
+    es = P.ExpStep(**NO_SPREAD)
+    dw, _ = one_pulse(es, W, up)
+    z = 2 * es.a * W / 1.2 + es.b
+    y = 1 - (es.A_up * torch.exp(es.gamma_up * z) if up else es.A_down * torch.exp(-es.gamma_down * z))
+    torch.testing.assert_close(dw, d * 0.001 * y.clamp(min=0))
+
+    ps = P.PowStep(pow_gamma=2.0, **NO_SPREAD)
+    dw, _ = one_pulse(ps, W, up)
+    omega = (0.6 - W) / 1.2
+    torch.testing.assert_close(dw, d * 0.001 * (omega ** 2 if up else (1 - omega) ** 2))
+
+    pw = P.PiecewiseStep(piecewise_up=(2.0, 1.0, 0.0), piecewise_down=(0.0, 1.0, 2.0), **NO_SPREAD)
+    dw, _ = one_pulse(pw, W, up)
+    pos = (W + 0.6) / 1.2 * 2  # in node units
+    expected = (2 - pos) if up else pos
+    torch.testing.assert_close(dw, d * 0.001 * expected, atol=1e-7, rtol=1e-5)
+
+
+@pytest.mark.parametrize("factory", [P.ConstantStep, P.LinearStep, P.SoftBounds, P.ExpStep, P.PowStep,
+                                     P.PiecewiseStep, *P.PRESETS.values()])
+def test_bounds_never_exceeded(factory):
+    device = factory() if factory in P.PRESETS.values() else factory(dw_min=0.05, dw_min_std=0.5)
+    idx, w = P.pulse_response(device, 120, 120, traces=16, seed=1)
+    array = P.DeviceArray(device, 16, 1, seed=1)
+    assert (w <= array.b_max + 1e-6).all() and (w >= array.b_min - 1e-6).all()
+    assert idx.shape == (241,) and w.shape == (16, 241)
+
+
+def test_soft_bounds_symmetry_point():
+    dev = P.SoftBounds(up_down=0.3, w_max=0.8, w_min=-0.5, **NO_SPREAD)
+    array = P.DeviceArray(dev, 2, 3, seed=0)
+    up, down = array.dw_up[0, 0].item(), array.dw_down[0, 0].item()
+    formula = (up - down) / (up / 0.8 - down / -0.5)
+    torch.testing.assert_close(array.symmetry_point(), torch.full((2, 3), formula), atol=1e-6, rtol=0)
+    # alternating up/down pulses park the device at the symmetry point
+    directions = torch.tensor([1.0, -1.0] * 3000)
+    from aimc_lab.kernels.pulsed_update.reference import apply_pulse_sequence
+    trace = apply_pulse_sequence(torch.tensor([0.3, -0.2]), directions, dev,
+                                 P.DeviceTensors(*(t.reshape(-1)[:2] for t in array.tensors)), None)
+    torch.testing.assert_close(trace[:, -1], torch.full((2,), formula), atol=2e-3, rtol=0)
+
+
+def test_reference_device_subtracts_symmetry_point():
+    dev = P.SoftBounds(up_down=0.3, subtract_symmetry_point=True)
+    array = P.DeviceArray(dev, 4, 5, seed=0)
+    torch.testing.assert_close(array.reference, array.symmetry_point())
+    torch.testing.assert_close(array.weights(), torch.zeros(4, 5), atol=1e-6, rtol=0)
+    target = torch.full((4, 5), 0.1)
+    array.set_weights(target)
+    torch.testing.assert_close(array.weights(), target)
+
+
+def test_dtod_drawn_once_and_reproducible():
+    dev = P.SoftBounds()
+    a, b = P.DeviceArray(dev, 8, 8, seed=3), P.DeviceArray(dev, 8, 8, seed=3)
+    for name in ("dw_up", "dw_down", "b_max", "b_min"):
+        assert torch.equal(getattr(a, name), getattr(b, name))
+    assert a.dw_up.std() > 0.1 * dev.dw_min
+
+
+def test_write_noise_decay_diffusion_reset():
+    dev = P.ConstantStep(write_noise_std=5.0, lifetime=10.0, diffusion=0.01, reset=0.1, **NO_SPREAD)
+    array = P.DeviceArray(dev, 6, 6, seed=0)
+    array.set_weights(torch.full((6, 6), 0.5))
+    g = torch.Generator().manual_seed(0)
+    new_w = array.w.clone()
+    new_w[0] += 0.01
+    array.commit(new_w, g)
+    assert (array.write_noise[0] != 0).all() and (array.write_noise[1:] == 0).all()
+    assert not torch.equal(array.read(), array.weights())
+    before = array.w.clone()
+    array.after_update(g)
+    assert (array.w - 0.1).abs().mean() < (before - 0.1).abs().mean()
+    array.reset_devices(generator=g)
+    torch.testing.assert_close(array.w, torch.full((6, 6), 0.1))
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(dw_min=-0.001), "dw_min"), (dict(w_min=0.6, w_max=0.6), "w_min"), (dict(w_min=1.0, w_max=0.5), "w_min"),
+    (dict(dw_min_std=-1.0), "dw_min_std"), (dict(up_down=2.0), "up_down"),
+])
+def test_bad_parameters_raise(kwargs, field):
+    with pytest.raises(ValueError, match=f"ConstantStep.{field}"):
+        P.ConstantStep(**kwargs)
+
+
+def test_bad_model_parameters_raise():
+    with pytest.raises(ValueError, match="PowStep.pow_gamma"):
+        P.PowStep(pow_gamma=0.0)
+    with pytest.raises(ValueError, match="PiecewiseStep.piecewise_up"):
+        P.PiecewiseStep(piecewise_up=(1.0,))
+    with pytest.raises(ValueError, match="LinearStep.gamma_up"):
+        P.LinearStep(gamma_up=-1.0)
+
+
+def test_presets_documented_and_serializable():
+    for name, factory in P.PRESETS.items():
+        device = factory()
+        assert factory.__doc__ and ("AIHWKIT" in factory.__doc__)
+        assert from_dict(None, to_dict(device)) == device
+    assert P.reram_sb().subtract_symmetry_point
+    assert P.reram_sb(dw_min=0.01).dw_min == 0.01
