@@ -1,7 +1,7 @@
 """Stochastic pulse-train update of one tile of pulsed devices (PHYSICS §4): the spec, pure torch.
 
 Target ΔW = −η·Σ_m d_m·x_mᵀ (d = gradient at the tile's output, x = its input, both per batch row).
-Batch rows are applied one after the other, as on the hardware. For row m:
+On the hardware batch rows are applied one after the other (see **Blocks** below). For row m:
 
 1. **Update management** (``update_management``): with x_max = max_j|x_mj|, d_max = max_i|d_mi|,
    A = sqrt(η/(dw_min·BL))·sqrt(x_max/d_max) (column factor, multiplies |d|) and
@@ -18,10 +18,21 @@ Batch rows are applied one after the other, as on the hardware. For row m:
    cycle-to-cycle noise per pulse and clipping to the bounds after each pulse.
 
 x_max and d_max are taken per batch row (AIHWKIT's documentation leaves this to the implementation);
-a row with x_max = 0 or d_max = 0 gives no pulses. The count matrix n = Dᵀ·X of one row ([N, BL] ·
-[BL, K] bit matrices) is the only [N, K] temporary besides the weights: memory is O(N·K + BL·(N + K)).
+a row with x_max = 0 or d_max = 0 gives no pulses.
 
-Applying n same-direction pulses:
+**Blocks (deviation from the row-by-row order, documented).** By default all rows of the batch form one
+block (``block_rows`` sets its size): the bits of all Σ_m BL_m slots are drawn at once and each device's
+coincidence counts come from matmuls (``block_pulse_counts``: total = Dᵀ·X and signed =
+(D ⊙ sign d)ᵀ·(X ⊙ sign x), [N, S]·[S, K], so n_down = (total + signed)/2, n_up = (total − signed)/2;
+bf16 matmuls in chunks of <= 256 slots, exact because the counts are integers <= 256). The n_up up and
+n_down down pulses are then applied once per block, uniformly interleaved (``apply_mixed_counts``). The
+random bits have exactly the spec's distribution; only the order of the pulses inside a block differs
+from the hardware's: for ConstantStep the update is identical in distribution except for devices that
+hit a bound inside the block (one clip at the end instead of after each pulse); for state-dependent
+models the interleaving is the even one. ``exact=True`` (or ``block_rows=1`` with the closed forms) is
+the row-by-row order of the hardware. Memory: O(N·K + chunk·(N + K)), never M×N×K×BL.
+
+Applying n same-direction pulses (``apply_pulse_counts``, used by transfers and ``exact``):
 
 * models with a closed form (ConstantStep, LinearStep, SoftBounds: s(w) = Δ·(1 + γ·w)) use the exact
   noise-free n-pulse map w_n = q^n·w + dΔ·(q^n − 1)/(q − 1), q = 1 + dΔγ, plus the sum of the n
@@ -45,10 +56,10 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from aimc_lab.devices.pulsed import DeviceTensors, Ideal, PulsedDevice
+from aimc_lab.devices.pulsed import ConstantStep, DeviceTensors, Ideal, PulsedDevice
 
-__all__ = ["pulsed_update", "apply_pulse_counts", "apply_pulse_sequence", "pulse_train_factors",
-           "check_update_args"]
+__all__ = ["pulsed_update", "apply_pulse_counts", "apply_mixed_counts", "block_pulse_counts",
+           "apply_pulse_sequence", "pulse_train_factors", "check_update_args"]
 
 
 def check_update_args(w: Tensor, x: Tensor, d: Tensor, lr: float, desired_bl: int) -> None:
@@ -157,22 +168,203 @@ def signed_counts_update(w: Tensor, counts: Tensor, device: PulsedDevice, t: Dev
     """
     if isinstance(device, Ideal):
         return _clip(w + counts * torch.where(counts > 0, t.dw_up, t.dw_down), t.b_max, t.b_min)
-    flat = counts.reshape(-1)
-    idx = flat.nonzero().squeeze(-1)
-    out = w.clone()
-    if idx.numel() == 0:
-        return out
-    out_flat = out.view(-1)
-    n = flat[idx].abs().to(w.dtype)
-    up = flat[idx] > 0
-    ti = DeviceTensors(*(v.reshape(-1)[idx] for v in t))
-    out_flat[idx] = apply_pulse_counts(out_flat[idx], n, up, device, ti, generator)
-    return out
+    counts = counts.to(w.dtype)
+    return _apply_mixed(w, counts.clamp(min=0), (-counts).clamp(min=0), device, t, generator, False)
+
+
+_COUNT_DTYPE: dict = {}
+
+
+def _count_dtype(dev: torch.device) -> torch.dtype:
+    """bfloat16 when a 0/±1 bf16 matmul with 256-term sums is exact here (fp32 accumulation), else fp32.
+
+    Integers up to 256 are exact in bf16, so a chunk of at most 256 slots gives exact counts; checked
+    once per device type (and 2x faster than fp32 on CPUs with avx512_bf16)."""
+    key = dev.type
+    if key not in _COUNT_DTYPE:
+        g = torch.Generator(device=dev).manual_seed(0)
+        a = torch.where(torch.rand(64, _BF16_SLOTS, generator=g, device=dev) < 0.9, 1.0, 0.0)
+        b = torch.where(torch.rand(_BF16_SLOTS, 48, generator=g, device=dev) < 0.9, 1.0, 0.0)
+        b[:, 0] = 1.0
+        a[0] = 1.0
+        try:
+            ok = torch.equal((a.bfloat16() @ b.bfloat16()).float(), a @ b)
+        except RuntimeError:  # pragma: no cover - no bf16 matmul on this device
+            ok = False
+        _COUNT_DTYPE[key] = torch.bfloat16 if ok else torch.float32
+    return _COUNT_DTYPE[key]
+
+
+_BF16_SLOTS = 256  # max slots per count matmul in bf16 (exact integer range of bf16)
+_FP32_SLOTS = 2048  # max slots per count matmul in fp32 (bounds the [slots, N + K] bit matrices)
+
+
+def block_pulse_counts(p: Tensor, q: Tensor, bl: Tensor, sx: Tensor, sd: Tensor,
+                       generator: Optional[torch.Generator], count_dtype: Optional[torch.dtype] = None):
+    """Coincidence counts of a block of rows: (n_up, n_down), both [N, K] float (exact integers).
+
+    p [R, K], q [R, N]: firing probabilities; bl [R]: slots per row; sx [R, K], sd [R, N]: signs of
+    x and d. All Σ_m bl[m] slots are drawn as bit matrices X [S, K] (row j fired in slot s) and
+    D [S, N], in chunks of at most 256 (bf16) / 2048 (fp32) slots, and
+    total = Dᵀ·X, signed = (D ⊙ sd)ᵀ·(X ⊙ sx) (two matmuls per chunk). A coincidence with
+    sign(x·d) > 0 is a down pulse, so n_down = (total + signed)/2, n_up = (total − signed)/2.
+    Memory: O(N·K + chunk·(N + K)).
+    """
+    total, signed = _slot_counts(p, q, bl, sx, sd, generator, count_dtype)
+    n_up = (total - signed).mul_(0.5)
+    return n_up, total.add_(signed).mul_(0.5)
+
+
+def _slot_counts(p, q, bl, sx, sd, generator, count_dtype=None):
+    """(total, signed) counts [N, K] in p's dtype (see :func:`block_pulse_counts`)."""
+    dev, dtype = p.device, p.dtype
+    count_dtype = count_dtype or _count_dtype(dev)
+    chunk = _BF16_SLOTS if count_dtype == torch.bfloat16 else _FP32_SLOTS
+    R, K = p.shape
+    N = q.shape[1]
+    slot_row = torch.repeat_interleave(torch.arange(R, device=dev), bl.to(dev))  # [S]
+    total = signed = None
+    zero = torch.zeros((), dtype=count_dtype, device=dev)
+    sx_c, sd_c = sx.to(count_dtype), sd.to(count_dtype)
+    one = torch.ones((), dtype=count_dtype, device=dev)
+    for s0 in range(0, slot_row.numel(), chunk):
+        r = slot_row[s0:s0 + chunk]
+        s = r.numel()
+        fire_x = torch.rand((s, K), generator=generator, dtype=dtype, device=dev) < p[r]
+        fire_d = torch.rand((s, N), generator=generator, dtype=dtype, device=dev) < q[r]
+        xb = torch.where(fire_x, one, zero)
+        db = torch.where(fire_d, one, zero)
+        c_tot = (db.t() @ xb).to(dtype)
+        c_sgn = (db.mul_(sd_c[r]).t() @ xb.mul_(sx_c[r])).to(dtype)
+        if total is None:
+            total, signed = c_tot, c_sgn
+        else:
+            total.add_(c_tot)
+            signed.add_(c_sgn)
+    if total is None:
+        total = torch.zeros(N, K, dtype=dtype, device=dev)
+        signed = torch.zeros_like(total)
+    return total, signed
+
+
+def apply_mixed_counts(w: Tensor, n_up: Tensor, n_down: Tensor, device: PulsedDevice, t: DeviceTensors,
+                       generator: Optional[torch.Generator], exact: bool = False) -> Tensor:
+    """Apply n_up up pulses and n_down down pulses per device (tensors of equal shape); returns new w.
+
+    The hardware interleaves the two directions in an order set by the random slots; here they are
+    applied **uniformly interleaved**:
+
+    * closed-form models (s^d(w) = Δ^d·(1 + γ^d·w)): one pulse is the affine map
+      w ↦ w*^d + (w − w*^d)·q^d (fixed point w*^d = −1/γ^d). We use the continuous-interleaving limit
+      w_new = e^β·w + α·(e^β − 1)/β with β = n⁺·ln q⁺ + n⁻·ln q⁻, α = n⁺·ln q⁺/γ⁺ + n⁻·ln q⁻/γ⁻
+      (q⁺ = 1 + Δ⁺γ⁺, q⁻ = 1 − Δ⁻γ⁻; ln q/γ → ±Δ for γ → 0). It equals the exact n-pulse map when
+      only one direction fires (so a block of one row is the per-row closed form) and the exact sum
+      Σ = n⁺Δ⁺ − n⁻Δ⁻ for ConstantStep. A direction whose unclamped step is negative at w (w beyond
+      its fixed point) is dropped (the clamped model does not move that way). Devices with a
+      repelling fixed point (q > 1; only degenerate bounds such as b_min > 0) use the pulse loop.
+      Cycle-to-cycle noise: one Gaussian, variance σ²·V·(e^{2β} − 1)/(2β) (noise injected
+      uniformly and contracted by the later pulses; V = Σ_d n^d·s^d(w)² multiplicative,
+      V = (n⁺ + n⁻)·dw_min² additive, steps taken at the start value), exact for ConstantStep.
+      Then one clip to the bounds (pulse-by-pulse clipping could differ only
+      for devices that reach a bound within the block);
+    * other models, or ``exact=True``: pulse by pulse, each device's sequence interleaved evenly
+      (Bresenham: pulse k of T = n⁺ + n⁻ is up when ⌊k·n⁺/T⌋ > ⌊(k − 1)·n⁺/T⌋), with per-pulse
+      noise and clipping.
+    """
+    return _apply_mixed(w, n_up.clone(), n_down.clone(), device, t, generator, exact)
+
+
+def _apply_mixed(w, n_up, n_down, device, t, generator, exact, touched=None):
+    """:func:`apply_mixed_counts` that may overwrite n_up/n_down; ``touched``: number of devices with
+    pulses, if known."""
+    shape = w.shape
+    w, n_up, n_down = w.reshape(-1), n_up.reshape(-1), n_down.reshape(-1)
+    ft = DeviceTensors(*(v.reshape(-1) for v in t))
+    if touched is None:
+        touched = int(((n_up > 0) | (n_down > 0)).sum())
+    if 4 * touched < w.numel():  # sparse: work on the touched devices only
+        idx = ((n_up > 0) | (n_down > 0)).nonzero().squeeze(-1)
+        out = w.clone()
+        if idx.numel():
+            out[idx] = _apply_mixed_flat(w[idx], n_up[idx], n_down[idx], device,
+                                         DeviceTensors(*(v[idx] for v in ft)), generator, exact)
+        return out.view(shape)
+    return _apply_mixed_flat(w, n_up, n_down, device, ft, generator, exact).view(shape)
+
+
+def _apply_mixed_flat(w, n_up, n_down, device, t, generator, exact):
+    sigma = device.dw_min_std
+    if isinstance(device, ConstantStep) and not exact:  # fast path, in place (Δ^d >= 0 already)
+        w_new = torch.addcmul(w, n_up, t.dw_up)
+        w_new.addcmul_(n_down, t.dw_down, value=-1.0)
+        if sigma > 0:
+            if device.mult_noise:
+                var = n_up.mul_(t.dw_up).mul_(t.dw_up).add_(n_down.mul_(t.dw_down).mul_(t.dw_down))
+            else:
+                var = (n_up * (t.dw_up > 0) + n_down * (t.dw_down > 0)).mul_(device.dw_min ** 2)
+            noise = torch.randn(w.shape, generator=generator, dtype=w.dtype, device=w.device)
+            w_new.addcmul_(var.sqrt_(), noise, value=sigma)
+        return torch.clamp(w_new, min=t.b_min, max=t.b_max, out=w_new)
+    if device.closed_form and not exact:
+        ones = torch.ones_like(w, dtype=torch.bool)
+        d_up, g_up = device.linear_coefficients(ones, t.dw_up, t.dw_down, t.b_max, t.b_min)
+        d_dn, g_dn = device.linear_coefficients(~ones, t.dw_up, t.dw_down, t.b_max, t.b_min)
+        s_up = d_up * (1 + g_up * w)
+        s_dn = d_dn * (1 + g_dn * w)
+        c_up, c_dn = d_up * g_up, -d_dn * g_dn  # q - 1 per direction
+        # a repelling fixed point (q > 1: only for degenerate bounds, e.g. b_min > 0) breaks the
+        # continuous limit: those devices go through the pulse loop below
+        loop = ((c_up > 0) & (n_up > 0)) | ((c_dn > 0) & (n_down > 0))
+        loop_idx = loop.nonzero().squeeze(-1) if bool(loop.any()) else None
+        if loop_idx is not None:
+            w_loop = _apply_mixed_flat(w[loop_idx], n_up[loop_idx], n_down[loop_idx], device,
+                                       DeviceTensors(*(v[loop_idx] for v in t)), generator, True)
+        # beyond a direction's fixed point (unclamped step < 0) the clamped model does not move that way
+        n_up = torch.where(s_up >= 0, n_up, torch.zeros_like(n_up))
+        n_down = torch.where(s_dn >= 0, n_down, torch.zeros_like(n_down))
+        s_up, s_dn = s_up.clamp(min=0), s_dn.clamp(min=0)
+        l_up, l_dn = torch.log1p(c_up), torch.log1p(c_dn)
+        a_up = d_up * _ratio(l_up, c_up)  # ln q⁺/γ⁺ → Δ⁺
+        a_dn = -d_dn * _ratio(l_dn, c_dn)  # ln q⁻/γ⁻ → −Δ⁻
+        beta = n_up * l_up + n_down * l_dn
+        alpha = n_up * a_up + n_down * a_dn
+        w_new = torch.exp(beta) * w + alpha * _ratio(torch.expm1(beta), beta)
+        if sigma > 0:
+            xi = torch.randn(w.shape, generator=generator, dtype=w.dtype, device=w.device)
+            if device.mult_noise:
+                var = n_up * s_up * s_up + n_down * s_dn * s_dn
+            else:
+                var = (n_up + n_down) * device.dw_min ** 2
+            # each pulse's noise is contracted by the later pulses: mean factor (e^{2β} − 1)/(2β)
+            var = var * _ratio(torch.expm1(2 * beta), 2 * beta)
+            w_new = w_new + sigma * var.clamp(min=0).sqrt() * xi
+        w_new = _clip(w_new, t.b_max, t.b_min)
+        if loop_idx is not None:
+            w_new[loop_idx] = w_loop
+        return w_new
+    w = w.clone()
+    total = n_up + n_down
+    n_max = int(total.max().item()) if total.numel() else 0
+    idx = torch.arange(w.numel(), device=w.device)
+    for k in range(1, n_max + 1):
+        idx = idx[total[idx] >= k]
+        tk, uk = total[idx], n_up[idx]
+        up = torch.floor(k * uk / tk) > torch.floor((k - 1) * uk / tk)
+        ti = DeviceTensors(*(v[idx] for v in t))
+        w[idx] = apply_pulse_counts(w[idx], torch.ones_like(tk), up, device, ti, generator, exact=True)
+    return w
+
+
+def _ratio(num: Tensor, den: Tensor) -> Tensor:
+    """num/den with the limit 1 where den → 0 (for log1p(c)/c and expm1(b)/b)."""
+    small = den.abs() < 1e-12
+    return torch.where(small, torch.ones_like(num), num / torch.where(small, torch.ones_like(den), den))
 
 
 def pulsed_update(w: Tensor, x: Tensor, d: Tensor, lr: float, device: PulsedDevice, t: DeviceTensors, *,
                   desired_bl: int = 31, update_management: bool = True, bl_management: bool = True,
-                  generator: Optional[torch.Generator] = None, exact: bool = False) -> Tensor:
+                  generator: Optional[torch.Generator] = None, exact: bool = False,
+                  block_rows: Optional[int] = None) -> Tensor:
     """Stochastic pulse-train update (module doc); returns the new hidden weights [N, K].
 
     Args:
@@ -181,32 +373,32 @@ def pulsed_update(w: Tensor, x: Tensor, d: Tensor, lr: float, device: PulsedDevi
         device, t: the device model and its per-device tensors (``DeviceArray.tensors``).
         desired_bl: maximal (and, without BL management, fixed) number of slots BL >= 1.
         generator: the only source of randomness.
-        exact: apply pulse by pulse for every model (slow; for tests of the closed form).
+        exact: row by row and pulse by pulse for every model (the hardware order; slow, for tests).
+        block_rows: rows whose counts are drawn together and applied at once (None: all rows, the
+            fast default; 1: row by row with the closed forms).
     """
     check_update_args(w, x, d, lr, desired_bl)
+    if block_rows is not None and (isinstance(block_rows, bool) or not isinstance(block_rows, int)
+                                   or block_rows < 1):
+        raise ValueError(f"block_rows = {block_rows!r} is invalid; allowed: None or an integer >= 1")
     x = x.to(w.dtype)
     d = d.to(w.dtype)
     if isinstance(device, Ideal):
         return _clip(w - lr * d.t() @ x, t.b_max, t.b_min)
     bl, p, q = pulse_train_factors(x, d, float(lr), device.dw_min, desired_bl, update_management, bl_management)
-    out = w.clone()
-    out_flat = out.view(-1)
-    flat_t = DeviceTensors(*(v.reshape(-1) for v in t))
+    rows = ((p.amax(dim=1) > 0) & (q.amax(dim=1) > 0)).nonzero().squeeze(-1)
+    if rows.numel() == 0:
+        return w.clone()
+    size = 1 if exact else (rows.numel() if block_rows is None else block_rows)
     sx, sd = torch.sign(x), torch.sign(d)
-    rows = ((p.amax(dim=1) > 0) & (q.amax(dim=1) > 0)).nonzero().squeeze(-1).tolist()
-    for m in rows:
-        slots = int(bl[m])
-        xbits = (torch.rand((slots, p.shape[1]), generator=generator, dtype=w.dtype, device=w.device)
-                 < p[m]).to(w.dtype)  # [BL, K]
-        dbits = (torch.rand((slots, q.shape[1]), generator=generator, dtype=w.dtype, device=w.device)
-                 < q[m]).to(w.dtype)  # [BL, N]
-        counts = dbits.t() @ xbits  # [N, K]
-        idx = counts.view(-1).nonzero().squeeze(-1)
-        if idx.numel() == 0:
+    out = w
+    for b0 in range(0, rows.numel(), size):
+        r = rows[b0:b0 + size]
+        total, signed = _slot_counts(p[r], q[r], bl[r], sx[r], sd[r], generator)
+        touched = int(torch.count_nonzero(total))
+        if touched == 0:
             continue
-        n_cols = counts.shape[1]
-        i, j = idx // n_cols, idx % n_cols
-        up = sd[m, i] * sx[m, j] < 0  # direction −sign(x·d)
-        ti = DeviceTensors(*(v[idx] for v in flat_t))
-        out_flat[idx] = apply_pulse_counts(out_flat[idx], counts.view(-1)[idx], up, device, ti, generator, exact)
-    return out
+        n_up = (total - signed).mul_(0.5)
+        n_down = total.add_(signed).mul_(0.5)
+        out = _apply_mixed(out, n_up, n_down, device, t, generator, exact, touched)
+    return out if out is not w else w.clone()

@@ -6,7 +6,9 @@ in order, exactly as the hardware does: in slot t, row j fires when ``rand(seed_
 program, so a row's bit is shared along the column as in the reference); a coincidence applies one
 pulse in direction −sign(x·d) with the model's step at the current weight, cycle-to-cycle noise from
 ``randn(seed_n, unique offset)`` and clipping to the bounds. Pulse-by-pulse, so it follows the spec
-without the reference's closed-form shortcut. The factors (BL, p, q) come from the reference's
+without the reference's closed-form shortcut and without its block reordering: it is the
+reference's ``exact=True`` (row-by-row) semantics; the reference's default block update agrees with it
+in distribution (tested). The factors (BL, p, q) come from the reference's
 ``pulse_train_factors`` (update and BL management).
 
 Supported models: ConstantStep, LinearStep, SoftBounds (s(w) = Δ^d·(1 + γ^d·w) clamped at >= 0);

@@ -6,7 +6,8 @@ import torch
 from aimc_lab.devices import pulsed as P
 from aimc_lab.kernels import backend
 from aimc_lab.kernels.pulsed_update import pulsed_update
-from aimc_lab.kernels.pulsed_update.reference import pulse_train_factors, pulsed_update as reference
+from aimc_lab.kernels.pulsed_update.reference import (apply_mixed_counts, block_pulse_counts, pulse_train_factors,
+                                                      pulsed_update as reference)
 
 NO_SPREAD = dict(dw_min_dtod=0.0, up_down_dtod=0.0, w_max_dtod=0.0, w_min_dtod=0.0)
 
@@ -20,14 +21,15 @@ def mean_update(device, x, d, lr, trials, seed=0, **kw):
     return acc / trials
 
 
-@pytest.mark.parametrize("um, blm", [(True, True), (False, False), (True, False)])
-def test_constant_step_mean_equals_sgd(um, blm):
+@pytest.mark.parametrize("um, blm, block_rows", [(True, True, None), (False, False, None), (True, False, None),
+                                                 (True, True, 1), (False, False, 2)])
+def test_constant_step_mean_equals_sgd(um, blm, block_rows):
     torch.manual_seed(0)
     device = P.ConstantStep(dw_min=0.001, dw_min_std=0.3, **NO_SPREAD)
     x = torch.rand(3, 12) * 0.9 + 0.1
     d = -(torch.rand(3, 10) * 0.09 + 0.01)  # all products of one sign: no cancellation between rows
     lr = 0.02  # keeps every firing probability below 1 (no saturation)
-    got = mean_update(device, x, d, lr, 400, update_management=um, bl_management=blm)
+    got = mean_update(device, x, d, lr, 400, update_management=um, bl_management=blm, block_rows=block_rows)
     target = -lr * d.t() @ x
     assert ((got - target).norm() / target.norm()) < 0.05
 
@@ -114,10 +116,11 @@ def test_triton_matches_reference_statistics():
     x = torch.rand(2, 14, generator=gen) * 0.8 + 0.2
     d = -(torch.rand(2, 18, generator=gen) * 0.08 + 0.02)
     dt, dr = [], []
-    for s in range(6):
-        kw = dict(desired_bl=12, bl_management=False)  # many slots: low variance of the mean
+    kw = dict(desired_bl=12, bl_management=False)  # many slots: low variance of the mean
+    for s in range(8):
         dt.append(triton_impl.pulsed_update(array.w, x, d, 0.1, device, array.tensors,
                                             generator=torch.Generator().manual_seed(s), **kw) - array.w)
+    for s in range(40):  # the reference is cheap: more samples
         dr.append(reference(array.w, x, d, 0.1, device, array.tensors,
                             generator=torch.Generator().manual_seed(100 + s), **kw) - array.w)
     dt, dr = torch.stack(dt), torch.stack(dr)
@@ -134,3 +137,84 @@ def test_triton_matches_reference_statistics():
         es = P.ExpStep()
         arr2 = P.DeviceArray(es, 4, 3, seed=0)
         pulsed_update(arr2.w, torch.ones(1, 3), torch.ones(1, 4), 0.1, es, arr2.tensors)
+
+
+def test_block_counts_bf16_exact_and_chunked(monkeypatch):
+    """bf16 count matmuls (chunks of <= 256 slots) give the same integers as fp32, also for > 256 slots."""
+    from aimc_lab.kernels.pulsed_update import reference as ref_mod
+
+    monkeypatch.setattr(ref_mod, "_FP32_SLOTS", ref_mod._BF16_SLOTS)  # same chunks: same random stream
+    g = torch.Generator().manual_seed(0)
+    p, q = torch.rand(3, 40, generator=g), torch.rand(3, 30, generator=g)
+    sx, sd = torch.sign(torch.randn(3, 40, generator=g)), torch.sign(torch.randn(3, 30, generator=g))
+    bl = torch.tensor([300, 5, 200])  # one row alone exceeds a bf16 chunk
+    a = block_pulse_counts(p, q, bl, sx, sd, torch.Generator().manual_seed(1), torch.bfloat16)
+    b = block_pulse_counts(p, q, bl, sx, sd, torch.Generator().manual_seed(1), torch.float32)
+    for u, v in zip(a, b):
+        assert torch.equal(u, v) and torch.equal(u, u.round())
+    n_up, n_down = a
+    assert (n_up + n_down).max() > 256  # beyond bf16's exact range, still exact
+    # expectation: E[n_up + n_down] = Σ_m bl·q_i·p_j; direction from the signs
+    expected = (bl[:, None, None] * q[:, :, None] * p[:, None, :]).sum(0)
+    assert ((n_up + n_down - expected).abs() <= 6 * expected.sqrt() + 3).all()
+    single = block_pulse_counts(p[:1], q[:1], bl[:1], sx[:1], sd[:1], g)
+    up_dir = (sd[0][:, None] * sx[0][None, :]) < 0
+    assert (single[1][up_dir] == 0).all() and (single[0][~up_dir] == 0).all()
+
+
+def test_mixed_counts_constant_step_exact_sum():
+    device = P.ConstantStep(dw_min=0.01, dw_min_std=0.0, up_down=0.2)
+    array = P.DeviceArray(device, 6, 5, seed=0)
+    g = torch.Generator().manual_seed(0)
+    n_up, n_down = torch.randint(0, 5, (6, 5), generator=g).float(), torch.randint(0, 5, (6, 5), generator=g).float()
+    got = apply_mixed_counts(array.w, n_up, n_down, device, array.tensors, None)
+    torch.testing.assert_close(got, array.clip(array.w + n_up * array.dw_up - n_down * array.dw_down))
+    slow = apply_mixed_counts(array.w, n_up, n_down, device, array.tensors, None, exact=True)
+    torch.testing.assert_close(got, slow)
+
+
+@pytest.mark.parametrize("device", [P.SoftBounds(dw_min=0.01, up_down=0.2, dw_min_std=0.3),
+                                    P.LinearStep(dw_min=0.01, gamma_up=0.5, gamma_down=0.8, dw_min_std=0.3,
+                                                 mult_noise=False)])
+def test_mixed_closed_form_matches_interleaved_loop(device):
+    """Interleaved up+down pulses: the closed form (continuous interleaving) vs the evenly interleaved
+    pulse loop; noise-free means agree closely, the noise spreads within 10 %."""
+    import dataclasses
+
+    array = P.DeviceArray(device, 64, 64, seed=0)
+    g = torch.Generator().manual_seed(0)
+    array.set_weights(torch.rand(64, 64, generator=g) - 0.5)
+    n_up = torch.randint(0, 30, (64, 64), generator=g).float()
+    n_down = torch.randint(0, 30, (64, 64), generator=g).float()
+    quiet = dataclasses.replace(device, dw_min_std=0.0)
+    fast0 = apply_mixed_counts(array.w, n_up, n_down, quiet, array.tensors, None) - array.w
+    slow0 = apply_mixed_counts(array.w, n_up, n_down, quiet, array.tensors, None, exact=True) - array.w
+    assert (fast0 - slow0).abs().mean() < 0.05 * slow0.abs().mean()  # only near the bounds (clip order)
+    assert (fast0 - slow0).abs().max() < 0.1 * slow0.abs().max()
+    fast = torch.stack([apply_mixed_counts(array.w, n_up, n_down, device, array.tensors, g) - array.w - fast0
+                        for _ in range(5)])
+    slow = torch.stack([apply_mixed_counts(array.w, n_up, n_down, device, array.tensors, g, exact=True)
+                        - array.w - slow0 for _ in range(5)])
+    assert abs(fast.std() / slow.std() - 1) < 0.1
+
+
+@pytest.mark.parametrize("device", [P.SoftBounds(dw_min=0.01, up_down=0.2, dw_min_std=0.3),
+                                    P.ExpStep(dw_min=0.01, dw_min_std=0.3)])
+def test_block_update_matches_row_by_row(device):
+    """The default block update (all rows at once) agrees with the hardware order (exact, row by row)."""
+    array = P.DeviceArray(device, 24, 24, seed=0)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(16, 24, generator=gen) * 2 - 1
+    d = torch.randn(16, 24, generator=gen) * 0.05
+    g = torch.Generator().manual_seed(1)
+    block = torch.stack([reference(array.w, x, d, 0.1, device, array.tensors, generator=g) - array.w
+                         for _ in range(40)])
+    exact = torch.stack([reference(array.w, x, d, 0.1, device, array.tensors, generator=g, exact=True) - array.w
+                         for _ in range(40)])
+    # per-device means agree within their sampling error (mean z² ≈ 1 when the distributions agree)
+    z2 = (block.mean(0) - exact.mean(0)) ** 2 / ((block.var(0) + exact.var(0)) / 40).clamp(min=1e-12)
+    assert z2.mean() < 1.5
+    assert (block.mean() - exact.mean()).abs() < 0.05 * exact.mean(0).abs().mean()
+    assert abs(block.std() / exact.std() - 1) < 0.05
+    with pytest.raises(ValueError, match="block_rows"):
+        reference(array.w, x, d, 0.1, device, array.tensors, block_rows=0)
