@@ -23,11 +23,12 @@ from aimc_lab.convert import (analog_summary, analog_tiles, convert_to_analog, c
 from aimc_lab.nn import (AnalogConv1d, AnalogConv2d, AnalogGRU, AnalogGRUCell, AnalogLinear, AnalogLSTM,
                          AnalogLSTMCell, AnalogRNN, AnalogRNNCell, AnalogSequential)
 from aimc_lab.tile import AnalogTile
+from aimc_lab import devices, train  # noqa: E402  (subpackages, imported after the core they use)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "config", "data", "presets", "backend", "analog_mvm",
+    "config", "data", "presets", "devices", "train", "backend", "analog_mvm",
     "AnalogConfig", "IOParameters", "MappingParameters", "NoiseModelParameters", "DriftCompensationParameters",
     "WeightModifierParameters", "ClipParameters", "RemapParameters", "InputRangeParameters",
     "NoiseModel", "PCMLikeNoise", "DriftCompensation", "GlobalDriftCompensation", "PerColumnDriftCompensation",

@@ -1,0 +1,175 @@
+"""Hardware-aware training (PHYSICS §3) with any torch optimizer.
+
+The forward-time parts of hardware-aware training live in the tile: weight-noise injection
+(``config.modifier``, drawn once per forward in training mode, gradients to the clean weights), the
+noisy MVM with straight-through gradients, and the learned input range. This module adds the
+*post-step* parts, applied per tile according to that tile's own config after every optimizer step:
+
+1. **Clipping** (``config.clip``), on the tile weights W (tile units, |w| <= 1 ↔ g_max):
+   ``fixed``: W ← clip(W, −c, c) with c = ``fixed_value``;
+   ``layer_gaussian``: W ← clip(W, −κ·std(W), κ·std(W)) with κ = ``sigma`` and std over the layer.
+2. **Remapping** (``config.remap``): ``layer``: W ← W / max|W|; ``channelwise``: each output row
+   W_i ← W_i / max_j|W_ij|; the factor moves into the digital ``out_scale`` so the logical weights
+   ``get_weights()`` = W·out_scale are unchanged (:meth:`aimc_lab.tile.AnalogTile.remap`).
+
+Clipping runs before remapping (AIHWKIT's order), so after a step the tile weights satisfy
+max|W| = 1 (per layer or column) and outliers beyond the clip value are cut first. Note what this
+means for the standard preset (fixed clip at 1 plus remapping): the tile weights can never exceed 1,
+so the logical weights W·out_scale can only grow through the digital output scales: keep
+``mapping.learn_out_scaling = True`` (as ``presets.standard_hwa`` does); remapping then only scales
+shrinking weights back up to the full conductance range. The optimizer's state (momenta, Adam
+moments) is left in the old tile units after a remap; this matches AIHWKIT and is harmless in
+practice because the rescale per step is tiny once training settles.
+
+Usage::
+
+    model = convert_to_analog(net, presets.standard_hwa(modifier_std=0.02))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    attach_hwa(opt, model)          # clip + remap after each opt.step()
+    ...                             # or: losses = hwa_train(model, loader, epochs=5)
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Callable, Iterable, List, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from aimc_lab.tile import AnalogTile
+
+__all__ = ["attach_hwa", "detach_hwa", "clip_tile", "clip_weights", "remap_weights", "hwa_train"]
+
+# optimizer -> (model, hook handle): one HWA hook per optimizer
+_ATTACHED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _tiles(model: nn.Module) -> List[AnalogTile]:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    return [m for m in model.modules() if isinstance(m, AnalogTile)]
+
+
+@torch.no_grad()
+def clip_tile(tile: AnalogTile) -> None:
+    """Apply ``tile.config.clip`` to the tile weights in place (see the module docstring)."""
+    clip = tile.config.clip
+    if clip.kind == "none":
+        return
+    w = tile.weight
+    if clip.kind == "fixed":
+        bound = torch.as_tensor(clip.fixed_value, dtype=w.dtype, device=w.device)
+    else:  # layer_gaussian
+        bound = clip.sigma * w.std()
+    w.copy_(torch.maximum(torch.minimum(w, bound), -bound))
+
+
+@torch.no_grad()
+def clip_weights(model: nn.Module) -> nn.Module:
+    """Clip the weights of every analog tile in ``model`` by its config (by hand, e.g. after loading)."""
+    for tile in _tiles(model):
+        clip_tile(tile)
+    return model
+
+
+@torch.no_grad()
+def remap_weights(model: nn.Module) -> nn.Module:
+    """Remap every analog tile in ``model`` by its ``config.remap.kind`` (logical weights unchanged)."""
+    for tile in _tiles(model):
+        tile.remap(tile.config.remap.kind)
+    return model
+
+
+def _post_step(model: nn.Module) -> None:
+    for tile in _tiles(model):
+        clip_tile(tile)
+        tile.remap(tile.config.remap.kind)
+
+
+def attach_hwa(optimizer: torch.optim.Optimizer, model: nn.Module):
+    """Register a step post-hook on ``optimizer`` that clips, then remaps, every analog tile of
+    ``model`` after each ``optimizer.step()``. Attaching twice to the same optimizer replaces the
+    earlier hook. Returns the hook handle (``handle.remove()`` or :func:`detach_hwa` to undo)."""
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    if not _tiles(model):
+        raise ValueError("the model has no analog tiles: convert it first (aimc_lab.convert_to_analog)")
+    detach_hwa(optimizer)
+    model_ref = weakref.ref(model)
+
+    def hook(opt, args, kwargs) -> None:
+        m = model_ref()
+        if m is not None:
+            _post_step(m)
+
+    handle = optimizer.register_step_post_hook(hook)
+    _ATTACHED[optimizer] = handle
+    return handle
+
+
+def detach_hwa(optimizer: torch.optim.Optimizer) -> bool:
+    """Remove the HWA hook of ``optimizer``; True if there was one."""
+    handle = _ATTACHED.pop(optimizer, None)
+    if handle is None:
+        return False
+    handle.remove()
+    return True
+
+
+def _batches(loader) -> Iterable[Tuple[Tensor, Tensor]]:
+    if isinstance(loader, (tuple, list)) and len(loader) == 2 and isinstance(loader[0], Tensor):
+        return [tuple(loader)]
+    return loader
+
+
+def hwa_train(model: nn.Module, loader, epochs: int = 1, optimizer: Optional[torch.optim.Optimizer] = None,
+              lr: float = 1e-3, loss: Optional[Callable[[Tensor, Tensor], Tensor]] = None,
+              progress: bool = False) -> List[float]:
+    """Train ``model`` hardware-aware for ``epochs`` passes over ``loader`` (batches ``(x, y)``, or one
+    ``(x, y)`` pair); returns the mean training loss per epoch.
+
+    ``optimizer`` defaults to ``torch.optim.Adam(model.parameters(), lr)``; the HWA post-step hook
+    (:func:`attach_hwa`) is attached for the run if the optimizer has none, and removed afterwards.
+    ``loss`` defaults to cross-entropy. The model is left in eval mode.
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs = {epochs!r} is invalid; allowed: an integer >= 1")
+    if optimizer is None:
+        if not lr > 0:
+            raise ValueError(f"lr = {lr!r} is invalid; allowed: > 0")
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = loss or nn.functional.cross_entropy
+    attached_here = optimizer not in _ATTACHED
+    if attached_here:
+        attach_hwa(optimizer, model)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=epochs, desc="HWA training")
+    losses = []
+    try:
+        for _ in range(epochs):
+            model.train()
+            total, count = 0.0, 0
+            for x, y in _batches(loader):
+                optimizer.zero_grad()
+                value = loss_fn(model(x), y)
+                value.backward()
+                optimizer.step()
+                total += float(value.detach()) * len(y)
+                count += len(y)
+            if count == 0:
+                raise ValueError("hwa_train: the loader gave no batches")
+            losses.append(total / count)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=losses[-1])
+    finally:
+        if bar is not None:
+            bar.close()
+        if attached_here:
+            detach_hwa(optimizer)
+        model.eval()
+    return losses
