@@ -1,0 +1,110 @@
+"""Speed of the analog layers on the CPU, against plain torch in the same run.
+
+1. Forward of a 512×512 layer, batch 1024: ``nn.Linear`` (the floor), AnalogLinear with the standard
+   preset (noisy MVM, IR drop, PCM read noise, input range, no bound management) and with the library
+   defaults (iterative bound management on), all in ``torch.no_grad``.
+2. One hardware-aware training step (forward, backward, Adam step, post-step clip/remap) of a
+   LeNet-style CNN on 28×28 inputs, batch 64: digital vs converted to analog with the standard preset.
+
+Protocol: warm-up, then the median of ``--repeats`` timed runs; ratio = median / same-run baseline.
+
+    python benchmarks/bench_tile.py [--repeats 30] [--threads 2] [--csv out.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import pandas as pd
+import torch
+from torch import nn
+
+from aimc_lab import presets
+from aimc_lab.convert import convert_to_analog
+from aimc_lab.kernels import backend
+from aimc_lab.nn import AnalogLinear
+from aimc_lab.train.hwa import attach_hwa
+
+
+def median_ms(fn, repeats: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def lenet() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 5), nn.Tanh(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 5), nn.Tanh(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(32 * 4 * 4, 128), nn.Tanh(), nn.Linear(128, 10))
+
+
+def forward_rows(repeats: int):
+    torch.manual_seed(0)
+    x = torch.rand(1024, 512)
+    linear = nn.Linear(512, 512)
+    rows = []
+    with torch.no_grad():
+        base = median_ms(lambda: linear(x), repeats)
+        rows.append(("forward 512x512, batch 1024", "nn.Linear", base, 1.0))
+        for name, cfg in (("AnalogLinear, standard preset", presets.standard_hwa()),
+                          ("AnalogLinear, library defaults (bound mgmt)", presets.library_defaults())):
+            layer = AnalogLinear(512, 512, config=cfg)
+            layer.set_weights(linear.weight, linear.bias)
+            layer.eval()
+            ms = median_ms(lambda: layer(x), repeats)
+            rows.append(("forward 512x512, batch 1024", name, ms, ms / base))
+    return rows
+
+
+def training_rows(repeats: int):
+    torch.manual_seed(0)
+    x = torch.rand(64, 1, 28, 28)
+    y = torch.randint(0, 10, (64,))
+    digital = lenet()
+    analog = convert_to_analog(lenet(), presets.standard_hwa(modifier_std=0.05))
+    loss_fn = nn.CrossEntropyLoss()
+    rows = []
+
+    def stepper(model, hwa):
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        if hwa:
+            attach_hwa(opt, model)
+
+        def step():
+            opt.zero_grad()
+            loss_fn(model(x), y).backward()
+            opt.step()
+        return step
+
+    base = median_ms(stepper(digital, False), repeats)
+    rows.append(("train step LeNet, batch 64", "digital", base, 1.0))
+    ms = median_ms(stepper(analog, True), repeats)
+    rows.append(("train step LeNet, batch 64", "hardware-aware, standard preset", ms, ms / base))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--csv", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = forward_rows(args.repeats) + training_rows(args.repeats)
+    table = pd.DataFrame(rows, columns=["benchmark", "provider", "median_ms", "ratio"])
+    print(f"backend: {backend.active(torch.device('cpu'))}, torch threads: {torch.get_num_threads()}")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+
+
+if __name__ == "__main__":
+    main()
