@@ -29,7 +29,9 @@ from aimc_lab.config import AnalogConfig
 from aimc_lab.devices import make_noise_model
 from aimc_lab.devices.base import NoiseModel, check_time, conductances_to_weights
 from aimc_lab.devices.compensation import DriftCompensation, make_compensation
+from aimc_lab.devices.pcm import PCMLikeNoise
 from aimc_lab.kernels import analog_mvm
+from aimc_lab.kernels.pcm_noise import pcm_at_time, pcm_program
 from aimc_lab.kernels.weight_modifier import weight_modifier
 
 __all__ = ["AnalogTile", "make_tile", "InputRangeFunction"]
@@ -244,14 +246,25 @@ class AnalogTile(nn.Module):
             self.map_scale[s] = scale
             self.g_target_pos[:, lo:hi] = (scale * ws).clamp(0, nm.g_max)
             self.g_target_neg[:, lo:hi] = (-scale * ws).clamp(0, nm.g_max)
-        for sign in ("pos", "neg"):
-            target = getattr(self, f"g_target_{sign}")
-            getattr(self, f"g_prog_{sign}").copy_(nm.programming_noise(target, generator))
-            getattr(self, f"nu_{sign}").copy_(nm.drift_exponents(target, generator))
+        if self._fused_pcm():
+            g_prog, nu = pcm_program(torch.stack((self.g_target_pos, self.g_target_neg)), nm.params, generator)
+            self.g_prog_pos.copy_(g_prog[0]), self.g_prog_neg.copy_(g_prog[1])
+            self.nu_pos.copy_(nu[0]), self.nu_neg.copy_(nu[1])
+        else:
+            for sign in ("pos", "neg"):
+                target = getattr(self, f"g_target_{sign}")
+                getattr(self, f"g_prog_{sign}").copy_(nm.programming_noise(target, generator))
+                getattr(self, f"nu_{sign}").copy_(nm.drift_exponents(target, generator))
         self.programmed.fill_(True)
         self.drift_ref.copy_(self.compensation.reference(self._readout(self._weights_from(
             self.g_prog_pos, self.g_prog_neg))))
         self.drift(0.0, generator)
+
+    def _fused_pcm(self) -> bool:
+        """The library's PCM model itself (not a user subclass with its own hooks) goes through
+        :mod:`aimc_lab.kernels.pcm_noise`: G⁺ and G⁻ of the tile in one element-wise pass (a Triton
+        kernel on CUDA, the torch reference otherwise)."""
+        return type(self.noise_model) is PCMLikeNoise
 
     def _weights_from(self, g_pos: Tensor, g_neg: Tensor) -> Tensor:
         scale_cols = self.map_scale[self.slice_index]  # [K]
@@ -264,8 +277,12 @@ class AnalogTile(nn.Module):
         if not bool(self.programmed):
             raise RuntimeError("drift() needs a programmed tile: call program() first")
         nm = self.noise_model
-        g_pos = nm.at_time(self.g_prog_pos, self.nu_pos, self.g_target_pos, t, generator)
-        g_neg = nm.at_time(self.g_prog_neg, self.nu_neg, self.g_target_neg, t, generator)
+        if self._fused_pcm():
+            g_pos, g_neg = pcm_at_time(torch.stack((self.g_prog_pos, self.g_prog_neg)),
+                                       torch.stack((self.nu_pos, self.nu_neg)), t, nm.params, generator)
+        else:
+            g_pos = nm.at_time(self.g_prog_pos, self.nu_pos, self.g_target_pos, t, generator)
+            g_neg = nm.at_time(self.g_prog_neg, self.nu_neg, self.g_target_neg, t, generator)
         self.w_read.copy_(self._weights_from(g_pos, g_neg))
         self.t_inference.fill_(t)
         if self.config.drift_compensation.kind != "none":

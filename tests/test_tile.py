@@ -139,3 +139,41 @@ def test_standard_preset_forward_backward():
     y.sum().backward()
     assert t.weight.grad is not None and t.input_range.grad is not None and t.out_scale.grad is not None
     assert int(t.input_range_batches) == 1
+
+
+def test_pcm_tile_programs_and_drifts_through_the_pcm_kernels():
+    """The library's PCM model runs G+ and G- through aimc_lab.kernels.pcm_noise in one call each:
+    same generator state, same conductances as the kernel entry points on the stacked arrays."""
+    from aimc_lab.kernels.pcm_noise import pcm_at_time, pcm_program
+
+    t = tile(N=7, K=9, noise_model=NoiseModelParameters(kind="pcm"))
+    t.set_weights(torch.randn(7, 9, generator=torch.Generator().manual_seed(3)))
+    t.program(torch.Generator().manual_seed(11))
+    targets = torch.stack((t.g_target_pos, t.g_target_neg))
+    g_prog, nu = pcm_program(targets, t.noise_model.params, torch.Generator().manual_seed(11))
+    torch.testing.assert_close(t.g_prog_pos, g_prog[0])
+    torch.testing.assert_close(t.nu_neg, nu[1])
+    t.drift(3600.0, torch.Generator().manual_seed(5))
+    g = pcm_at_time(g_prog, nu, 3600.0, t.noise_model.params, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(t.w_read, (g[0] - g[1]) / t.map_scale[t.slice_index])
+
+
+def test_user_pcm_subclass_keeps_its_own_hooks():
+    from aimc_lab.devices.pcm import PCMLikeNoise
+
+    class Noiseless(PCMLikeNoise):
+        def programming_noise(self, g_target, generator):
+            return g_target.clone()
+
+        def drift_exponents(self, g_target, generator):
+            return torch.zeros_like(g_target)
+
+        def at_time(self, g_prog, nu, g_target, t_inference, generator):
+            return g_prog.clone()
+
+    t = AnalogTile(4, 6, AnalogConfig(forward=IOParameters(is_perfect=True)), noise_model=Noiseless())
+    w = torch.randn(4, 6, generator=torch.Generator().manual_seed(0))
+    t.set_weights(w)
+    t.program(torch.Generator().manual_seed(1))
+    t.drift(1e6)
+    torch.testing.assert_close(t.w_read, t.weight.detach())
