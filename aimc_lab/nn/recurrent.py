@@ -135,16 +135,17 @@ def _cell_state(cell: nn.Module, h: Optional[Tensor], x: Tensor, unbatched: bool
 # ---------------------------------------------------------------------------------------------
 
 
-class AnalogRNNCell(nn.Module):
-    """h' = act(W_ih x + b_ih + W_hh h + b_hh), act = tanh or relu (as ``nn.RNNCell``)."""
+class _AnalogCell(nn.Module):
+    """What every analog cell shares: the input tile W_ih [G·H, I] and hidden tile W_hh [G·H, H] with
+    digital biases, weights in ``nn.*Cell`` layout, and ``forward`` for cells with one state tensor.
+    Subclasses set ``GATES`` (G) and implement ``step``."""
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh",
+    GATES = 1
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
                  config: Optional[AnalogConfig] = None, **tile_kwargs) -> None:
         super().__init__()
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"AnalogRNNCell: nonlinearity = {nonlinearity!r} is invalid; allowed: 'tanh', 'relu'")
-        self.nonlinearity = nonlinearity
-        _build_cell(self, 1, input_size, hidden_size, bias, config, tile_kwargs)
+        _build_cell(self, self.GATES, input_size, hidden_size, bias, config, tile_kwargs)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -152,21 +153,19 @@ class AnalogRNNCell(nn.Module):
 
     def set_weights(self, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Optional[Tensor] = None,
                     bias_hh: Optional[Tensor] = None) -> None:
-        """weight_ih [H, I], weight_hh [H, H], biases [H] (as ``nn.RNNCell``)."""
+        """weight_ih [G·H, I], weight_hh [G·H, H], biases [G·H] (as the matching ``nn.*Cell``)."""
         _set_cell_weights(self, weight_ih, weight_hh, bias_ih, bias_hh)
 
     def get_weights(self):
-        """(weight_ih [H, I], weight_hh [H, H], bias_ih [H] or None, bias_hh [H] or None)."""
+        """(weight_ih [G·H, I], weight_hh [G·H, H], bias_ih [G·H] or None, bias_hh [G·H] or None)."""
         return _get_cell_weights(self)
 
     def input_part(self, x: Tensor) -> Tensor:
-        """W_ih x + b_ih: [M, I] -> [M, H]."""
+        """W_ih x + b_ih: [M, I] -> [M, G·H]."""
         return _affine(self.tile_ih, self.bias_ih, x)
 
     def step(self, gi: Tensor, state: State) -> State:
-        """One step from the input part gi [B, H] and state (h [B, H],)."""
-        z = gi + _affine(self.tile_hh, self.bias_hh, state[0])
-        return (torch.tanh(z) if self.nonlinearity == "tanh" else torch.relu(z),)
+        raise NotImplementedError
 
     def forward(self, x: Tensor, hx: Optional[Tensor] = None) -> Tensor:
         """x [B, I] (or [I]), hx [B, H] -> h' [B, H]."""
@@ -177,34 +176,34 @@ class AnalogRNNCell(nn.Module):
         return h_new.squeeze(0) if unbatched else h_new
 
     def extra_repr(self) -> str:
-        return (f"{self.input_size}, {self.hidden_size}, bias={self.bias_ih is not None}, "
-                f"nonlinearity={self.nonlinearity!r}")
+        return f"{self.input_size}, {self.hidden_size}, bias={self.bias_ih is not None}"
 
 
-class AnalogLSTMCell(nn.Module):
+class AnalogRNNCell(_AnalogCell):
+    """h' = act(W_ih x + b_ih + W_hh h + b_hh), act = tanh or relu (as ``nn.RNNCell``)."""
+
+    GATES = 1
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh",
+                 config: Optional[AnalogConfig] = None, **tile_kwargs) -> None:
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"AnalogRNNCell: nonlinearity = {nonlinearity!r} is invalid; allowed: 'tanh', 'relu'")
+        super().__init__(input_size, hidden_size, bias, config, **tile_kwargs)
+        self.nonlinearity = nonlinearity
+
+    def step(self, gi: Tensor, state: State) -> State:
+        """One step from the input part gi [B, H] and state (h [B, H],)."""
+        z = gi + _affine(self.tile_hh, self.bias_hh, state[0])
+        return (torch.tanh(z) if self.nonlinearity == "tanh" else torch.relu(z),)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, nonlinearity={self.nonlinearity!r}"
+
+
+class AnalogLSTMCell(_AnalogCell):
     """``nn.LSTMCell`` with gates (i, f, g, o) from two analog tiles."""
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
-                 config: Optional[AnalogConfig] = None, **tile_kwargs) -> None:
-        super().__init__()
-        _build_cell(self, 4, input_size, hidden_size, bias, config, tile_kwargs)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        _reset_cell(self)
-
-    def set_weights(self, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Optional[Tensor] = None,
-                    bias_hh: Optional[Tensor] = None) -> None:
-        """weight_ih [4H, I], weight_hh [4H, H], biases [4H] (as ``nn.LSTMCell``)."""
-        _set_cell_weights(self, weight_ih, weight_hh, bias_ih, bias_hh)
-
-    def get_weights(self):
-        """(weight_ih [4H, I], weight_hh [4H, H], bias_ih [4H] or None, bias_hh [4H] or None)."""
-        return _get_cell_weights(self)
-
-    def input_part(self, x: Tensor) -> Tensor:
-        """W_ih x + b_ih: [M, I] -> [M, 4H]."""
-        return _affine(self.tile_ih, self.bias_ih, x)
+    GATES = 4
 
     def step(self, gi: Tensor, state: State) -> State:
         """One step from gi [B, 4H] and state (h [B, H], c [B, H]) -> (h', c')."""
@@ -225,34 +224,11 @@ class AnalogLSTMCell(nn.Module):
         h_new, c_new = self.step(self.input_part(x2), (h, c))
         return (h_new.squeeze(0), c_new.squeeze(0)) if unbatched else (h_new, c_new)
 
-    def extra_repr(self) -> str:
-        return f"{self.input_size}, {self.hidden_size}, bias={self.bias_ih is not None}"
 
-
-class AnalogGRUCell(nn.Module):
+class AnalogGRUCell(_AnalogCell):
     """``nn.GRUCell`` with gates (r, z, n) from two analog tiles."""
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
-                 config: Optional[AnalogConfig] = None, **tile_kwargs) -> None:
-        super().__init__()
-        _build_cell(self, 3, input_size, hidden_size, bias, config, tile_kwargs)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        _reset_cell(self)
-
-    def set_weights(self, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Optional[Tensor] = None,
-                    bias_hh: Optional[Tensor] = None) -> None:
-        """weight_ih [3H, I], weight_hh [3H, H], biases [3H] (as ``nn.GRUCell``)."""
-        _set_cell_weights(self, weight_ih, weight_hh, bias_ih, bias_hh)
-
-    def get_weights(self):
-        """(weight_ih [3H, I], weight_hh [3H, H], bias_ih [3H] or None, bias_hh [3H] or None)."""
-        return _get_cell_weights(self)
-
-    def input_part(self, x: Tensor) -> Tensor:
-        """W_ih x + b_ih: [M, I] -> [M, 3H]."""
-        return _affine(self.tile_ih, self.bias_ih, x)
+    GATES = 3
 
     def step(self, gi: Tensor, state: State) -> State:
         """One step from gi [B, 3H] and state (h [B, H],) -> (h',)."""
@@ -264,17 +240,6 @@ class AnalogGRUCell(nn.Module):
         z = torch.sigmoid(i_z + h_z)
         n = torch.tanh(i_n + r * h_n)
         return ((1 - z) * n + z * h,)
-
-    def forward(self, x: Tensor, hx: Optional[Tensor] = None) -> Tensor:
-        """x [B, I] (or [I]), hx [B, H] -> h' [B, H]."""
-        unbatched = _check_cell_input(self, x)
-        x2 = x.unsqueeze(0) if unbatched else x
-        h = _cell_state(self, hx, x2, unbatched, "hx")
-        (h_new,) = self.step(self.input_part(x2), (h,))
-        return h_new.squeeze(0) if unbatched else h_new
-
-    def extra_repr(self) -> str:
-        return f"{self.input_size}, {self.hidden_size}, bias={self.bias_ih is not None}"
 
 
 # ---------------------------------------------------------------------------------------------
