@@ -8,6 +8,7 @@ The public surface::
     al.evaluate_over_time(model, (x, y), times=[1, 3600, 86400])
 """
 
+from aimc_lab import _malloc  # noqa: F401  (allocator tuning first; see its docstring)
 from aimc_lab import config, data, presets
 from aimc_lab.config import (AnalogConfig, ClipParameters, DriftCompensationParameters, InputRangeParameters,
                              IOParameters, MappingParameters, NoiseModelParameters, RemapParameters,

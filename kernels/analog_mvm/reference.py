@@ -52,11 +52,16 @@ AUX_CPU_DTYPE: Optional[torch.dtype] = (
     torch.ops.mkldnn._is_mkldnn_bf16_supported() else None)
 
 
-def _aux_bmm(a: Tensor, b: Tensor) -> Tensor:
-    """bmm for the second-order terms (see AUX_CPU_DTYPE)."""
-    if a.device.type == "cpu" and AUX_CPU_DTYPE is not None and a.dtype == torch.float32:
-        return torch.bmm(a.to(AUX_CPU_DTYPE), b.to(AUX_CPU_DTYPE)).to(a.dtype)
-    return torch.bmm(a, b)
+def _aux_dtype(u: Tensor) -> torch.dtype:
+    """The dtype of the second-order terms for DAC outputs ``u`` (see AUX_CPU_DTYPE)."""
+    if u.device.type == "cpu" and AUX_CPU_DTYPE is not None and u.dtype == torch.float32:
+        return AUX_CPU_DTYPE
+    return u.dtype
+
+
+def _aux_bmm(a: Tensor, b: Tensor, out_dtype: torch.dtype) -> Tensor:
+    """bmm of operands already in the aux dtype, result in ``out_dtype``."""
+    return torch.bmm(a, b.to(a.dtype)).to(out_dtype)
 
 
 def _quantize_(v: Tensor, step: float, stochastic: bool, generator: Optional[torch.Generator]) -> Tensor:
@@ -66,8 +71,9 @@ def _quantize_(v: Tensor, step: float, stochastic: bool, generator: Optional[tor
     v.div_(step)
     if stochastic:
         v.add_(torch.rand(v.shape, generator=generator, device=v.device, dtype=v.dtype)).floor_()
-    else:  # trunc(v + sign(v)/2) == sign(v)·floor(|v| + 1/2) (halves away from zero)
-        v.add_(torch.sign(v).mul_(0.5)).trunc_()
+    else:  # sign(v)·floor(|v| + 1/2): halves away from zero (floor is vectorized on CPU, trunc is not)
+        sign = torch.sign(v)
+        v.abs_().add_(0.5).floor_().mul_(sign)
     return v.mul_(step)
 
 
@@ -142,13 +148,15 @@ def _one_pass(xn: Tensor, ws: Tensor, io: IOParameters, inv_factor: Optional[Ten
     """Steps 3-7 for inputs already divided by α: xn [S, R, Kp], scaled by inv_factor [S, R].
 
     Returns (y after the ADC [S, R, N], DAC output x̃ [S, R, Kp], input-pass mask [S, R, Kp],
-    output-pass mask [S, R, N]); the masks are None unless ``need_masks`` (for the backward).
+    output-pass mask [S, R, N]); the masks (1.0 = the gradient passes, 0.0 = it stops) are None unless
+    ``need_masks`` (for the backward).
     """
     S, R, Kp = xn.shape
     u = xn * inv_factor.unsqueeze(-1) if inv_factor is not None else xn.clone()
     # 3. DAC: quantize, clip, input noise
     _quantize_(u, io.inp_step, io.inp_sto_round, generator)
-    in_pass = u.abs() <= io.inp_bound if need_masks else None
+    # masks as 0/1 floats: products with float masks are vectorized on the CPU, with bool ones not
+    in_pass = torch.le(u.abs(), io.inp_bound, out=torch.empty_like(u)) if need_masks else None
     u.clamp_(-io.inp_bound, io.inp_bound)
     if io.inp_noise > 0:
         noise = torch.randn(u.shape, generator=generator, device=u.device, dtype=u.dtype)
@@ -157,13 +165,18 @@ def _one_pass(xn: Tensor, ws: Tensor, io: IOParameters, inv_factor: Optional[Ten
         u.add_(noise.mul_(io.inp_noise))
     # 4. MAC
     z = torch.bmm(u, ws)  # [S, R, N]
+    # the second-order terms read u in the aux dtype: one conversion, then half-size passes
+    need_aux = io.ir_drop > 0 or (io.w_noise > 0 and io.w_noise_type != "additive_constant")
+    ua = u.to(_aux_dtype(u)) if need_aux else None
+    ws_abs = ws.abs() if need_aux else None
     # 4b. IR drop (a constant correction for the gradient)
     if io.ir_drop > 0:
         position, k_used = _ir_position(S, Kp, K, u.dtype, u.device)
-        a = _aux_bmm(u.abs(), ws.abs()).mul_(k_used / io.ir_drop_g_ratio)
+        a = _aux_bmm(ua.abs(), ws_abs, u.dtype).mul_(k_used / io.ir_drop_g_ratio)
         c = a.mul(0.05).sub_(0.2).mul_(a).add_(0.5).mul_(a)  # a(0.5 - 0.2a + 0.05a²)
         del a
-        z.sub_(c.mul_(_aux_bmm(u * position, ws)).mul_(io.ir_drop))
+        c.mul_(_aux_bmm(ua * position.mul(io.ir_drop).to(ua.dtype), ws, u.dtype))
+        z.sub_(c)
         del c
     # 5 + 6. weight read noise and output noise: independent Gaussians, drawn as one
     std = None
@@ -171,7 +184,7 @@ def _one_pass(xn: Tensor, ws: Tensor, io: IOParameters, inv_factor: Optional[Ten
         if io.w_noise_type == "additive_constant":
             std = (u * u).sum(dim=-1, keepdim=True).mul_(io.w_noise ** 2)  # [S, R, 1] (variance)
         else:
-            std = _aux_bmm(u * u, ws.abs()).mul_(io.w_noise ** 2)  # [S, R, N] (variance)
+            std = _aux_bmm(ua * ua, ws_abs, u.dtype).mul_(io.w_noise ** 2)  # [S, R, N] (variance)
         std.add_(io.out_noise ** 2).sqrt_()
     elif io.out_noise > 0:
         std = io.out_noise
@@ -181,7 +194,7 @@ def _one_pass(xn: Tensor, ws: Tensor, io: IOParameters, inv_factor: Optional[Ten
         del noise
     # 7. ADC
     _quantize_(z, io.out_step, False, generator)
-    out_pass = z.abs() <= io.out_bound if need_masks else None
+    out_pass = torch.le(z.abs(), io.out_bound, out=torch.empty_like(z)) if need_masks else None
     z.clamp_(-io.out_bound, io.out_bound)
     return z, u, in_pass, out_pass
 
