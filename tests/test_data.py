@@ -1,0 +1,61 @@
+"""Offline data: scikit-learn's digits, the harder variant, loaders, and the optional torchvision sets."""
+
+import sys
+import types
+
+import pytest
+import torch
+
+from aimc_lab import data
+
+
+def test_digits_shapes_range_and_seeded_split():
+    split = data.digits()
+    assert split.x_train.shape == (1348, 64) and split.x_test.shape == (449, 64)
+    assert split.x_train.min() >= 0 and split.x_train.max() <= 1 and split.n_classes == 10
+    assert data.digits(image=True).input_shape == (1, 8, 8)
+    again, other = data.digits(seed=0), data.digits(seed=1)
+    assert torch.equal(split.y_test, again.y_test) and not torch.equal(split.y_test, other.y_test)
+    # train and test partition all 1797 images
+    assert len(split.y_train) + len(split.y_test) == 1797
+
+
+def test_digits_hard_is_noisier_and_reproducible():
+    clean, hard = data.digits(), data.digits_hard(noise=0.35)
+    assert torch.equal(clean.y_test, hard.y_test)  # same split
+    assert (hard.x_test - clean.x_test).abs().mean() > 0.1
+    assert torch.equal(hard.x_test, data.digits_hard(noise=0.35).x_test)
+    assert hard.x_test.min() >= 0 and hard.x_test.max() <= 1
+
+
+@pytest.mark.parametrize("kwargs, field", [(dict(test_fraction=1.0), "test_fraction"), (dict(noise=-0.1), "noise"),
+                                           (dict(shift=4), "shift")])
+def test_bad_arguments_name_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        data.digits_hard(**kwargs)
+
+
+def test_loaders_batch_and_shuffle_are_seeded():
+    split = data.digits()
+    first = [next(iter(data.loaders(split, batch_size=32, seed=3)[0]))[1] for _ in range(2)]
+    assert first[0].shape == (32,) and torch.equal(first[0], first[1])
+    with pytest.raises(ValueError, match="batch_size"):
+        data.loaders(split, batch_size=0)
+
+
+def test_torchvision_sets_fail_clearly_without_torchvision(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # import raises ImportError
+    with pytest.raises(RuntimeError, match="needs torchvision.*digits"):
+        data.torchvision_dataset("mnist")
+    with pytest.raises(ValueError, match="name"):
+        data.torchvision_dataset("imagenet")
+
+
+def test_torchvision_sets_fail_clearly_offline(monkeypatch, tmp_path):
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    fake = types.SimpleNamespace(datasets=types.SimpleNamespace(MNIST=offline))
+    monkeypatch.setitem(sys.modules, "torchvision", fake)
+    with pytest.raises(RuntimeError, match="offline.*network is unreachable"):
+        data.torchvision_dataset("mnist", root=str(tmp_path))
