@@ -21,7 +21,8 @@ Algorithms (arrays are :class:`~aimc_lab.devices.pulsed.DeviceArray` modules, ev
   rate ``transfer_lr`` (BL ``transfer_bl``), i.e. E[ΔC[:, k]] = transfer_lr·A[:, k].
 * ``ttv2`` (Gokmen 2021): the read goes to a digital buffer, H[:, k] += transfer_lr·A[:, k]/dw_min_C
   (H in units of C's step); where |H| >= 1, n = trunc(H) clipped to ±transfer_bl pulses go to C
-  (deterministic pulse counts, actual device steps) and H ← H − n, or H ← momentum·H on the
+  (deterministic pulse counts, actual device steps) and H ← H − (1 − momentum)·n (the momentum
+  fraction of what was transferred stays in H; momentum 0: H ← H − n), or H ← momentum·H on the
   transferred entries when ``forget_buffer``.
 * ``c-ttv2`` (Rasch et al. 2023): as ttv2, but input j carries a chopper c_j ∈ {±1}: A is updated with
   (c ⊙ x), the read of column k is multiplied by c_k before entering H, and c_k flips with probability
@@ -363,8 +364,9 @@ class InMemoryTile(nn.Module):
             self.H[:, cols] += tc.transfer_lr * reads / eps
         elif algo == "c-ttv2":
             self.H[:, cols] += tc.transfer_lr * reads * self.chopper[cols] / eps
-            flip = torch.rand(n_cols, generator=self.generator) < tc.in_chop_prob
-            self.chopper[cols] = torch.where(flip, -self.chopper[cols], self.chopper[cols])
+            if tc.in_chop_prob > 0:  # no draw without choppers: c-ttv2 then reproduces ttv2 exactly
+                flip = torch.rand(n_cols, generator=self.generator) < tc.in_chop_prob
+                self.chopper[cols] = torch.where(flip, -self.chopper[cols], self.chopper[cols])
         else:
             self._agad_reads(cols, reads, eps)
         self._threshold_transfer(cols)
@@ -413,7 +415,7 @@ class InMemoryTile(nn.Module):
         if tc.forget_buffer:
             self.H[:, cols] = torch.where(n != 0, tc.momentum * h, h)
         else:
-            self.H[:, cols] = h - n
+            self.H[:, cols] = h - (1 - tc.momentum) * n
 
 
 def _quantize_rows(v: Tensor, bins: int) -> Tensor:

@@ -1,6 +1,7 @@
 """In-memory training: tile forward/backward, algorithms lower a regression loss, AnalogSGD, state."""
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -30,8 +31,8 @@ def regression():
     return x, x @ w_true.t(), w_true
 
 
-# c-ttv2: the chopped reads of a non-leaky A cancel over a chopper period, so A must saturate (soft
-# bounds) within a period: large fast_lr; forget_buffer as in AIHWKIT's buffered-transfer default
+# c-ttv2: A has no reference device, so each chopped read also carries ±(A's symmetry point); a large
+# fast_lr lifts A's gradient signal above that offset; forget_buffer as in AIHWKIT's buffered default
 TUNED = {"sgd": {}, "tiki-taka": {}, "ttv2": {}, "c-ttv2": dict(fast_lr=20.0, forget_buffer=True),
          "agad": dict(fast_lr=5.0),
          "mixed-precision": {}}
@@ -161,3 +162,129 @@ def test_analog_sgd_mixes_analog_and_digital(pass_module):
     assert not model.analog._pending
     with pytest.raises(ValueError, match="AnalogSGD.lr"):
         AnalogSGD(model, lr=-1.0)
+
+
+# -- algorithm semantics (PHYSICS §4), each against a hand-derived expectation ----------------------
+
+PERFECT = IOParameters(is_perfect=True)
+EXACT_STEP = P.ConstantStep(dw_min=0.001, dw_min_dtod=0.0, dw_min_std=0.0, up_down_dtod=0.0, w_max=1.0,
+                            w_min=-1.0, w_max_dtod=0.0, w_min_dtod=0.0)
+
+
+def _constant_gradient_steps(tile, x, d, lr, steps):
+    """Feed the same (x, δ) rows to ``tile.update`` ``steps`` times (no forward noise involved)."""
+    for _ in range(steps):
+        tile._pending.append((x.clone(), d.clone()))
+        tile.update(lr)
+
+
+def test_mixed_precision_with_ideal_steps_follows_digital_sgd():
+    # χ accumulates −η·δᵀx digitally and only whole dw_min steps reach C, so with an exact
+    # ConstantStep device C tracks digital SGD to within about one step
+    x, y, _ = regression()
+    config = training_config("mixed-precision", device=EXACT_STEP, forward=PERFECT, backward=PERFECT)
+    tile = InMemoryTile(N, K, config, seed=0)
+    w = tile.get_weights().clone()
+    opt = AnalogSGD(tile, lr=0.05)
+    for _ in range(3):
+        for i in range(0, 256, 16):
+            xb, yb = x[i:i + 16], y[i:i + 16]
+            ((tile(xb) - yb) ** 2).mean().backward()
+            opt.step()
+            w = w - 0.05 * 2 * (xb @ w.t() - yb).t() @ xb / (16 * N)
+    assert (tile.get_weights() - w).abs().max() <= 2 * EXACT_STEP.dw_min
+    assert (tile.get_weights() - tile.get_weights().new_tensor(0)).abs().max() > 0.05  # it did learn
+    # what is left in χ is the part not yet transferred: below one step (ε = dw_min)
+    assert tile.H.abs().max() < EXACT_STEP.dw_min
+
+
+def test_cttv2_without_chopping_is_ttv2():
+    # choppers held at +1 (in_chop_prob = 0) and the same fast array: exactly the ttv2 trajectory
+    x, y, _ = regression()
+    device = P.SoftBounds(dw_min=0.01, up_down=0.2)
+    common = dict(transfer_columns=3, transfer_lr=0.3, fast_device=dataclasses.replace(device, subtract_symmetry_point=True))
+    tiles = [InMemoryTile(N, K, training_config(a, device=device, in_chop_prob=0.0, **common), seed=0)
+             for a in ("ttv2", "c-ttv2")]
+    for tile in tiles:
+        opt = AnalogSGD(tile, lr=0.1)
+        for i in range(0, 128, 16):
+            ((tile(x[i:i + 16]) - y[i:i + 16]) ** 2).mean().backward()
+            opt.step()
+    ttv2, cttv2 = tiles
+    assert torch.equal(cttv2.chopper, torch.ones(K))
+    assert torch.equal(ttv2.get_weights(), cttv2.get_weights())
+    assert torch.equal(ttv2.A.w, cttv2.A.w) and torch.equal(ttv2.H, cttv2.H)
+    assert not torch.equal(ttv2.get_weights(), InMemoryTile(N, K, ttv2.config, seed=0).get_weights())
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_cttv2_chopper_applied_on_update_and_undone_on_readout(sign):
+    # A receives the chopped gradient (sign flips A), the read of A is multiplied by the same sign
+    # before H, so H and C do not depend on the chopper
+    config = training_config("c-ttv2", device=EXACT_STEP, fast_device=P.Ideal(), forward=PERFECT,
+                             backward=PERFECT, transfer_io=PERFECT, transfer_columns=K, transfer_lr=0.25,
+                             in_chop_prob=0.0)
+    tile = InMemoryTile(1, K, config, seed=0)
+    tile.set_weights(torch.zeros(1, K))
+    tile.chopper.fill_(sign)
+    x = torch.linspace(-1, 1, K).unsqueeze(0)
+    _constant_gradient_steps(tile, x, -torch.ones(1, 1), lr=0.01, steps=1)
+    target = 0.01 * x  # ΔW = −η·δᵀx with δ = −1
+    torch.testing.assert_close(tile.A.weights(), sign * target)
+    # H = transfer_lr·c·A/dw_min = 2.5·x pulses: trunc goes to C, the rest stays in H
+    pulses = torch.trunc(0.25 * target / 0.001)
+    torch.testing.assert_close(tile.get_weights(), pulses * 0.001)
+    torch.testing.assert_close(tile.H, 0.25 * target / 0.001 - pulses)
+
+
+def test_cttv2_chopper_flips_with_in_chop_prob():
+    config = training_config("c-ttv2", device=EXACT_STEP, transfer_columns=K, in_chop_prob=0.3)
+    tile = InMemoryTile(N, K, config, seed=0)
+    flips, reads = 0, 0
+    x, d = torch.rand(4, K), torch.randn(4, N) * 0.01
+    for _ in range(400):
+        before = tile.chopper.clone()
+        _constant_gradient_steps(tile, x, d, lr=0.01, steps=1)
+        flips += int((tile.chopper != before).sum())
+        reads += K
+    assert abs(flips / reads - 0.3) < 0.03  # 3200 reads: std 0.008
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.3])
+def test_agad_reference_is_A_at_the_flip(offset):
+    # Ideal fast array, constant gradient g = 0.01·x per update, perfect reads of every column after
+    # every update, chopper period 4. Period 1 only records reads; its fitted value at the flip is the
+    # reference, so period 2 adds c·(A − ref)·transfer_lr/dw_min = g·(s + 1)·transfer_lr/dw_min for
+    # reads s = 0..3: 10·g·0.1/0.001 = 10·x pulses in total, whatever A's offset (no symmetry point used)
+    config = training_config("agad", device=EXACT_STEP, fast_device=P.Ideal(), forward=PERFECT,
+                             backward=PERFECT, transfer_io=PERFECT, transfer_columns=2, transfer_lr=0.1,
+                             in_chop_prob=0.25)
+    tile = InMemoryTile(1, 2, config, seed=0)
+    tile.set_weights(torch.zeros(1, 2))
+    tile.A.w.fill_(offset)
+    x = torch.tensor([[1.0, 0.5]])
+    _constant_gradient_steps(tile, x, -torch.ones(1, 1), lr=0.01, steps=4)
+    assert torch.equal(tile.get_weights(), torch.zeros(1, 2)) and torch.equal(tile.H, torch.zeros(1, 2))
+    assert torch.equal(tile.chopper, -torch.ones(2))  # flipped after the 4th read
+    torch.testing.assert_close(tile.ref_mean, offset + 0.04 * x)  # A at the flip
+    _constant_gradient_steps(tile, x, -torch.ones(1, 1), lr=0.01, steps=4)
+    transferred = tile.get_weights() / 0.001 + tile.H  # pulses sent to C plus what is left in H
+    torch.testing.assert_close(transferred, 10 * x, atol=1e-3, rtol=0)
+    assert (tile.get_weights() >= 0.001 * 4 - 1e-6).all()  # whole pulses reached C, in the right direction
+
+
+@pytest.mark.parametrize("forget_buffer", [False, True])
+def test_buffer_threshold_and_momentum(forget_buffer):
+    # H in units of C's step: |H| >= 1 sends trunc(H) pulses (capped by transfer_bl); afterwards
+    # H ← H − (1 − momentum)·n, or H ← momentum·H with forget_buffer; |H| < 1 stays untouched
+    config = training_config("ttv2", device=EXACT_STEP, fast_device=P.Ideal(), transfer_columns=K,
+                             transfer_io=PERFECT, momentum=0.25, forget_buffer=forget_buffer, transfer_bl=3)
+    tile = InMemoryTile(1, K, config, seed=0)
+    tile.set_weights(torch.zeros(1, K))
+    h = torch.tensor([[0.4, -0.9, 1.0, 1.7, -2.5, 5.0, 0.0, -1.2]])
+    tile.H.copy_(h)
+    tile._threshold_transfer(torch.arange(K))
+    n = torch.tensor([[0.0, 0.0, 1.0, 1.0, -2.0, 3.0, 0.0, -1.0]])
+    torch.testing.assert_close(tile.get_weights(), n * 0.001)
+    expected = torch.where(n != 0, 0.25 * h, h) if forget_buffer else h - 0.75 * n
+    torch.testing.assert_close(tile.H, expected)
