@@ -9,7 +9,7 @@ tuning guides recommend. Measured on the 2-core machines: four chained element-w
 tensors take 13.5 ms with glibc's defaults and 1.8 ms tuned; ``nn.Linear`` itself is unchanged.
 
 Cost: up to ``trim_threshold`` bytes of freed memory stay with the process instead of returning to
-the OS. Opt out with ``AIMC_LAB_MALLOC_TUNING=0`` (read at import). Elsewhere than glibc (macOS,
+the OS. Opt out with ``AIMC_LAB_NO_MALLOC_TUNING=1`` (read at import; a boolean flag is on only for "1"). Elsewhere than glibc (macOS,
 musl, Windows) nothing is done.
 """
 
@@ -45,4 +45,4 @@ def tune_malloc(mmap_threshold: int = 256 << 20, trim_threshold: int = 1 << 30) 
     return ok and mallopt(_M_TRIM_THRESHOLD, min(trim_threshold, 2**31 - 1)) == 1
 
 
-MALLOC_TUNED = os.environ.get("AIMC_LAB_MALLOC_TUNING", "1") != "0" and tune_malloc()
+MALLOC_TUNED = os.environ.get("AIMC_LAB_NO_MALLOC_TUNING") != "1" and tune_malloc()

@@ -20,8 +20,8 @@ def test_bad_thresholds_are_rejected():
 def test_applied_on_import_and_opt_out():
     code = "import aimc_lab._malloc as m; print(m.MALLOC_TUNED)"
     on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                        env=dict(os.environ, AIMC_LAB_MALLOC_TUNING="1"))
+                        env=dict(os.environ, AIMC_LAB_NO_MALLOC_TUNING="0"))
     off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env=dict(os.environ, AIMC_LAB_MALLOC_TUNING="0"))
+                         env=dict(os.environ, AIMC_LAB_NO_MALLOC_TUNING="1"))
     assert on.stdout.strip() == "True"
     assert off.stdout.strip() == "False"
