@@ -9,8 +9,8 @@ tuning guides recommend. Measured on the 2-core machines: four chained element-w
 tensors take 13.5 ms with glibc's defaults and 1.8 ms tuned; ``nn.Linear`` itself is unchanged.
 
 Cost: up to ``trim_threshold`` bytes of freed memory stay with the process instead of returning to
-the OS. Opt out with ``AIMC_LAB_NO_MALLOC_TUNING=1`` (read at import; a boolean flag is on only for "1"). Elsewhere than glibc (macOS,
-musl, Windows) nothing is done.
+the OS. Opt out with ``AIMC_LAB_NO_MALLOC_TUNING=1`` (read at import; a boolean flag is on only
+for "1"). Elsewhere than glibc (macOS, musl, Windows) nothing is done.
 """
 
 from __future__ import annotations
