@@ -3,7 +3,13 @@
 1. Forward of a 512×512 layer, batch 1024: ``nn.Linear`` (the floor), AnalogLinear with the standard
    preset (noisy MVM, IR drop, PCM read noise, input range, no bound management) and with the library
    defaults (iterative bound management on), all in ``torch.no_grad``.
-2. One hardware-aware training step (forward, backward, Adam step, post-step clip/remap) of a
+2. What the standard preset cannot avoid, measured in the same run: the fp32 MAC, one Gaussian draw
+   per output (output noise and PCM read noise are drawn as one), and the three second-order products
+   (Σ|w|x̃² for the PCM read-noise std; Σ|w||x̃| and Σw·x̃·position for IR drop, PHYSICS §1 step 4b) in
+   the reference's aux dtype. Their sum is a lower bound for any exact implementation built from torch
+   ops on this CPU (no element-wise step counted); when it already exceeds a speed target, the target
+   cannot be met without approximating the physics or a fused CPU kernel.
+3. One hardware-aware training step (forward, backward, Adam step, post-step clip/remap) of a
    LeNet-style CNN on 28×28 inputs, batch 64: digital vs converted to analog with the standard preset.
 
 Protocol: warm-up, then the median of ``--repeats`` timed runs; ratio = median / same-run baseline.
@@ -25,6 +31,7 @@ from aimc_lab import presets
 from aimc_lab.config import replace_path
 from aimc_lab.convert import convert_to_analog
 from aimc_lab.kernels import backend
+from aimc_lab.kernels.analog_mvm import reference as mvm_ref
 from aimc_lab.nn import AnalogLinear
 from aimc_lab.train.hwa import attach_hwa
 
@@ -71,6 +78,32 @@ def forward_rows(repeats: int):
     return rows
 
 
+def floor_rows(repeats: int):
+    """Lower bound of the standard preset's forward (see the module docstring, part 2)."""
+    torch.manual_seed(0)
+    linear = nn.Linear(512, 512)
+    x = torch.rand(1, 1024, 512)
+    w = linear.weight.detach().t().contiguous().unsqueeze(0)  # [1, K, N]
+    aux = mvm_ref._aux_dtype(x)
+    xa, wa = x.to(aux), w.abs().to(aux)
+    gen = torch.Generator().manual_seed(0)
+    title = "floor of the standard preset, 512x512, batch 1024"
+    with torch.no_grad():
+        base = median_ms(lambda: linear(x[0]), repeats)
+        parts = [("MAC, fp32 bmm", median_ms(lambda: torch.bmm(x, w), repeats)),
+                 ("one Gaussian per output (torch.randn)",
+                  median_ms(lambda: torch.randn(1, 1024, 512, generator=gen), repeats)),
+                 (f"3 second-order products ({str(aux).replace('torch.', '')} bmm)",
+                  3 * median_ms(lambda: torch.bmm(xa, wa), repeats))]
+    rows = [(title, "nn.Linear", base, 1.0)]
+    rows += [(title, name, ms, ms / base) for name, ms in parts]
+    total = sum(ms for _, ms in parts)
+    rows.append((title, "sum: lower bound with IR drop", total, total / base))
+    without_ir = total - parts[2][1] * 2 / 3
+    rows.append((title, "sum: lower bound without IR drop", without_ir, without_ir / base))
+    return rows
+
+
 def training_rows(repeats: int):
     torch.manual_seed(0)
     x = torch.rand(64, 1, 28, 28)
@@ -105,7 +138,7 @@ def main() -> None:
     parser.add_argument("--csv", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rows = forward_rows(args.repeats) + training_rows(args.repeats)
+    rows = forward_rows(args.repeats) + floor_rows(args.repeats) + training_rows(args.repeats)
     table = pd.DataFrame(rows, columns=["benchmark", "provider", "median_ms", "ratio"])
     print(f"backend: {backend.active(torch.device('cpu'))}, torch threads: {torch.get_num_threads()}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))

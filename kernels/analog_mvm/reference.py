@@ -122,7 +122,7 @@ def _unslice_w(gw: Tensor, K: int) -> Tensor:
 
 
 def _noise_management(xs: Tensor, abs_max: Tensor, io: IOParameters) -> Tensor:
-    """α per (slice, row): [S, M]; ``abs_max`` = max|x| per (slice, row)."""
+    """α per (slice, row): [S, M]; ``abs_max`` = max|x| per (slice, row) (read only by abs_max)."""
     if io.noise_management == "abs_max":
         alpha = abs_max.clamp(max=io.nm_thres) if io.nm_thres > 0 else abs_max
     elif io.noise_management == "max":
@@ -144,15 +144,18 @@ def _ir_position(S: int, size: int, K: int, dtype: torch.dtype, device: torch.de
 
 
 def _one_pass(xn: Tensor, ws: Tensor, io: IOParameters, inv_factor: Optional[Tensor], K: int,
-              generator: Optional[torch.Generator], need_masks: bool):
+              generator: Optional[torch.Generator], need_masks: bool, consume: bool = False):
     """Steps 3-7 for inputs already divided by α: xn [S, R, Kp], scaled by inv_factor [S, R].
+
+    ``consume``: ``xn`` is a temporary the caller will not read again; without ``inv_factor`` the DAC
+    then works in its memory instead of a copy.
 
     Returns (y after the ADC [S, R, N], DAC output x̃ [S, R, Kp], input-pass mask [S, R, Kp],
     output-pass mask [S, R, N]); the masks (1.0 = the gradient passes, 0.0 = it stops) are None unless
     ``need_masks`` (for the backward).
     """
     S, R, Kp = xn.shape
-    u = xn * inv_factor.unsqueeze(-1) if inv_factor is not None else xn.clone()
+    u = xn * inv_factor.unsqueeze(-1) if inv_factor is not None else (xn if consume else xn.clone())
     # 3. DAC: quantize, clip, input noise
     _quantize_(u, io.inp_step, io.inp_sto_round, generator)
     # masks as 0/1 floats: products with float masks are vectorized on the CPU, with bool ones not
@@ -213,17 +216,26 @@ def _forward(x: Tensor, w: Tensor, io: IOParameters, in_size: Optional[int], out
     S, size = check_mvm_args(x, w, io, in_size, out_scales)
     M, K = x.shape
     xs, ws, _ = _slices(x, w, S, size)
-    abs_max = xs.abs().amax(dim=-1)  # [S, M]
-    if torch.isnan(abs_max).any():
+    # max|x| per (slice, row) where noise management reads it, else Σ|x| (a contiguous sum is several
+    # times faster than a max over short rows); either is NaN for a NaN row and > 0 for a nonzero one
+    magnitude = xs.abs()
+    if not io.is_perfect and io.noise_management == "abs_max":
+        magnitude = magnitude.amax(dim=-1)  # [S, M]
+    else:
+        magnitude = magnitude.sum(dim=-1)
+    if torch.isnan(magnitude).any():
         raise ValueError("analog_mvm: x contains NaN")
     if io.is_perfect:
         ys = torch.bmm(xs, ws)
         saved = (xs, None, None, None)
     else:
-        alpha = _noise_management(xs, abs_max, io)  # [S, M]
-        nonzero = abs_max > 0  # [S, M]
-        xn = xs / alpha.unsqueeze(-1) if io.noise_management != "none" else xs
-        ys, xt, in_pass, out_pass = _one_pass(xn, ws, io, None, K, generator, need_masks)
+        alpha = _noise_management(xs, magnitude, io)  # [S, M]
+        nonzero = magnitude > 0  # [S, M]
+        owned = io.noise_management != "none"  # xn is a new tensor, not a view of x
+        xn = xs / alpha.unsqueeze(-1) if owned else xs
+        # the bound-management loop re-reads xn, so only a single pass may consume it
+        ys, xt, in_pass, out_pass = _one_pass(xn, ws, io, None, K, generator, need_masks,
+                                              consume=owned and io.bound_management != "iterative")
         factor = alpha * nonzero  # [S, M]: alpha·2^k, 0 for all-zero slices
         if io.bound_management == "iterative":
             kexp = torch.zeros(S, M, dtype=x.dtype, device=x.device)
