@@ -84,13 +84,19 @@ def _split(x: torch.Tensor, y: torch.Tensor, test_fraction: float, seed: int) ->
     return Split(x[train], y[train], x[test], y[test], int(y.max()) + 1)
 
 
-def loaders(split: Split, batch_size: int = 64, seed: int = 0) -> Tuple[DataLoader, DataLoader]:
-    """(train, test) DataLoaders; the train loader shuffles with a seeded generator."""
+def loaders(split: Split, batch_size: int = 64, seed: int = 0,
+            drop_last: bool = False) -> Tuple[DataLoader, DataLoader]:
+    """(train, test) DataLoaders; the train loader shuffles with a seeded generator.
+
+    ``drop_last=True`` leaves out the train loader's last, partial batch of each epoch (which samples
+    fall there changes with the shuffle). With a mean loss a partial batch of k samples weighs each of
+    them batch_size / k times as much as a full batch does; pulsed in-memory updates, whose step is set
+    by the learning rate times the gradient, feel that as one unusually large update per epoch."""
     if batch_size < 1:
         raise ValueError(f"batch_size = {batch_size!r} is invalid; allowed: >= 1")
     g = torch.Generator().manual_seed(seed)
     train = DataLoader(TensorDataset(split.x_train, split.y_train), batch_size=batch_size, shuffle=True,
-                       generator=g)
+                       generator=g, drop_last=bool(drop_last))
     test = DataLoader(TensorDataset(split.x_test, split.y_test), batch_size=max(batch_size, 256))
     return train, test
 

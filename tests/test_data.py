@@ -43,6 +43,16 @@ def test_loaders_batch_and_shuffle_are_seeded():
         data.loaders(split, batch_size=0)
 
 
+def test_loaders_drop_last_leaves_out_the_partial_batch_only():
+    split = data.digits()  # 1348 training images = 84 batches of 16 + 4
+    sizes = [len(y) for _, y in data.loaders(split, batch_size=16, seed=0)[0]]
+    assert sizes[-1] == 4 and len(sizes) == 85
+    dropped = [len(y) for _, y in data.loaders(split, batch_size=16, seed=0, drop_last=True)[0]]
+    assert dropped == [16] * 84
+    # the test loader is never shortened
+    assert sum(len(y) for _, y in data.loaders(split, batch_size=16, drop_last=True)[1]) == len(split.y_test)
+
+
 def test_torchvision_sets_fail_clearly_without_torchvision(monkeypatch):
     monkeypatch.setitem(sys.modules, "torchvision", None)  # import raises ImportError
     with pytest.raises(RuntimeError, match="needs torchvision.*digits"):
