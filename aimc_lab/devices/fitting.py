@@ -21,7 +21,7 @@ from typing import Sequence, Tuple
 import numpy as np
 import torch
 
-from aimc_lab.devices.pulsed import DeviceTensors, PulsedDevice, make_generator
+from aimc_lab.devices.pulsed import DeviceTensors, PulsedDevice, make_generator, measurement_directions
 from aimc_lab.kernels.pulsed_update.reference import apply_pulse_sequence
 
 __all__ = ["FitResult", "fit_device", "synthetic_measurement", "measurement_directions", "simulate_response"]
@@ -40,12 +40,6 @@ class FitResult:
     residual: np.ndarray
     rms: float
     params: dict
-
-
-def measurement_directions(n_up: int = 200, n_down: int = 200, n_alternating: int = 200) -> torch.Tensor:
-    """The measurement protocol: ``n_up`` up pulses, ``n_down`` down pulses, then alternating up/down."""
-    alt = torch.tensor([1.0, -1.0]).repeat((n_alternating + 1) // 2)[:n_alternating]
-    return torch.cat([torch.ones(n_up), -torch.ones(n_down), alt])
 
 
 def simulate_response(device: PulsedDevice, directions: torch.Tensor, w0: float = 0.0,

@@ -63,7 +63,7 @@ from aimc_lab.config import _check_bool, _check_real, _err, register_config_clas
 
 __all__ = [
     "PulsedDevice", "Ideal", "ConstantStep", "LinearStep", "SoftBounds", "ExpStep", "PowStep",
-    "PiecewiseStep", "DeviceTensors", "DeviceArray", "pulse_response", "make_generator",
+    "PiecewiseStep", "DeviceTensors", "DeviceArray", "pulse_response", "measurement_directions", "make_generator",
     "reram_es", "reram_sb", "capacitor", "ecram", "pcm", "idealized", "PRESETS",
 ]
 
@@ -440,6 +440,35 @@ class DeviceArray(nn.Module):
         return symmetry_point(self.device_params, self.tensors)
 
     @torch.no_grad()
+    def calibrate_reference(self, n_alternating: int = 200, n_up: int = 200, n_down: int = 200,
+                            generator: Union[int, torch.Generator, None] = None) -> Tensor:
+        """Program each device's reference to its symmetry point as hardware would estimate it.
+
+        Every device runs the measurement protocol of PHYSICS §4 (``n_up`` up, ``n_down`` down, then
+        ``n_alternating`` alternating pulses, starting at hidden w = 0) with its own steps and bounds and
+        with cycle-to-cycle noise; the hidden weight after the last pulse becomes the reference (an
+        exact copy: the reference device's own programming error is not modelled) and the device is
+        left there, i.e. at effective weight 0. Alternating pulses park a device at its symmetry point
+        only after enough of them (soft bounds: on the order of (w_max − w_min)/dw_min), so a short
+        protocol leaves a bias toward the starting side. Returns the estimate − the true symmetry point
+        [N, K] (hidden-weight units). ``generator``: the cycle-to-cycle noise (int seed or generator).
+        """
+        from aimc_lab.kernels.pulsed_update.reference import apply_pulse_sequence
+
+        for name, value in (("n_alternating", n_alternating), ("n_up", n_up), ("n_down", n_down)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} = {value!r} is invalid; allowed: an integer >= 0")
+        directions = measurement_directions(n_up, n_down, n_alternating)
+        flat = DeviceTensors(*(t.reshape(-1) for t in self.tensors))
+        start = self.clip(torch.zeros(self.shape, dtype=self.w.dtype, device=self.w.device)).reshape(-1)
+        trace = apply_pulse_sequence(start, directions, self.device_params, flat, make_generator(generator))
+        estimate = trace[:, -1].reshape(self.shape).to(self.w.dtype)
+        self.reference.copy_(estimate)
+        self.w.copy_(estimate)
+        self.write_noise.zero_()
+        return estimate - self.symmetry_point()
+
+    @torch.no_grad()
     def commit(self, w_new: Tensor, generator: Optional[torch.Generator]) -> None:
         """Store new hidden weights from a kernel; redraw write noise where the weight changed."""
         p = self.device_params
@@ -475,6 +504,12 @@ class DeviceArray(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # pulse response (for plots and fitting)
 # ---------------------------------------------------------------------------------------------
+
+
+def measurement_directions(n_up: int = 200, n_down: int = 200, n_alternating: int = 200) -> Tensor:
+    """The measurement protocol: ``n_up`` up pulses, ``n_down`` down pulses, then alternating up/down."""
+    alt = torch.tensor([1.0, -1.0]).repeat((n_alternating + 1) // 2)[:n_alternating]
+    return torch.cat([torch.ones(n_up), -torch.ones(n_down), alt])
 
 
 def pulse_response(device: PulsedDevice, n_up: int = 200, n_down: int = 200, traces: int = 1,

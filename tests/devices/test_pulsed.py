@@ -95,6 +95,31 @@ def test_reference_device_subtracts_symmetry_point():
     torch.testing.assert_close(array.weights(), target)
 
 
+def test_calibrated_reference_estimates_the_symmetry_point_by_pulses():
+    dev = P.SoftBounds(dw_min=0.01, up_down=-0.3, w_max=0.9, w_min=-0.7, dw_min_std=0.3, dw_min_dtod=0.3,
+                       w_max_dtod=0.1, w_min_dtod=0.1)
+    settled = P.DeviceArray(dev, 20, 20, seed=1)
+    err = settled.calibrate_reference(n_alternating=1000, generator=2)
+    # settled: unbiased, spread of a few steps (cycle-to-cycle noise around w*)
+    assert abs(err.mean().item()) < 1.0 * dev.dw_min and err.std().item() < 5 * dev.dw_min
+    torch.testing.assert_close(settled.weights(), torch.zeros(20, 20))  # parked at effective weight 0
+    torch.testing.assert_close(settled.reference, settled.w)
+    # the symmetry point also becomes the reference of later programming
+    settled.set_weights(torch.full((20, 20), 0.05))
+    torch.testing.assert_close(settled.weights(), torch.full((20, 20), 0.05), atol=1e-6, rtol=0)
+    # the fitting protocol's 200 alternating pulses stop before the device settles: biased toward the
+    # last side it came from (200 down pulses end near w_min, below w* = about -0.14 for this device)
+    short = P.DeviceArray(dev, 20, 20, seed=1)
+    bias = short.calibrate_reference(n_alternating=200, generator=2).mean().item()
+    assert bias < -2 * dev.dw_min
+    # same seeds, same estimate; bad counts name the parameter
+    again = P.DeviceArray(dev, 20, 20, seed=1)
+    again.calibrate_reference(n_alternating=200, generator=2)
+    assert torch.equal(again.reference, short.reference)
+    with pytest.raises(ValueError, match="n_alternating"):
+        short.calibrate_reference(n_alternating=-1)
+
+
 def test_dtod_drawn_once_and_reproducible():
     dev = P.SoftBounds()
     a, b = P.DeviceArray(dev, 8, 8, seed=3), P.DeviceArray(dev, 8, 8, seed=3)
