@@ -1,0 +1,36 @@
+"""benchmarks/training_algorithms.py runs end to end (one epoch, two seeds, two worker processes)."""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "training_algorithms.py"
+
+
+def test_training_benchmark_prints_every_row_and_writes_csv(tmp_path):
+    out = tmp_path / "rows.csv"
+    result = subprocess.run([sys.executable, str(SCRIPT), "--epochs", "1", "--seeds", "2", "--first-seed", "0",
+                             "--jobs", "2", "--csv", str(out)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    names = [r["algorithm"] for r in rows]
+    assert names[:7] == ["floating point", "SGD", "Tiki-Taka, cal. ref 200", "TTv2, cal. ref 200",
+                         "c-TTv2, cal. ref 200", "AGAD", "mixed precision"]
+    assert {"c-TTv2, no ref", "TTv2, ideal ref", "TTv2, cal. ref 1000"} <= set(names)
+    for row in rows:
+        accs = [float(a) for a in row["accs"].split()]
+        assert len(accs) == 2 and all(0 <= a <= 100 for a in accs), row
+        assert float(row["wall_s"]) > 0
+        assert row["algorithm"] in result.stdout
+    # one epoch is enough for floating point to beat chance (10 classes) by far
+    assert float(rows[0]["acc_mean"]) > 50
+    # the calibrated rows report the reference error they were given
+    assert "ref - w*" in next(r["settings"] for r in rows if r["algorithm"] == "TTv2, cal. ref 200")
+
+
+def test_training_benchmark_rejects_bad_counts():
+    result = subprocess.run([sys.executable, str(SCRIPT), "--jobs", "0"], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "--jobs" in result.stderr
