@@ -49,6 +49,7 @@ def build(cells) -> nbformat.NotebookNode:
 
 def main() -> None:
     for module, path in (("_cells_01", "01_analog_mvm.ipynb"), ("_cells_02", "02_pcm_drift_inference.ipynb"),
+                         ("_cells_03", "03_inmemory_training.ipynb"),
                          ("_cells_dashboards", None)):
         if not (HERE / f"{module}.py").exists():
             continue
