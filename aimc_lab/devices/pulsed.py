@@ -440,6 +440,19 @@ class DeviceArray(nn.Module):
         return symmetry_point(self.device_params, self.tensors)
 
     @torch.no_grad()
+    def replay(self, directions: Tensor, w0: float = 0.0,
+               generator: Union[int, torch.Generator, None] = None) -> Tensor:
+        """Hidden weights of every device [N·K, P + 1] under the pulse ``directions`` [P] (±1), starting
+        at ``w0`` clipped to each device's bounds; each pulse with its device's own step, cycle-to-cycle
+        noise (``generator``) and clipping. The array's state is not changed."""
+        from aimc_lab.kernels.pulsed_update.reference import apply_pulse_sequence
+
+        start = self.clip(torch.full(self.shape, float(w0), dtype=self.w.dtype, device=self.w.device))
+        flat = DeviceTensors(*(t.reshape(-1) for t in self.tensors))
+        return apply_pulse_sequence(start.reshape(-1), directions, self.device_params, flat,
+                                    make_generator(generator))
+
+    @torch.no_grad()
     def calibrate_reference(self, n_alternating: int = 200, n_up: int = 200, n_down: int = 200,
                             generator: Union[int, torch.Generator, None] = None) -> Tensor:
         """Program each device's reference to its symmetry point as hardware would estimate it.
@@ -453,15 +466,7 @@ class DeviceArray(nn.Module):
         protocol leaves a bias toward the starting side. Returns the estimate − the true symmetry point
         [N, K] (hidden-weight units). ``generator``: the cycle-to-cycle noise (int seed or generator).
         """
-        from aimc_lab.kernels.pulsed_update.reference import apply_pulse_sequence
-
-        for name, value in (("n_alternating", n_alternating), ("n_up", n_up), ("n_down", n_down)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} = {value!r} is invalid; allowed: an integer >= 0")
-        directions = measurement_directions(n_up, n_down, n_alternating)
-        flat = DeviceTensors(*(t.reshape(-1) for t in self.tensors))
-        start = self.clip(torch.zeros(self.shape, dtype=self.w.dtype, device=self.w.device)).reshape(-1)
-        trace = apply_pulse_sequence(start, directions, self.device_params, flat, make_generator(generator))
+        trace = self.replay(measurement_directions(n_up, n_down, n_alternating), 0.0, generator)
         estimate = trace[:, -1].reshape(self.shape).to(self.w.dtype)
         self.reference.copy_(estimate)
         self.w.copy_(estimate)
@@ -508,6 +513,9 @@ class DeviceArray(nn.Module):
 
 def measurement_directions(n_up: int = 200, n_down: int = 200, n_alternating: int = 200) -> Tensor:
     """The measurement protocol: ``n_up`` up pulses, ``n_down`` down pulses, then alternating up/down."""
+    for name, value in (("n_up", n_up), ("n_down", n_down), ("n_alternating", n_alternating)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} = {value!r} is invalid; allowed: an integer >= 0")
     alt = torch.tensor([1.0, -1.0]).repeat((n_alternating + 1) // 2)[:n_alternating]
     return torch.cat([torch.ones(n_up), -torch.ones(n_down), alt])
 
@@ -520,19 +528,11 @@ def pulse_response(device: PulsedDevice, n_up: int = 200, n_down: int = 200, tra
     Returns (pulse index [P + 1], hidden weights [traces, P + 1]) with P = n_up + n_down; column 0 is
     the start value ``w0`` (clipped to each device's bounds).
     """
-    from aimc_lab.kernels.pulsed_update.reference import apply_pulse_sequence
-
-    for name, value in (("n_up", n_up), ("n_down", n_down)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name} = {value!r} is invalid; allowed: an integer >= 0")
+    directions = measurement_directions(n_up, n_down, 0)
     if isinstance(traces, bool) or not isinstance(traces, int) or traces < 1:
         raise ValueError(f"traces = {traces!r} is invalid; allowed: an integer >= 1")
     gen = make_generator(seed)
-    array = DeviceArray(device, traces, 1, seed=gen)
-    w = array.clip(torch.full((traces, 1), float(w0)))
-    directions = torch.cat([torch.ones(n_up), -torch.ones(n_down)])
-    trace = apply_pulse_sequence(w.view(-1), directions, device,
-                                 DeviceTensors(*(t.view(-1) for t in array.tensors)), gen)
+    trace = DeviceArray(device, traces, 1, seed=gen).replay(directions, w0, gen)
     return torch.arange(n_up + n_down + 1), trace
 
 
