@@ -305,6 +305,11 @@ class InputRangeParameters:
     decay: float = 0.001
     input_min_percentage: float = 0.95
     learn_input_range: bool = True
+    # Gradient of the range (docs/physics.md §3): the clipping part multiplied by r (the reference
+    # toolkit's default for its hardware-aware presets) or not.
+    gradient_relative: bool = True
+    # Input gradient through the clip: straight through (as the reference) or zero where clipped.
+    straight_through: bool = True
 
     def __post_init__(self) -> None:
         _check_bool(self, "enable")
@@ -314,6 +319,8 @@ class InputRangeParameters:
         _check_real(self, "decay", 0.0)
         _check_real(self, "input_min_percentage", 0.0, 1.0)
         _check_bool(self, "learn_input_range")
+        _check_bool(self, "gradient_relative")
+        _check_bool(self, "straight_through")
 
 
 # ---------------------------------------------------------------------------------------------
