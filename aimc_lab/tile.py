@@ -38,19 +38,27 @@ __all__ = ["AnalogTile", "make_tile", "InputRangeFunction"]
 
 
 class InputRangeFunction(torch.autograd.Function):
-    """x -> clip(x, -r, r) / r per input column, with the learned-input-range gradient (PHYSICS §3).
+    """u = clip(x, -r, r) / r per input column, with the learned-input-range gradient (docs/physics.md §3).
 
-    ``r_cols`` [K] is the range of each input (the range of its slice); ``slice_index`` [K] maps inputs
-    to slices. Gradient of r_s: sum over clipped entries of the slice of min(g, 0) on the positive
-    side and -max(g, 0) on the negative side (g: gradient w.r.t. the clipped, unscaled input), plus
-    decay·r_s when more than ``min_pct`` of the slice's inputs were inside the range.
+    ``r`` [S] holds the range of each K-slice, ``slice_index`` [K] maps inputs to slices, ``ir`` is the
+    tile's :class:`~aimc_lab.config.InputRangeParameters`. With ``grad`` = dL/du and g = grad / r the
+    gradient w.r.t. the clipped value clip(x) (the output scale r is digital and carries no gradient):
+
+    * r_s: the sum over the slice's entries clipped at +r of min(g, 0) and at -r of -max(g, 0), times
+      r_s when ``ir.gradient_relative`` (the same sums of ``grad`` itself), plus decay·r_s when more
+      than ``ir.input_min_percentage`` of the slice's entries were inside (|x| < r);
+    * x: g everywhere when ``ir.straight_through`` (as the reference toolkit), else g where |x| < r.
+
+    The ranges are copied at the forward, so a later in-place change of ``r`` (the init from data of a
+    layer called again before the backward) does not reach this call's backward.
     """
 
     @staticmethod
-    def forward(ctx, x, r, slice_index, decay, min_pct):
-        r_cols = r[slice_index]  # [K]
-        ctx.save_for_backward(x, r, r_cols, slice_index)
-        ctx.decay, ctx.min_pct = decay, min_pct
+    def forward(ctx, x, r, slice_index, ir):
+        r_slices = r.detach().clone()  # [S]
+        r_cols = r_slices[slice_index]  # [K]
+        ctx.save_for_backward(x, r_slices, r_cols, slice_index)
+        ctx.ir = ir
         return torch.clamp(x, -r_cols, r_cols).div_(r_cols)
 
     @staticmethod
@@ -58,19 +66,22 @@ class InputRangeFunction(torch.autograd.Function):
         # Float masks throughout: comparisons written into float tensors and products with them are
         # vectorized on the CPU; bool tensors and torch.where are 5-40x slower there.
         x, r, r_cols, slice_index = ctx.saved_tensors
+        ir = ctx.ir
         inside = torch.lt(x.abs(), r_cols, out=torch.empty_like(x))  # 1 where |x| < r (not clipped)
         g = grad / r_cols  # gradient w.r.t. the clipped value before scaling
-        g_inside = g * inside
-        grad_x = g_inside if ctx.needs_input_grad[0] else None
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = g if ir.straight_through else g * inside
         grad_r = None
         if ctx.needs_input_grad[1]:
-            # clipped at +r: min(g, 0); at -r: -max(g, 0); both are min(g·sign(x), 0) on clipped entries
-            per_col = g.sub_(g_inside).mul_(torch.sign(x)).clamp_(max=0).sum(0)  # [K]
-            grad_r = torch.zeros_like(r).index_add_(0, slice_index, per_col)
+            # clipped at +r: min(g, 0); at -r: -max(g, 0); both are min(g·sign(x), 0) on clipped entries;
+            # relative to the range: g·r = grad
+            per_col = (grad if ir.gradient_relative else g).mul(1 - inside).mul_(torch.sign(x)).clamp_(max=0).sum(0)
+            grad_r = torch.zeros_like(r).index_add_(0, slice_index, per_col)  # [S]
             n_inside = torch.zeros_like(r).index_add_(0, slice_index, inside.sum(0))
             count = torch.zeros_like(r).index_add_(0, slice_index, torch.full_like(per_col, x.shape[0]))
-            grad_r = grad_r + ctx.decay * r * (n_inside / count > ctx.min_pct)
-        return grad_x, grad_r, None, None, None
+            grad_r = grad_r + ir.decay * r * (n_inside / count > ir.input_min_percentage)
+        return grad_x, grad_r, None, None
 
 
 class AnalogTile(nn.Module):
@@ -189,37 +200,70 @@ class AnalogTile(nn.Module):
             return self.weight + (noisy - self.weight.detach())
         return self.weight
 
-    def _slice_ranges(self, x: Tensor) -> None:
-        """Initialize the input range from data: running mean of α_std·std(x) per slice."""
+    def _slice_ranges(self, x: Tensor) -> Optional[Tensor]:
+        """The input ranges [S] after this training batch's init-from-data step (docs/physics.md §3: the
+        running mean of α_std·std(x) per slice over the first ``init_from_data`` batches), or None when
+        there is no step: eval mode, the init is done, or a slice holds fewer than two values (an empty
+        batch, or one row on a one-column slice: no std), in which case the batch does not count.
+        Nothing is changed here: :meth:`forward` commits the ranges once the batch has gone through."""
         ir = self.config.input_range
         n = int(self.input_range_batches)
-        if not self.training or n >= ir.init_from_data:
-            return
+        smallest_slice = self.in_features - (self.n_slices - 1) * self.in_size
+        if not self.training or n >= ir.init_from_data or x.shape[0] * smallest_slice < 2:
+            return None
         with torch.no_grad():
             xs = x.detach()
-            std = torch.stack([xs[:, lo:lo + self.in_size].std() for lo in range(0, self.in_features, self.in_size)])
-            target = ir.init_std_alpha * std
+            # std of x / max|x|, times max|x|: the variance of inputs near the dtype's limit would overflow
+            peak = xs.abs().amax().clamp(min=torch.finfo(xs.dtype).tiny)
+            std = peak * torch.stack([part.std() for part in torch.split(xs / peak, self.in_size, dim=1)])
+            top = torch.finfo(std.dtype).max
+            target = (ir.init_std_alpha * std).clamp(1e-6, top)
             if n == 0:
-                self.input_range.copy_(target.clamp(min=1e-6))
-            else:
-                self.input_range.mul_(n / (n + 1)).add_(target.clamp(min=1e-6) / (n + 1))
-            self.input_range_batches += 1
+                return target
+            return (self.input_range.detach() * (n / (n + 1)) + target / (n + 1)).clamp(max=top)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """y [M, N] = analog(x [M, K] @ weight.T) * out_scale."""
+    def _check_input(self, x) -> None:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"tile input x must be a torch.Tensor, got {type(x).__name__}")
+        if x.dtype != self.weight.dtype:
+            raise TypeError(f"tile input x has dtype {x.dtype}; allowed: the tile's dtype {self.weight.dtype} "
+                            "(convert the input, or the model with .to(dtype))")
         if x.dim() != 2 or x.shape[1] != self.in_features:
             raise ValueError(f"tile input must have shape [M, {self.in_features}], got {tuple(x.shape)}")
-        scales = None
+        if not bool(torch.isfinite(x).all()):
+            bad = int((~torch.isfinite(x)).sum())
+            raise ValueError(f"tile input x contains NaN or inf ({bad} of {x.numel()} entries); "
+                             "allowed: finite values")
+
+    def forward(self, x: Tensor) -> Tensor:
+        """y [M, N] = analog(x [M, K] @ weight.T) * out_scale.
+
+        The input is checked before anything changes: not a tensor, or not of the tile's dtype:
+        TypeError; wrong shape, or NaN/inf entries: ValueError. An empty batch gives y [0, N]. A finite
+        input so large that y overflows the dtype raises ValueError too, and the input-range init of
+        this batch is then not committed: a rejected input leaves the tile as it was.
+        """
+        self._check_input(x)
+        u, scales, r_new = x, None, None
         if self.input_range is not None:
-            self._slice_ranges(x)
-            ir = self.config.input_range
-            x = InputRangeFunction.apply(x, self.input_range, self.slice_index, ir.decay, ir.input_min_percentage)
-            scales = self.input_range.detach().unsqueeze(1).expand(self.n_slices, self.out_features)
+            r_new = self._slice_ranges(x)
+            # the new ranges' values, with the gradient going to the parameter
+            r = self.input_range if r_new is None else r_new + (self.input_range - self.input_range.detach())
+            u = InputRangeFunction.apply(x, r, self.slice_index, self.config.input_range)
+            scales = r.detach().clone().unsqueeze(1).expand(self.n_slices, self.out_features)
         if bool(self.programmed) and self.config.drift_compensation.kind != "none":
             scales = self.drift_alpha if scales is None else scales * self.drift_alpha
-        y = analog_mvm(x, self._forward_weight(), self.config.forward, in_size=self.in_size,
-                       out_scales=scales, generator=self.generator)
-        return y * self.out_scale
+        y = analog_mvm(u, self._forward_weight(), self.config.forward, in_size=self.in_size,
+                       out_scales=scales, generator=self.generator) * self.out_scale
+        if not bool(torch.isfinite(y).all()):
+            raise ValueError(f"the tile output overflows {y.dtype} for this input (max|x| = "
+                             f"{float(x.detach().abs().max()):.3g}); allowed: inputs small enough that "
+                             "x @ W.T stays finite: scale them down")
+        if r_new is not None:
+            with torch.no_grad():
+                self.input_range.copy_(r_new)
+                self.input_range_batches += 1
+        return y
 
     # ---------------------------------------------------------------------------------------------
     # programming, drift, compensation

@@ -7,7 +7,9 @@ noisy MVM with straight-through gradients, and the learned input range. This mod
 
 1. **Clipping** (``config.clip``), on the tile weights W (tile units, |w| <= 1 ↔ g_max):
    ``fixed``: W ← clip(W, −c, c) with c = ``fixed_value``;
-   ``layer_gaussian``: W ← clip(W, −κ·std(W), κ·std(W)) with κ = ``sigma`` and std over the layer.
+   ``layer_gaussian``: W ← clip(W, −κ·std(W), κ·std(W)) with κ = ``sigma`` and std over the layer; a
+   layer without a spread (one weight, or all weights equal: std undefined or 0) is left unchanged
+   rather than clipped to NaN or to 0.
 2. **Remapping** (``config.remap``): ``layer``: W ← W / max|W|; ``channelwise``: each output row
    W_i ← W_i / max_j|W_ij|; the factor moves into the digital ``out_scale`` so the logical weights
    ``get_weights()`` = W·out_scale are unchanged (:meth:`aimc_lab.tile.AnalogTile.remap`).
@@ -61,7 +63,12 @@ def clip_tile(tile: AnalogTile) -> None:
     if clip.kind == "fixed":
         bound = torch.as_tensor(clip.fixed_value, dtype=w.dtype, device=w.device)
     else:  # layer_gaussian
-        bound = clip.sigma * w.std()
+        if w.numel() < 2:
+            return
+        std = w.std()
+        if not bool(std > 0):
+            return
+        bound = clip.sigma * std
     w.copy_(torch.maximum(torch.minimum(w, bound), -bound))
 
 

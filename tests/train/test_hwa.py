@@ -5,6 +5,7 @@ import dataclasses
 import pytest
 import torch
 
+from aimc_lab import presets
 from aimc_lab.config import (AnalogConfig, ClipParameters, InputRangeParameters, IOParameters, MappingParameters,
                              RemapParameters, WeightModifierParameters)
 from aimc_lab.inference import accuracy
@@ -252,25 +253,35 @@ def expected_range_grad(x, g_clip, r, slice_index, decay, min_pct):
     return out
 
 
-def test_input_range_function_gradient_rule_per_slice():
+def ir_params(decay, min_pct, relative=False, straight_through=False):
+    return InputRangeParameters(enable=True, decay=decay, input_min_percentage=min_pct,
+                                gradient_relative=relative, straight_through=straight_through)
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_input_range_function_gradient_rule_per_slice(relative):
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(50, 8, generator=gen) * 1.5
     r = torch.tensor([1.0, 2.5], requires_grad=True)
     slice_index = torch.arange(8) // 4
     grad_out = torch.randn(50, 8, generator=gen)
     xr = x.clone().requires_grad_(True)
-    out = InputRangeFunction.apply(xr, r, slice_index, 0.01, 0.9)
+    out = InputRangeFunction.apply(xr, r, slice_index, ir_params(0.01, 0.9, relative))
     r_cols = r.detach()[slice_index]
     assert torch.allclose(out, x.clamp(-r_cols, r_cols) / r_cols)
     out.backward(grad_out)
     g_clip = grad_out / r_cols
-    expect = expected_range_grad(x, g_clip, r.detach(), slice_index, 0.01, 0.9)
+    expect = expected_range_grad(x, g_clip, r.detach(), slice_index, 0.0, 0.9)
+    if relative:
+        expect = expect * r.detach()
+    expect += expected_range_grad(x, torch.zeros_like(x), r.detach(), slice_index, 0.01, 0.9)  # decay·r
     assert torch.allclose(r.grad, expect, atol=1e-5)
     # slice 0 (r = 1, σ = 1.5) clips many inputs: no decay; slice 1 (r = 2.5) few: decay applies
     inside0 = (x[:, :4].abs() < 1.0).float().mean()
     inside1 = (x[:, 4:].abs() < 2.5).float().mean()
     assert inside0 < 0.9 < inside1
     outside = (x.abs() >= r_cols)
+    assert outside.any()
     assert torch.allclose(xr.grad, grad_out * (~outside) / r_cols)
 
 
@@ -279,16 +290,47 @@ def test_input_range_signs_only_grow_the_range_and_decay_shrinks_it():
     idx = torch.zeros(2, dtype=torch.long)
     x = torch.tensor([[2.0, -2.0]])
     # gradients that would shrink r on both sides are ignored (positive side g > 0, negative side g < 0)
-    InputRangeFunction.apply(x, r, idx, 0.0, 0.95).backward(torch.tensor([[1.0, -1.0]]))
+    InputRangeFunction.apply(x, r, idx, ir_params(0.0, 0.95)).backward(torch.tensor([[1.0, -1.0]]))
     assert float(r.grad) == 0.0
     r.grad = None
     # gradients that want larger |x| count: positive side g < 0 → min(g, 0), negative side g > 0 → −max(g, 0)
-    InputRangeFunction.apply(x, r, idx, 0.0, 0.95).backward(torch.tensor([[-1.0, 3.0]]))
+    InputRangeFunction.apply(x, r, idx, ir_params(0.0, 0.95)).backward(torch.tensor([[-1.0, 3.0]]))
     assert float(r.grad) == pytest.approx(-1.0 - 3.0)
     r.grad = None
     # everything inside: only the decay, pulling r down
-    InputRangeFunction.apply(torch.tensor([[0.1, -0.2]]), r, idx, 0.05, 0.95).backward(torch.ones(1, 2))
+    InputRangeFunction.apply(torch.tensor([[0.1, -0.2]]), r, idx, ir_params(0.05, 0.95)).backward(torch.ones(1, 2))
     assert float(r.grad) == pytest.approx(0.05)
+
+
+# A 1×4 tile with exact MVMs, r = 2, w = [-0.5, 1, 0.25, -1], x = [3, -1, -2.5, 0.5], loss L = y, decay 0.1,
+# input_min_percentage 0.4. By hand: clip(x) = [2, -1, -2, 0.5], y = r·w·(clip(x)/r) = -3. The output
+# scale r is digital (no gradient), so dL/du = r·w for u = clip(x)/r and g = dL/dclip(x) = w.
+# Range: x0 = 3 ≥ r gives min(g0, 0) = -0.5; x2 = -2.5 ≤ -r gives -max(g2, 0) = -0.25; sum -0.75,
+# times r = 2 when relative (-1.5); two of four inputs inside (0.5 > 0.4) add decay·r = 0.2.
+# Input: g = w straight through, or w with the clipped entries x0, x2 zeroed.
+@pytest.mark.parametrize("relative, straight_through, grad_r, grad_x", [
+    (True, True, -1.3, [-0.5, 1.0, 0.25, -1.0]),
+    (True, False, -1.3, [0.0, 1.0, 0.0, -1.0]),
+    (False, True, -0.55, [-0.5, 1.0, 0.25, -1.0]),
+    (False, False, -0.55, [0.0, 1.0, 0.0, -1.0]),
+])
+def test_input_range_gradients_of_a_1x4_tile_by_hand(relative, straight_through, grad_r, grad_x):
+    ir = InputRangeParameters(enable=True, init_value=2.0, init_from_data=0, decay=0.1, input_min_percentage=0.4,
+                              gradient_relative=relative, straight_through=straight_through)
+    tile = make_tile(1, 4, w=torch.tensor([[-0.5, 1.0, 0.25, -1.0]]), input_range=ir)
+    x = torch.tensor([[3.0, -1.0, -2.5, 0.5]], requires_grad=True)
+    y = tile(x)
+    assert y.item() == pytest.approx(-3.0)
+    y.sum().backward()
+    assert float(tile.input_range.grad) == pytest.approx(grad_r, abs=1e-6)
+    assert torch.allclose(x.grad, torch.tensor([grad_x]), atol=1e-6)
+
+
+def test_input_range_defaults_are_the_reference_toolkits():
+    ir = InputRangeParameters()
+    assert ir.gradient_relative and ir.straight_through
+    preset = presets.standard_hwa().input_range
+    assert preset.gradient_relative and preset.straight_through
 
 
 def test_tile_input_range_gradient_end_to_end():
@@ -319,3 +361,42 @@ def test_input_range_init_from_data_running_mean_of_alpha_std():
     stds = torch.stack([torch.stack([b[:, :4].std(), b[:, 4:].std()]) for b in batches[:3]])
     assert torch.allclose(tile.input_range.detach(), 2.0 * stds.mean(0), rtol=1e-5)  # 4th batch ignored
     assert int(tile.input_range_batches) == 3
+
+
+@pytest.mark.parametrize("layer_type", ["AnalogRNN", "AnalogLSTM", "AnalogGRU"])
+def test_recurrent_layers_train_with_standard_hwa_during_the_range_init(layer_type):
+    """Each step calls the hidden tile again while the init-from-data moves its range (issue 10.2)."""
+    import aimc_lab.nn as analog_nn
+
+    torch.manual_seed(0)
+    layer = getattr(analog_nn, layer_type)(3, 5, num_layers=2, config=presets.standard_hwa())
+    opt = torch.optim.Adam(layer.parameters(), lr=1e-2)
+    attach_hwa(opt, layer)
+    for _ in range(3):
+        opt.zero_grad()
+        out, _ = layer(torch.randn(4, 2, 3))
+        out.square().mean().backward()
+        opt.step()
+    tile = layer.cells[1].tile_hh
+    assert int(tile.input_range_batches) == 3 * 4  # one init step per call: 4 time steps, 3 batches
+    assert tile.input_range.grad is not None and torch.isfinite(tile.input_range.grad).all()
+
+
+def test_a_layer_called_twice_in_one_forward_trains():
+    torch.manual_seed(0)
+    layer = AnalogLinear(4, 4, config=presets.standard_hwa())
+    x = torch.randn(8, 4)
+    layer(layer(x)).sum().backward()
+    assert int(layer.tile.input_range_batches) == 2
+    assert torch.isfinite(layer.tile.weight.grad).all() and torch.isfinite(layer.tile.input_range.grad).all()
+
+
+def test_layer_gaussian_clip_leaves_a_layer_without_spread_unchanged():
+    """std of one weight is undefined and of equal weights 0: clipping at κ·std would give NaN or 0."""
+    clip = ClipParameters(kind="layer_gaussian", sigma=2.5)
+    single = make_tile(1, 1, w=torch.tensor([[0.7]]), clip=clip)
+    clip_weights(single)
+    assert torch.equal(single.weight.detach(), torch.tensor([[0.7]]))
+    equal = make_tile(2, 3, w=torch.full((2, 3), -0.4), clip=clip)
+    clip_weights(equal)
+    assert torch.equal(equal.weight.detach(), torch.full((2, 3), -0.4))
