@@ -1,7 +1,9 @@
-"""Interactive views of the simulator: ipywidgets layouts with plotly FigureWidgets updated in place.
+"""Interactive views of the simulator: ipywidgets layouts with plotly figures updated in place.
 
 Python owns the state (a frozen config plus a few data controls); every computation goes through the
-public API of :mod:`aimc_lab`. Each widget is an ``ipywidgets.VBox``: ``display(TileExplorer())``.
+public API of :mod:`aimc_lab`. Each widget is an ``ipywidgets.VBox``: ``display(TileExplorer())``. The plots are
+:class:`~aimc_lab.widgets._figure.Figure` widgets, which keep updating however slowly a page loads
+(plotly's ``FigureWidget`` does not: see that module).
 
 * :class:`TileExplorer` – one tile, every MVM nonideality on a control, analog vs ideal outputs
 * :class:`ConductanceExplorer` – programmed conductances, programming error, drift of target states

@@ -1,9 +1,8 @@
-"""Small pieces shared by the widgets: the backend badge, the log-time slider, a layout helper."""
+"""Small pieces shared by the widgets: the backend badge, the log-time slider, a re-entrancy flag."""
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 from typing import Iterator
 
@@ -67,16 +66,3 @@ class Quiet:
             yield
         finally:
             self.on = previous
-
-
-def sync_figure_state(fig) -> None:
-    """Store a FigureWidget's current data and layout in its synced widget state.
-
-    plotly sends in-place updates (``batch_update``) to the views that exist as restyle messages, but
-    keeps its ``_widget_data``/``_widget_layout`` traits (what a frontend reads when it attaches later:
-    Voila after executing the notebook, a reloaded JupyterLab page, a figure shown inside a container)
-    at the values of construction time; only displaying the figure directly refreshes them. Do that
-    refresh here after every update so every view shows the current figure.
-    """
-    fig._widget_data = copy.deepcopy(fig._data)
-    fig._widget_layout = copy.deepcopy(fig._layout_obj._props)

@@ -26,7 +26,8 @@ from aimc_lab.config import AnalogConfig, NoiseModelParameters
 from aimc_lab.devices.pcm import PCMLikeNoise
 from aimc_lab.inference import TIMES, time_label
 from aimc_lab.tile import AnalogTile
-from aimc_lab.widgets._util import SLIDER_LAYOUT, SLIDER_STYLE, TEN_YEARS, backend_badge, sync_figure_state
+from aimc_lab.widgets._figure import Figure
+from aimc_lab.widgets._util import SLIDER_LAYOUT, SLIDER_STYLE, TEN_YEARS, backend_badge
 from aimc_lab.widgets.tile_explorer import reference_data
 
 __all__ = ["ConductanceExplorer", "conductance_over_time"]
@@ -116,7 +117,6 @@ class ConductanceExplorer(W.VBox):
             self.heatmaps.data[2].z = error.numpy()
             self.heatmaps.layout.coloraxis2.cmin = -lim
             self.heatmaps.layout.coloraxis2.cmax = lim
-        sync_figure_state(self.heatmaps)
         self.summary.value = (f"<small>programming error: std {float(error.std()):.2f} µS "
                               f"(g_max = {self.config.g_max:g} µS)</small>")
 
@@ -130,9 +130,8 @@ class ConductanceExplorer(W.VBox):
                 self.curves.data[2 * i].y = np.concatenate([mean[i] + std[i], (mean[i] - std[i])[::-1]])
                 self.curves.data[2 * i + 1].x = self.times
                 self.curves.data[2 * i + 1].y = mean[i]
-        sync_figure_state(self.curves)
 
-    def _make_heatmaps(self) -> go.FigureWidget:
+    def _make_heatmaps(self) -> Figure:
         fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.09,
                             subplot_titles=("programmed G⁺ (µS)", "programmed G⁻ (µS)",
                                             "programming error of G⁺ − G⁻ (µS)"))
@@ -148,9 +147,9 @@ class ConductanceExplorer(W.VBox):
         fig.update_yaxes(autorange="reversed", scaleanchor=None)
         fig.update_xaxes(title_text="input j (crossbar row)")
         fig.update_yaxes(title_text="output i (crossbar column)", row=1, col=1)
-        return go.FigureWidget(fig)
+        return Figure(fig)
 
-    def _make_curves(self) -> go.FigureWidget:
+    def _make_curves(self) -> Figure:
         fig = go.Figure()
         for i, target in enumerate(self.targets):
             color = COLORS[i % len(COLORS)]
@@ -163,4 +162,4 @@ class ConductanceExplorer(W.VBox):
         fig.update_yaxes(title_text="conductance (µS)", rangemode="tozero")
         fig.update_layout(title="PCM conductance vs time (mean ± std over devices)", height=380, width=760,
                           margin=dict(l=60, r=20, t=50, b=50), template="plotly_white")
-        return go.FigureWidget(fig)
+        return Figure(fig)

@@ -19,7 +19,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 from aimc_lab.devices import pulsed
-from aimc_lab.widgets._util import SLIDER_LAYOUT, SLIDER_STYLE, Quiet, backend_badge, sync_figure_state
+from aimc_lab.widgets._figure import Figure
+from aimc_lab.widgets._util import SLIDER_LAYOUT, SLIDER_STYLE, Quiet, backend_badge
 
 __all__ = ["DeviceExplorer"]
 
@@ -113,13 +114,12 @@ class DeviceExplorer(W.VBox):
             self.figure.data[self.traces].y = w.mean(axis=0)
             self.figure.layout.shapes = [dict(type="line", x0=n, x1=n, xref="x", y0=0, y1=1, yref="paper",
                                               line=dict(color="gray", dash="dot", width=1))]
-        sync_figure_state(self.figure)
         d = self.device
         states = (d.w_max - d.w_min) / d.dw_min
         self.info.value = (f"<small>{type(d).__name__} model · about {states:.0f} steps from w_min to w_max · "
                            f"final mean weight {float(np.mean(w[:, -1])):+.3f}</small>")
 
-    def _make_figure(self) -> go.FigureWidget:
+    def _make_figure(self) -> Figure:
         fig = go.Figure()
         for i in range(self.traces):
             fig.add_trace(go.Scatter(x=[], y=[], mode="lines", line=dict(width=1), opacity=0.6,
@@ -129,4 +129,4 @@ class DeviceExplorer(W.VBox):
         fig.update_yaxes(title_text="device weight w")
         fig.update_layout(title="Pulse response", height=420, width=720, template="plotly_white",
                           margin=dict(l=60, r=20, t=50, b=50))
-        return go.FigureWidget(fig)
+        return Figure(fig)

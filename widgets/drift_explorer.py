@@ -27,7 +27,8 @@ from aimc_lab.config import AnalogConfig, replace_path
 from aimc_lab.convert import convert_to_analog
 from aimc_lab.inference import TIMES, accuracy, evaluate_over_time, tiles, time_label
 from aimc_lab.train import calibrate_input_ranges, hwa_train
-from aimc_lab.widgets._util import SLIDER_LAYOUT, SLIDER_STYLE, backend_badge, sync_figure_state
+from aimc_lab.widgets._figure import Figure
+from aimc_lab.widgets._util import SLIDER_LAYOUT, SLIDER_STYLE, backend_badge
 
 __all__ = ["DriftExplorer", "train_digit_models"]
 
@@ -172,14 +173,13 @@ class DriftExplorer(W.VBox):
                 self.figure.data[i].x = table["time_s"].to_numpy()
                 self.figure.data[i].y = table["mean"].to_numpy()
                 self.figure.data[i].error_y = dict(type="data", array=table["std"].to_numpy(), visible=True)
-        sync_figure_state(self.figure)
         self.results[CURVES[0]] = fp_acc
         self.progress.bar_style = "success"
         hwa_year = self.results[CURVES[2]]["mean"].to_numpy()[-1]
         self.status.value = (f"<small>done · digital {fp_acc:.1f} % · HWA at {time_label(self.times[-1])}: "
                              f"{hwa_year:.1f} %</small>")
 
-    def _make_figure(self) -> go.FigureWidget:
+    def _make_figure(self) -> Figure:
         fig = go.Figure()
         for name, color in zip(CURVES, COLORS):
             fig.add_trace(go.Scatter(x=[], y=[], mode="lines+markers", name=name,
@@ -190,4 +190,4 @@ class DriftExplorer(W.VBox):
         fig.update_layout(height=440, width=900, margin=dict(l=60, r=20, t=40, b=50), template="plotly_white",
                           title="Test accuracy over drift time (mean ± std over noise instances)",
                           legend=dict(orientation="h", y=-0.2))
-        return go.FigureWidget(fig)
+        return Figure(fig)

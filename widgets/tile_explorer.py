@@ -3,7 +3,7 @@
 Python owns the state: ``explorer.config`` is a frozen :class:`~aimc_lab.config.AnalogConfig`; each
 control writes one field of it (a new config through :func:`aimc_lab.config.replace_path`) and the
 widget recomputes through the public API (an :class:`~aimc_lab.tile.AnalogTile` with ``set_weights``,
-``program``, ``drift`` and its forward) and updates its plotly ``FigureWidget`` in place.
+``program``, ``drift`` and its forward) and updates its plotly figure (:class:`~aimc_lab.widgets._figure.Figure`) in place.
 
 Randomness is seeded: the same settings always give the same picture, so moving a slider and moving
 it back restores the plot. Separate seeded streams feed programming noise, drift/read noise and the
@@ -26,8 +26,9 @@ from aimc_lab import presets
 from aimc_lab.config import AnalogConfig, replace_path
 from aimc_lab.inference import time_label
 from aimc_lab.tile import AnalogTile
+from aimc_lab.widgets._figure import Figure
 from aimc_lab.widgets._util import (SLIDER_LAYOUT, SLIDER_STYLE, Quiet, backend_badge, bits_to_res, res_to_bits,
-                                    sync_figure_state, time_readout, time_slider)
+                                    time_readout, time_slider)
 
 __all__ = ["TileExplorer", "tile_config", "reference_data"]
 
@@ -57,7 +58,7 @@ class TileExplorer(W.VBox):
 
     ``TileExplorer(preset="standard HWA", size=512, n_inputs=256, seed=0)``. Attributes after each
     update: ``config``, ``relative_error`` (‖y − Wx‖/‖Wx‖), ``outputs`` and ``ideal`` ([M, N] tensors),
-    ``figure`` (the FigureWidget: trace 0 the scatter, 1 the y = x line, 2 the error histogram) and
+    ``figure`` (the :class:`~aimc_lab.widgets._figure.Figure`: trace 0 the scatter, 1 the y = x line, 2 the error histogram) and
     ``controls`` (name -> ipywidget).
     """
 
@@ -251,7 +252,6 @@ class TileExplorer(W.VBox):
             self.figure.data[2].x = 0.5 * (edges[:-1] + edges[1:])
             self.figure.data[2].y = counts
             self.figure.data[2].width = float(edges[1] - edges[0])
-        sync_figure_state(self.figure)
         self.error_label.value = self._error_html()
 
     def _error_html(self) -> str:
@@ -263,7 +263,7 @@ class TileExplorer(W.VBox):
                 f"<b>{100 * self.relative_error:.2f} %</b> <small>({self.size}×{self.size} tile, "
                 f"{self.n_inputs} inputs, {where})</small></div>")
 
-    def _make_figure(self) -> go.FigureWidget:
+    def _make_figure(self) -> Figure:
         fig = make_subplots(rows=1, cols=2, subplot_titles=("analog vs ideal output", "error y − Wx"),
                             horizontal_spacing=0.12)
         fig.add_trace(go.Scattergl(x=[], y=[], mode="markers", name="outputs",
@@ -277,4 +277,4 @@ class TileExplorer(W.VBox):
         fig.update_yaxes(title_text="count", row=1, col=2)
         fig.update_layout(height=420, width=920, showlegend=False, margin=dict(l=60, r=20, t=40, b=50),
                           bargap=0.0, template="plotly_white")
-        return go.FigureWidget(fig)
+        return Figure(fig)

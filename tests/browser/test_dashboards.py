@@ -1,102 +1,149 @@
-"""Serve each Voila dashboard, render it in headless Chromium, move a slider, check the plot changes.
+"""Serve each Voila dashboard, render it in headless Chromium with a throttled CPU, move sliders, check
+that every plot follows.
 
-Fails on any JavaScript console error or uncaught page error. Screenshots go to test-artifacts/.
+The page's CPU is slowed down ``AIMC_LAB_CPU_THROTTLE`` times (default 4; Chromium's DevTools
+``Emulation.setCPUThrottlingRate``) from the first request on: a Binder session on shared CPUs, where
+plotly's ``FigureWidget`` used to freeze (anywidget's 2 s module timeout). Any JavaScript console
+error or uncaught page error fails the test; none is tolerated.
+
+Printed (run with ``-s``): time to the first widget and to the first drawn plot per dashboard, and the
+Tile lab's slider-to-plot latency without throttling (from the key press to the plot's redraw, as the
+page's own clock sees it). Screenshots go to test-artifacts/.
 """
 
-import json
+import os
+import statistics
 
 import pytest
 
 pytestmark = pytest.mark.browser
 
-RENDER_TIMEOUT_MS = 180_000
+RENDER_TIMEOUT_MS = 240_000
+UPDATE_TIMEOUT_MS = 90_000
+THROTTLE = float(os.environ.get("AIMC_LAB_CPU_THROTTLE", "4"))
+LATENCY_MOVES = 12
 
-# anywidget (0.11) rejects a model's "ready" promise when its ES module has not loaded within 2 s and
-# reports it as an uncaught error, although the model finishes loading and its view renders. Every
-# plotly FigureWidget ships plotly.js (~4.6 MB) as its module, so on a busy 2-core machine this can
-# fire while the page is perfectly fine. It is tolerated only together with the checks below that
-# every plot rendered and updated; any other page or console error fails the test.
-SLOW_ANYWIDGET_INIT = "[anywidget] Failed to initialize model."
+FIGURES = ".aimc-lab-figure"
 
 
-def _watch_errors(page):
-    """Collect console errors and page errors. Requests leaving the machine (Voila's template asks a CDN
-    for Font Awesome icons) are answered with an empty body: the dashboards must work offline, and an
-    unreachable CDN is not an error of ours."""
+def _open(page, url: str, throttle: float = THROTTLE):
+    """Watch for errors, throttle the CPU, load ``url``; returns the list that collects errors.
+
+    Requests leaving the machine (Voila's template asks a CDN for Font Awesome icons) are answered with
+    an empty body: the dashboards must work offline, and an unreachable CDN is not an error of ours."""
     errors = []
     page.route(lambda url: not url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")),
                lambda route: route.fulfill(status=200, body="", content_type="text/css"))
     page.on("console", lambda msg: errors.append(f"console.{msg.type}: {msg.text}") if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: None if exc.message == SLOW_ANYWIDGET_INIT else errors.append(f"pageerror: {exc}"))
+    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Emulation.setCPUThrottlingRate", {"rate": throttle})
+    page.cdp = cdp
+    page.goto(url, timeout=RENDER_TIMEOUT_MS, wait_until="commit")
     return errors
 
 
-def _trace_json(page, plot_index: int, trace_index: int) -> str:
-    """The y data of one trace of the plot_index-th plotly graph, read from plotly.js in the page."""
-    return page.evaluate(
-        """([p, t]) => { const gd = document.querySelectorAll('.js-plotly-plot')[p];
-                         const y = gd && gd.data && gd.data[t] ? gd.data[t].y : null;
-                         return JSON.stringify(y ? Array.from(y).slice(0, 50) : null); }""",
-        [plot_index, trace_index])
+def _seconds_since_navigation(page) -> float:
+    return page.evaluate("performance.now()") / 1000.0
 
 
-def _wait_for_trace(page, plot_index: int, trace_index: int):
+def _wait_first_render(page, n_figures: int) -> dict:
+    """Seconds from navigation to the first visible slider and to ``n_figures`` drawn plots."""
+    page.locator(".widget-slider").first.wait_for(state="visible", timeout=RENDER_TIMEOUT_MS)
+    first_widget = _seconds_since_navigation(page)
     page.wait_for_function(
-        """([p, t]) => { const gd = document.querySelectorAll('.js-plotly-plot')[p];
-                         return gd && gd.data && gd.data[t] && gd.data[t].y && gd.data[t].y.length > 0; }""",
-        arg=[plot_index, trace_index], timeout=RENDER_TIMEOUT_MS)
+        """n => { const f = document.querySelectorAll('%s');
+                  return f.length >= n && Array.from(f).every(e => Number(e.dataset.revision) > 0); }""" % FIGURES,
+        arg=n_figures, timeout=RENDER_TIMEOUT_MS)
+    return {"first widget": first_widget, "plots drawn": _seconds_since_navigation(page)}
 
 
-def _move_until_changed(page, label: str, plot_index: int, trace_index: int, before: str, tries: int = 3):
-    """Press ArrowRight on the handle of the slider labelled ``label`` until the trace's data changes
-    (a key press that lands before the page is fully wired up is retried, as a student would)."""
-    handle = page.locator(".widget-slider", has_text=label).locator(".noUi-handle").first
-    for attempt in range(tries):
-        handle.focus()
-        handle.press("ArrowRight")
-        try:
-            page.wait_for_function(
-                """([p, t, old]) => { const gd = document.querySelectorAll('.js-plotly-plot')[p];
-                                      return JSON.stringify(Array.from(gd.data[t].y).slice(0, 50)) !== old; }""",
-                arg=[plot_index, trace_index, before], timeout=RENDER_TIMEOUT_MS // tries)
-            return
-        except Exception:
-            if attempt == tries - 1:
-                raise
+def _revision(page, figure: int) -> int:
+    return page.evaluate("i => Number(document.querySelectorAll('%s')[i].dataset.revision)" % FIGURES, figure)
+
+
+def _trace_y(page, figure: int, trace: int):
+    """The first values of a trace's y (or z) as plotly.js in the page holds them."""
+    return page.evaluate(
+        """([i, t]) => { const gd = document.querySelectorAll('%s')[i];
+                         const tr = gd.data[t]; const v = tr.y !== undefined ? tr.y : tr.z;
+                         return JSON.stringify(Array.from(v).slice(0, 40)); }""" % FIGURES, [figure, trace])
+
+
+def _slider(page, label: str, nth: int = 0):
+    return page.locator(".widget-slider", has_text=label).nth(nth).locator(".noUi-handle").first
+
+
+def _move_and_wait(page, label: str, figure: int, trace: int, nth: int = 0, key: str = "ArrowRight"):
+    """Move a slider one step; the figure must redraw with different data."""
+    before_rev, before_y = _revision(page, figure), _trace_y(page, figure, trace)
+    handle = _slider(page, label, nth)
+    handle.focus()
+    handle.press(key)
+    page.wait_for_function("([i, r]) => Number(document.querySelectorAll('%s')[i].dataset.revision) > r" % FIGURES,
+                           arg=[figure, before_rev], timeout=UPDATE_TIMEOUT_MS)
+    page.wait_for_function("([i, t, old]) => { const gd = document.querySelectorAll('%s')[i];"
+                           " const tr = gd.data[t]; const v = tr.y !== undefined ? tr.y : tr.z;"
+                           " return JSON.stringify(Array.from(v).slice(0, 40)) !== old; }" % FIGURES,
+                           arg=[figure, trace, before_y], timeout=UPDATE_TIMEOUT_MS)
+
+
+def _latency_ms(page, label: str, figure: int, moves: int):
+    """Slider-to-plot latency: from the key press (the page's keydown event) to the end of the plot's
+    redraw (its data-revision changing), for ``moves`` moves alternating right and left."""
+    handle = _slider(page, label)
+    handle.focus()
+    page.evaluate("""i => { const gd = document.querySelectorAll('%s')[i];
+        window.__aimcLat = {down: 0, times: []};
+        document.addEventListener('keydown', () => { window.__aimcLat.down = performance.now(); }, true);
+        new MutationObserver(() => window.__aimcLat.times.push(performance.now() - window.__aimcLat.down))
+            .observe(gd, {attributes: true, attributeFilter: ['data-revision']}); }""" % FIGURES, figure)
+    for k in range(moves):
+        n = page.evaluate("window.__aimcLat.times.length")
+        handle.press("ArrowRight" if k % 2 == 0 else "ArrowLeft")
+        page.wait_for_function("n => window.__aimcLat.times.length > n", arg=n, timeout=UPDATE_TIMEOUT_MS)
+        page.wait_for_timeout(150)  # the kernel settles before the next move (no coalesced redraws)
+    return page.evaluate("window.__aimcLat.times")
+
+
+def _report(name: str, times: dict) -> None:
+    print(f"\n[{name}] CPU throttled {THROTTLE:g}x: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
 
 
 def test_tile_lab(page, voila, artifacts):
-    errors = _watch_errors(page)
     page.set_viewport_size({"width": 1400, "height": 1900})
-    page.goto(voila("tile_lab.ipynb"), timeout=RENDER_TIMEOUT_MS)
-    _wait_for_trace(page, 0, 0)   # tile explorer scatter
-    _wait_for_trace(page, 1, 1)   # conductance-vs-time curves
-    page.wait_for_timeout(500)
+    errors = _open(page, voila("tile_lab.ipynb"))
+    times = _wait_first_render(page, 3)   # tile explorer, conductance curves, conductance heatmaps
+    _report("tile lab", times)
     page.screenshot(path=str(artifacts / "tile_lab_before.png"), full_page=True)
     error_label = page.locator("text=relative error").first
     before_text = error_label.inner_text()
-    before = _trace_json(page, 0, 0)
-    _move_until_changed(page, "ADC bits", 0, 0, before)
-    page.wait_for_function("old => !document.body.innerText.includes(old)", arg=before_text, timeout=60_000)
-    page.wait_for_timeout(500)
-    page.screenshot(path=str(artifacts / "tile_lab_after.png"), full_page=True)
-    assert _trace_json(page, 0, 0) != before
+    # every figure follows its sliders, twice each, under throttling
+    for _ in range(2):
+        _move_and_wait(page, "ADC bits", 0, 0)
+        _move_and_wait(page, "drift exponent", 1, 1)
+        _move_and_wait(page, "weight std", 2, 0, nth=1)
     assert error_label.inner_text() != before_text
-    assert json.loads(_trace_json(page, 0, 0))
+    page.screenshot(path=str(artifacts / "tile_lab_after.png"), full_page=True)
+
+    page.cdp.send("Emulation.setCPUThrottlingRate", {"rate": 1})
+    latencies = _latency_ms(page, "ADC bits", 0, LATENCY_MOVES)
+    print(f"[tile lab] slider -> plot latency over {len(latencies)} moves (no throttling): "
+          f"median {statistics.median(latencies):.0f} ms, max {max(latencies):.0f} ms")
+    assert len(latencies) >= LATENCY_MOVES
     assert not errors, "\n".join(errors)
 
 
 def test_drift_lab(page, voila, artifacts):
-    errors = _watch_errors(page)
     page.set_viewport_size({"width": 1400, "height": 900})
-    page.goto(voila("drift_lab.ipynb"), timeout=RENDER_TIMEOUT_MS)
-    _wait_for_trace(page, 0, 2)   # HWA curve after the run
-    page.wait_for_timeout(500)
+    errors = _open(page, voila("drift_lab.ipynb"))
+    times = _wait_first_render(page, 1)
+    page.wait_for_selector("text=done ·", timeout=RENDER_TIMEOUT_MS)
+    times["curves computed"] = _seconds_since_navigation(page)
+    _report("drift lab", times)
     page.screenshot(path=str(artifacts / "drift_lab_before.png"), full_page=True)
-    before = _trace_json(page, 0, 3)
-    _move_until_changed(page, "drift exponent", 0, 3, before)   # faster drift: re-evaluation
-    page.wait_for_selector("text=done ·", timeout=120_000)   # the run finished (status after the data)
-    page.wait_for_timeout(500)
+    for _ in range(2):
+        _move_and_wait(page, "drift exponent", 0, 3)   # faster drift: re-evaluation
+        page.wait_for_selector("text=done ·", timeout=UPDATE_TIMEOUT_MS)
     page.screenshot(path=str(artifacts / "drift_lab_after.png"), full_page=True)
-    assert _trace_json(page, 0, 3) != before
     assert not errors, "\n".join(errors)
