@@ -18,6 +18,10 @@ Conventions (shared with the Triton kernel):
   IR-drop correction are constants; α and 2^k are constants, so inside the bounds
   dy/dx = w·out_scales and dy/dw = x̃·α·2^k·out_scales, with x̃ the DAC output (incl. input noise).
 * An input slice that is all zero gives exactly 0 for that slice (no output noise).
+* Noise management "max" (AIHWKIT's Max, meant for non-negative inputs such as ReLU outputs) scales
+  by α = max_j x_j, so negative inputs below −α clip at the DAC. A slice row with no positive input
+  but a nonzero one takes α = max_j |x_j| instead (AIHWKIT returns 0 for such a row without input
+  noise and leaves it unscaled with it; both lose the row).
 * ``is_perfect`` gives ``x @ w.T`` per slice (times ``out_scales`` and ``out_scale``).
 * Randomness comes only from ``generator`` (``torch.randn``/``torch.rand``), so a seeded generator
   reproduces the output exactly.
@@ -125,8 +129,9 @@ def _noise_management(xs: Tensor, abs_max: Tensor, io: IOParameters) -> Tensor:
     """α per (slice, row): [S, M]; ``abs_max`` = max|x| per (slice, row) (read only by abs_max)."""
     if io.noise_management == "abs_max":
         alpha = abs_max.clamp(max=io.nm_thres) if io.nm_thres > 0 else abs_max
-    elif io.noise_management == "max":
+    elif io.noise_management == "max":  # a row without a positive input: max|x| = −min x
         alpha = xs.amax(dim=-1)
+        alpha = torch.where(alpha > 0, alpha, xs.amin(dim=-1).neg_())
     elif io.noise_management == "constant":
         alpha = torch.full(xs.shape[:2], io.nm_thres, dtype=xs.dtype, device=xs.device)
     else:

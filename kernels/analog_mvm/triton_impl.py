@@ -3,8 +3,8 @@
 ``_analog_mvm_fwd_kernel`` computes, for a block of input rows and a block of outputs, every K-slice
 of the layer in turn and sums the slices digitally, in one launch:
 
-1. noise management: α per (slice, row) (abs_max / max / constant / none; α ≤ 0 → 1), from a first
-   pass over the slice's inputs;
+1. noise management: α per (slice, row) (abs_max / max / constant / none; "max" takes max|x| for a
+   row without a positive input; α ≤ 0 → 1), from a first pass over the slice's inputs;
 2. DAC: x̃ = clip(Q(x/α·2^-k; Δ_in), ±b_in) + σ_in·ξ, with round-half-away or stochastic rounding;
 3. MAC ``tl.dot`` with fp32 accumulation, plus the second-order sums the noise terms need
    (Σ|w||x̃| and Σ w x̃ (1 − (1 − j/K_s)²) for IR drop, Σ|w| x̃² for PCM read noise, ‖x̃‖² for
@@ -99,6 +99,7 @@ def _analog_mvm_fwd_kernel(
         # 1. noise management
         if NM == 0 or NM == 1:
             amax = tl.full((BLOCK_M,), float("-inf"), tl.float32)
+            amin = tl.full((BLOCK_M,), float("inf"), tl.float32)
             for kk in range(0, k_used, BLOCK_K):
                 j = kk + offs_k
                 xm = r_mask[:, None] & (j < k_used)[None, :]
@@ -108,8 +109,11 @@ def _analog_mvm_fwd_kernel(
                     amax = tl.maximum(amax, tl.max(tl.abs(xv), axis=1))
                 else:
                     amax = tl.maximum(amax, tl.max(tl.where(xm, xv, float("-inf")), axis=1))
+                    amin = tl.minimum(amin, tl.min(tl.where(xm, xv, float("inf")), axis=1))
             if NM == 0:
                 amax = tl.where(nm_thres > 0, tl.minimum(amax, nm_thres), amax)
+            else:  # no positive input: max|x| = −min x (the reference's rule)
+                amax = tl.where(amax > 0, amax, -amin)
             alpha = tl.where(amax > 0, amax, 1.0)
         elif NM == 2:
             alpha = tl.full((BLOCK_M,), nm_thres, tl.float32)

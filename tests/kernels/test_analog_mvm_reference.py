@@ -60,6 +60,19 @@ def test_noise_management_abs_max_rescales_and_zero_row_is_zero():
     torch.testing.assert_close(y[0], torch.tensor([2.0, -2.0]))
 
 
+def test_noise_management_max_and_rows_without_a_positive_input():
+    """'max' (AIHWKIT's Max, meant for non-negative inputs such as ReLU outputs): α = max_j x_j, so a
+    negative input below −α clips at the DAC. A row with no positive input but a nonzero one takes
+    α = max|x| (docs/physics.md §1) instead of 1, so −5 is not clipped to −1."""
+    w = torch.eye(3)
+    x = torch.tensor([[2.0, 1.0, -3.0], [-5.0, -1.0, -2.0], [0.0, -4.0, 0.0], [0.0, 0.0, 0.0]])
+    y = analog_mvm(x, w, io(inp_bound=1.0, noise_management="max", out_noise=0.5))
+    assert y[3].abs().sum() == 0  # all-zero row: exactly 0
+    y = analog_mvm(x, w, io(inp_bound=1.0, noise_management="max"))
+    torch.testing.assert_close(y, torch.tensor([[2.0, 1.0, -2.0], [-5.0, -1.0, -2.0], [0.0, -4.0, 0.0],
+                                                [0.0, 0.0, 0.0]]))
+
+
 def test_output_noise_std_scales_with_alpha():
     g = torch.Generator().manual_seed(1)
     w = torch.zeros(64, 8)

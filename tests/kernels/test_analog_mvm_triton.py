@@ -113,6 +113,20 @@ def test_switches_match_reference(name):
     _assert_matches(x, w, io, in_size=64, out_scales=_scales(3, 40))
 
 
+def test_noise_management_max_rows_without_a_positive_input_match_reference():
+    """'max' with rows that have no positive input (α = max|x|, docs/physics.md §1), slice by slice."""
+    x, w = _data(12, 24, 70, seed=7)
+    x[0] = -x[0].abs()  # all negative
+    x[1, :32] = -x[1, :32].abs()  # first slice negative, second mixed
+    x[2, 32:64] = 0.0  # an all-zero slice
+    x[3] = 0.0
+    io = dataclasses.replace(QUIET, noise_management="max")
+    _assert_matches(x, w, io, in_size=32, out_scales=_scales(3, 24))
+    y = triton_impl.analog_mvm(x, w, dataclasses.replace(io, inp_res=0.0, out_res=0.0, bound_management="none"),
+                               in_size=32)
+    torch.testing.assert_close(y[0], x[0] @ w.T, rtol=1e-4, atol=1e-4)  # nothing clipped
+
+
 def test_bound_management_triggers_and_matches():
     io = dataclasses.replace(QUIET, out_bound=1.0)
     x, w = _data(16, 32, 100, seed=5)
