@@ -4,15 +4,21 @@ Every analog layer holds an :class:`AnalogConfig`. Change a field with
 ``dataclasses.replace`` (or :func:`replace_path`), never in place. ``to_dict``/``from_dict`` round-trip
 through plain Python types, so configs travel in checkpoints and widget state.
 
-Field meanings and defaults follow ``PHYSICS.md`` (section numbers are cited per class).
+Field meanings and defaults follow docs/physics.md (section numbers are cited per class). Each field
+declares its own check (``metadata["check"]``, see :func:`_checked`); the limits are the physical
+ranges widened to what the float32 kernels compute without overflow (bounds and scales within
+[1e-9, 1e9], noise magnitudes up to 1e6, resolutions down to steps of 1e-12). Rules that tie two
+fields together live in ``__post_init__``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import numbers
 from dataclasses import dataclass, field, fields
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 __all__ = [
     "IOParameters",
@@ -25,6 +31,8 @@ __all__ = [
     "InputRangeParameters",
     "AnalogConfig",
     "replace_path",
+    "register_config_class",
+    "register_training_class",
 ]
 
 
@@ -32,44 +40,141 @@ __all__ = [
 # validation helpers: every message names the field, the value and what is allowed
 # ---------------------------------------------------------------------------------------------
 
+#: Finest quantization step a resolution may ask for (and so at most 1e12 steps).
+MIN_RESOLUTION_STEP = 1e-12
+
 
 def _err(obj: Any, name: str, value: Any, allowed: str) -> ValueError:
     return ValueError(f"{type(obj).__name__}.{name} = {value!r} is invalid; allowed: {allowed}")
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _interval(lo: float, hi: float, lo_open: bool, hi_open: bool) -> str:
+    return f"{'(' if lo_open or lo == -math.inf else '['}{lo:g}, {hi:g}{')' if hi_open or hi == math.inf else ']'}"
+
+
+def _real_value(obj: Any, label: str, value: Any, lo: float, hi: float, lo_open: bool, hi_open: bool,
+                allow_inf: bool) -> Any:
+    """``value`` if it is a real number in the interval (numpy scalars become float), else raise."""
+    kind = "a real number" if allow_inf else "a finite real number"
+    allowed = f"{kind} in {_interval(lo, hi, lo_open, hi_open)}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{type(obj).__name__}.{label} must be {allowed}, got {type(value).__name__} {value!r}")
+    if type(value) not in (int, float):
+        value = float(value)
+    try:
+        as_float = float(value)
+    except OverflowError:
+        as_float = math.inf if value > 0 else -math.inf
+    below = as_float <= lo if lo_open else as_float < lo
+    above = as_float >= hi if hi_open else as_float > hi
+    if math.isnan(as_float) or (math.isinf(as_float) and not allow_inf) or below or above:
+        raise _err(obj, label, value, allowed)
+    return value
+
+
 def _check_real(obj: Any, name: str, lo: float = -math.inf, hi: float = math.inf,
-                lo_open: bool = False, hi_open: bool = False) -> None:
+                lo_open: bool = False, hi_open: bool = False, allow_inf: bool = False) -> None:
+    """``obj.name`` must be a real number (not bool) in the interval, finite unless ``allow_inf``."""
     value = getattr(obj, name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{type(obj).__name__}.{name} must be a number, got {type(value).__name__} {value!r}")
-    if math.isnan(value):
-        raise _err(obj, name, value, "a number, not NaN")
-    below = value <= lo if lo_open else value < lo
-    above = value >= hi if hi_open else value > hi
-    if below or above:
-        lb = "(" if lo_open else "["
-        rb = ")" if hi_open else "]"
-        raise _err(obj, name, value, f"{lb}{lo}, {hi}{rb}")
+    checked = _real_value(obj, name, value, lo, hi, lo_open, hi_open, allow_inf)
+    if checked is not value:
+        object.__setattr__(obj, name, checked)
 
 
 def _check_int(obj: Any, name: str, lo: int, hi: float = math.inf) -> None:
+    """``obj.name`` must be an integer (not bool) in [lo, hi]; numpy integers become int."""
     value = getattr(obj, name)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{type(obj).__name__}.{name} must be an int, got {type(value).__name__} {value!r}")
+    allowed = f"an integer in [{lo}, {hi}]"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{type(obj).__name__}.{name} must be {allowed}, got {type(value).__name__} {value!r}")
+    if type(value) is not int:
+        value = int(value)
+        object.__setattr__(obj, name, value)
     if value < lo or value > hi:
-        raise _err(obj, name, value, f"an integer in [{lo}, {hi}]")
+        raise _err(obj, name, value, allowed)
 
 
 def _check_choice(obj: Any, name: str, choices: Tuple[str, ...]) -> None:
+    """``obj.name`` must be one of the strings ``choices``."""
     value = getattr(obj, name)
+    allowed = "one of " + ", ".join(repr(c) for c in choices)
+    if not isinstance(value, str):
+        raise TypeError(f"{type(obj).__name__}.{name} must be a str, {allowed}; got {type(value).__name__} "
+                        f"{value!r}")
     if value not in choices:
-        raise _err(obj, name, value, "one of " + ", ".join(repr(c) for c in choices))
+        raise _err(obj, name, value, allowed)
 
 
 def _check_bool(obj: Any, name: str) -> None:
+    """``obj.name`` must be True or False (not 0/1, not a string)."""
     value = getattr(obj, name)
     if not isinstance(value, bool):
-        raise TypeError(f"{type(obj).__name__}.{name} must be a bool, got {type(value).__name__} {value!r}")
+        raise TypeError(f"{type(obj).__name__}.{name} must be a bool (True or False), got {type(value).__name__} "
+                        f"{value!r}")
+
+
+def _check_real_tuple(obj: Any, name: str, length: Optional[int] = None, min_length: int = 1,
+                      lo: float = -math.inf, hi: float = math.inf, lo_open: bool = False,
+                      hi_open: bool = False) -> None:
+    """``obj.name`` must be a tuple/list of finite real numbers in the interval, of ``length`` entries
+    (or at least ``min_length``); it is stored as a tuple of floats."""
+    value = getattr(obj, name)
+    count = f"{length}" if length is not None else f"at least {min_length}"
+    allowed = f"a tuple of {count} finite real numbers in {_interval(lo, hi, lo_open, hi_open)}"
+    if not isinstance(value, (tuple, list)):
+        raise TypeError(f"{type(obj).__name__}.{name} must be {allowed}, got {type(value).__name__} {value!r}")
+    if (length is not None and len(value) != length) or len(value) < min_length:
+        raise _err(obj, name, value, allowed)
+    entries = tuple(float(_real_value(obj, f"{name}[{i}]", v, lo, hi, lo_open, hi_open, False))
+                    for i, v in enumerate(value))
+    object.__setattr__(obj, name, entries)
+
+
+def _check_resolution(obj: Any, name: str, allow_negative: bool = True) -> None:
+    """A resolution (docs/physics.md §1): <= 0 is off, (0, 1] a step, > 1 a number of steps."""
+    off = "<= 0 (off)" if allow_negative else "0 (off)"
+    allowed = (f"{off}, a step in [{MIN_RESOLUTION_STEP:g}, 1] or a number of steps in "
+               f"(1, {1 / MIN_RESOLUTION_STEP:g}]")
+    value = getattr(obj, name)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{type(obj).__name__}.{name} must be a real number: {allowed}; got {type(value).__name__} "
+                        f"{value!r}")
+    try:
+        _check_real(obj, name, -math.inf if allow_negative else 0.0, 1 / MIN_RESOLUTION_STEP)
+    except ValueError:
+        raise _err(obj, name, value, allowed) from None
+    if 0 < getattr(obj, name) < MIN_RESOLUTION_STEP:
+        raise _err(obj, name, value, allowed)
+
+
+def _check_zero_or_real(obj: Any, name: str, lo: float, hi: float) -> None:
+    """``obj.name`` must be 0 (off) or a finite real number in [lo, hi]."""
+    allowed = f"0 (off) or a finite real number in [{lo:g}, {hi:g}]"
+    value = getattr(obj, name)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{type(obj).__name__}.{name} must be {allowed}, got {type(value).__name__} {value!r}")
+    try:
+        _check_real(obj, name, 0.0, hi)
+    except ValueError:
+        raise _err(obj, name, value, allowed) from None
+    if 0 < getattr(obj, name) < lo:
+        raise _err(obj, name, value, allowed)
+
+
+def _checked(default: Any, check: Callable[..., None], **limits: Any) -> Any:
+    """A dataclass field validated by ``check(obj, name, **limits)`` (see :func:`_check_fields`)."""
+    return field(default=default, metadata={"check": functools.partial(check, **limits)})
+
+
+def _check_fields(obj: Any) -> None:
+    """Run every field's own check, in declaration order."""
+    for f in fields(obj):
+        f.metadata["check"](obj, f.name)
 
 
 def resolution_step(res: float) -> float:
@@ -80,58 +185,46 @@ def resolution_step(res: float) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# PHYSICS §1: the MVM
+# docs/physics.md §1: the MVM
 # ---------------------------------------------------------------------------------------------
 
 NOISE_MANAGEMENT = ("abs_max", "max", "constant", "none")
 BOUND_MANAGEMENT = ("none", "iterative")
 W_NOISE_TYPES = ("none", "additive_constant", "pcm_read")
 
+#: Largest bound, scale or magnitude; smallest positive bound or scale.
+BIG, SMALL = 1e9, 1e-9
+#: Largest noise standard deviation or noise scale.
+MAX_NOISE = 1e6
+
 
 @dataclass(frozen=True)
 class IOParameters:
-    """Nonidealities of one analog matrix-vector multiply (PHYSICS §1), library defaults."""
+    """Nonidealities of one analog matrix-vector multiply (docs/physics.md §1), library defaults."""
 
-    is_perfect: bool = False
-    inp_res: float = 1 / 126
-    inp_bound: float = 1.0
-    inp_noise: float = 0.0
-    inp_sto_round: bool = False
-    out_res: float = 1 / 510
-    out_bound: float = 12.0
-    out_noise: float = 0.06
-    w_noise: float = 0.0
-    w_noise_type: str = "none"
-    ir_drop: float = 0.0
-    ir_drop_g_ratio: float = 5.71e5
-    noise_management: str = "abs_max"
-    nm_thres: float = 0.0
-    bound_management: str = "iterative"
-    max_bm_factor: int = 1000
-    max_bm_res: float = 0.25
-    out_scale: float = 1.0
+    is_perfect: bool = _checked(False, _check_bool)
+    inp_res: float = _checked(1 / 126, _check_resolution)
+    inp_bound: float = _checked(1.0, _check_real, lo=SMALL, hi=BIG)
+    inp_noise: float = _checked(0.0, _check_real, lo=0.0, hi=MAX_NOISE)
+    inp_sto_round: bool = _checked(False, _check_bool)
+    out_res: float = _checked(1 / 510, _check_resolution)
+    out_bound: float = _checked(12.0, _check_real, lo=SMALL, hi=BIG)
+    out_noise: float = _checked(0.06, _check_real, lo=0.0, hi=MAX_NOISE)
+    w_noise: float = _checked(0.0, _check_real, lo=0.0, hi=MAX_NOISE)
+    w_noise_type: str = _checked("none", _check_choice, choices=W_NOISE_TYPES)
+    ir_drop: float = _checked(0.0, _check_real, lo=0.0, hi=MAX_NOISE)
+    ir_drop_g_ratio: float = _checked(5.71e5, _check_real, lo=1.0, hi=1e15)
+    noise_management: str = _checked("abs_max", _check_choice, choices=NOISE_MANAGEMENT)
+    nm_thres: float = _checked(0.0, _check_real, lo=0.0, hi=BIG)
+    bound_management: str = _checked("iterative", _check_choice, choices=BOUND_MANAGEMENT)
+    max_bm_factor: int = _checked(1000, _check_int, lo=1, hi=2 ** 30)
+    max_bm_res: float = _checked(0.25, _check_real, lo=0.0, hi=BIG, lo_open=True)
+    out_scale: float = _checked(1.0, _check_real, lo=SMALL, hi=BIG)
 
     def __post_init__(self) -> None:
-        for name in ("is_perfect", "inp_sto_round"):
-            _check_bool(self, name)
-        _check_real(self, "inp_res")
-        _check_real(self, "inp_bound", 0.0, lo_open=True)
-        _check_real(self, "inp_noise", 0.0)
-        _check_real(self, "out_res")
-        _check_real(self, "out_bound", 0.0, lo_open=True)
-        _check_real(self, "out_noise", 0.0)
-        _check_real(self, "w_noise", 0.0)
-        _check_choice(self, "w_noise_type", W_NOISE_TYPES)
-        _check_real(self, "ir_drop", 0.0)
-        _check_real(self, "ir_drop_g_ratio", 0.0, lo_open=True)
-        _check_choice(self, "noise_management", NOISE_MANAGEMENT)
-        _check_real(self, "nm_thres", 0.0)
-        if self.noise_management == "constant" and self.nm_thres <= 0:
-            raise _err(self, "nm_thres", self.nm_thres, "> 0 when noise_management == 'constant'")
-        _check_choice(self, "bound_management", BOUND_MANAGEMENT)
-        _check_int(self, "max_bm_factor", 1)
-        _check_real(self, "max_bm_res", 0.0, lo_open=True)
-        _check_real(self, "out_scale", 0.0, lo_open=True)
+        _check_fields(self)
+        if self.noise_management == "constant" and self.nm_thres < SMALL:
+            raise _err(self, "nm_thres", self.nm_thres, f"[{SMALL:g}, {BIG:g}] when noise_management == 'constant'")
         if self.w_noise > 0 and self.w_noise_type == "none":
             raise _err(self, "w_noise_type", self.w_noise_type,
                        "'additive_constant' or 'pcm_read' when w_noise > 0")
@@ -151,6 +244,8 @@ class IOParameters:
 # mapping of a logical weight matrix onto physical tiles
 # ---------------------------------------------------------------------------------------------
 
+MAX_TILE_SIZE = 2 ** 31 - 1
+
 
 @dataclass(frozen=True)
 class MappingParameters:
@@ -163,24 +258,19 @@ class MappingParameters:
     training). ``digital_bias``: the bias is added digitally after the partial sums.
     """
 
-    max_input_size: int = 512
-    max_output_size: int = 512
-    digital_bias: bool = True
-    weight_scaling_omega: float = 1.0
-    weight_scaling_columnwise: bool = False
-    learn_out_scaling: bool = False
+    max_input_size: int = _checked(512, _check_int, lo=1, hi=MAX_TILE_SIZE)
+    max_output_size: int = _checked(512, _check_int, lo=1, hi=MAX_TILE_SIZE)
+    digital_bias: bool = _checked(True, _check_bool)
+    weight_scaling_omega: float = _checked(1.0, _check_real, lo=0.0, hi=1.0)
+    weight_scaling_columnwise: bool = _checked(False, _check_bool)
+    learn_out_scaling: bool = _checked(False, _check_bool)
 
     def __post_init__(self) -> None:
-        _check_int(self, "max_input_size", 1)
-        _check_int(self, "max_output_size", 1)
-        _check_bool(self, "digital_bias")
-        _check_real(self, "weight_scaling_omega", 0.0, 1.0)
-        _check_bool(self, "weight_scaling_columnwise")
-        _check_bool(self, "learn_out_scaling")
+        _check_fields(self)
 
 
 # ---------------------------------------------------------------------------------------------
-# PHYSICS §2: conductance noise models and drift compensation
+# docs/physics.md §2: conductance noise models and drift compensation
 # ---------------------------------------------------------------------------------------------
 
 NOISE_MODELS = ("none", "pcm", "reram")
@@ -188,31 +278,27 @@ NOISE_MODELS = ("none", "pcm", "reram")
 
 @dataclass(frozen=True)
 class NoiseModelParameters:
-    """The inference noise model of the programmed conductances (PHYSICS §2).
+    """The inference noise model of the programmed conductances (docs/physics.md §2).
 
     ``kind``: ``"pcm"`` (PCMLikeNoise), ``"reram"`` (ReRAMLikeNoise) or ``"none"``. A user model is
     passed as an object to :class:`aimc_lab.tile.AnalogTile` instead (see ``devices.base``).
+    ``g_max`` in µS, ``t_0`` and ``t_read`` in seconds; the read-noise formula needs t_read <= t_0.
     """
 
-    kind: str = "none"
-    g_max: float = 25.0
-    prog_noise_scale: float = 1.0
-    drift_scale: float = 1.0
-    read_noise_scale: float = 1.0
-    t_0: float = 20.0
-    t_read: float = 250e-9
-    prog_coeff: Tuple[float, float, float] = (0.26348, 1.9650, -1.1731)
+    kind: str = _checked("none", _check_choice, choices=NOISE_MODELS)
+    g_max: float = _checked(25.0, _check_real, lo=1e-6, hi=1e6)
+    prog_noise_scale: float = _checked(1.0, _check_real, lo=0.0, hi=MAX_NOISE)
+    drift_scale: float = _checked(1.0, _check_real, lo=0.0, hi=MAX_NOISE)
+    read_noise_scale: float = _checked(1.0, _check_real, lo=0.0, hi=MAX_NOISE)
+    t_0: float = _checked(20.0, _check_real, lo=SMALL, hi=BIG)
+    t_read: float = _checked(250e-9, _check_real, lo=0.0, hi=BIG, lo_open=True)
+    prog_coeff: Tuple[float, float, float] = _checked((0.26348, 1.9650, -1.1731), _check_real_tuple, length=3,
+                                                      lo=-MAX_NOISE, hi=MAX_NOISE)
 
     def __post_init__(self) -> None:
-        _check_choice(self, "kind", NOISE_MODELS)
-        _check_real(self, "g_max", 0.0, lo_open=True)
-        for name in ("prog_noise_scale", "drift_scale", "read_noise_scale"):
-            _check_real(self, name, 0.0)
-        _check_real(self, "t_0", 0.0, lo_open=True)
-        _check_real(self, "t_read", 0.0, lo_open=True)
-        if len(self.prog_coeff) != 3:
-            raise _err(self, "prog_coeff", self.prog_coeff, "three numbers (c0, c1, c2)")
-        object.__setattr__(self, "prog_coeff", tuple(float(c) for c in self.prog_coeff))
+        _check_fields(self)
+        if self.t_read > self.t_0:
+            raise _err(self, "t_read", self.t_read, f"(0, t_0 = {self.t_0:g}] (read noise needs t_read <= t_0)")
 
 
 DRIFT_COMPENSATION = ("none", "global", "per_column")
@@ -220,16 +306,16 @@ DRIFT_COMPENSATION = ("none", "global", "per_column")
 
 @dataclass(frozen=True)
 class DriftCompensationParameters:
-    """Drift compensation (PHYSICS §2): rescale outputs by ref / current mean read-out."""
+    """Drift compensation (docs/physics.md §2): rescale outputs by ref / current mean read-out."""
 
-    kind: str = "none"
+    kind: str = _checked("none", _check_choice, choices=DRIFT_COMPENSATION)
 
     def __post_init__(self) -> None:
-        _check_choice(self, "kind", DRIFT_COMPENSATION)
+        _check_fields(self)
 
 
 # ---------------------------------------------------------------------------------------------
-# PHYSICS §3: hardware-aware training
+# docs/physics.md §3: hardware-aware training
 # ---------------------------------------------------------------------------------------------
 
 MODIFIERS = ("none", "add_normal", "mult_normal", "poly", "discretize", "drop_connect")
@@ -242,24 +328,17 @@ class WeightModifierParameters:
     ``assumed_wmax`` = 0 uses the current max|W| of the tile as ω.
     """
 
-    kind: str = "none"
-    std_dev: float = 0.0
-    res: float = 0.0
-    pdrop: float = 0.0
-    assumed_wmax: float = 0.0
-    coeffs: Tuple[float, float, float] = (0.0105392, 0.0768, -0.046925)
-    enable_during_test: bool = False
+    kind: str = _checked("none", _check_choice, choices=MODIFIERS)
+    std_dev: float = _checked(0.0, _check_real, lo=0.0, hi=MAX_NOISE)
+    res: float = _checked(0.0, _check_resolution, allow_negative=False)
+    pdrop: float = _checked(0.0, _check_real, lo=0.0, hi=1.0, hi_open=True)
+    assumed_wmax: float = _checked(0.0, _check_zero_or_real, lo=1e-6, hi=1e6)
+    coeffs: Tuple[float, float, float] = _checked((0.0105392, 0.0768, -0.046925), _check_real_tuple, length=3,
+                                                  lo=-MAX_NOISE, hi=MAX_NOISE)
+    enable_during_test: bool = _checked(False, _check_bool)
 
     def __post_init__(self) -> None:
-        _check_choice(self, "kind", MODIFIERS)
-        _check_real(self, "std_dev", 0.0)
-        _check_real(self, "res", 0.0)
-        _check_real(self, "pdrop", 0.0, 1.0, hi_open=True)
-        _check_real(self, "assumed_wmax", 0.0)
-        if len(self.coeffs) != 3:
-            raise _err(self, "coeffs", self.coeffs, "three numbers (c0, c1, c2)")
-        object.__setattr__(self, "coeffs", tuple(float(c) for c in self.coeffs))
-        _check_bool(self, "enable_during_test")
+        _check_fields(self)
         if self.kind == "discretize" and self.res <= 0:
             raise _err(self, "res", self.res, "> 0 when kind == 'discretize'")
 
@@ -271,14 +350,12 @@ CLIP_KINDS = ("none", "fixed", "layer_gaussian")
 class ClipParameters:
     """Weight clipping after each optimizer step: fixed ±value, or ±sigma·std(W)."""
 
-    kind: str = "none"
-    fixed_value: float = 1.0
-    sigma: float = 2.5
+    kind: str = _checked("none", _check_choice, choices=CLIP_KINDS)
+    fixed_value: float = _checked(1.0, _check_real, lo=0.0, hi=BIG, lo_open=True)
+    sigma: float = _checked(2.5, _check_real, lo=0.0, hi=MAX_NOISE, lo_open=True)
 
     def __post_init__(self) -> None:
-        _check_choice(self, "kind", CLIP_KINDS)
-        _check_real(self, "fixed_value", 0.0, lo_open=True)
-        _check_real(self, "sigma", 0.0, lo_open=True)
+        _check_fields(self)
 
 
 REMAP_KINDS = ("none", "layer", "channelwise")
@@ -288,44 +365,41 @@ REMAP_KINDS = ("none", "layer", "channelwise")
 class RemapParameters:
     """Remapping after each optimizer step: max|W| = 1 per layer or per output column."""
 
-    kind: str = "none"
+    kind: str = _checked("none", _check_choice, choices=REMAP_KINDS)
 
     def __post_init__(self) -> None:
-        _check_choice(self, "kind", REMAP_KINDS)
+        _check_fields(self)
 
 
 @dataclass(frozen=True)
 class InputRangeParameters:
-    """Learned input range per tile (PHYSICS §3)."""
+    """Learned input range per tile (docs/physics.md §3).
 
-    enable: bool = False
-    init_value: float = 3.0
-    init_from_data: int = 100
-    init_std_alpha: float = 3.0
-    decay: float = 0.001
-    input_min_percentage: float = 0.95
-    learn_input_range: bool = True
-    # Gradient of the range (docs/physics.md §3): the clipping part multiplied by r (the reference
-    # toolkit's default for its hardware-aware presets) or not.
-    gradient_relative: bool = True
-    # Input gradient through the clip: straight through (as the reference) or zero where clipped.
-    straight_through: bool = True
+    ``gradient_relative``: the clipping part of the range's gradient is multiplied by r (the reference
+    toolkit's default for its hardware-aware presets) or not. ``straight_through``: the input gradient
+    passes straight through the clip (as the reference) or is zero where clipped.
+    """
+
+    enable: bool = _checked(False, _check_bool)
+    init_value: float = _checked(3.0, _check_real, lo=SMALL, hi=BIG)
+    init_from_data: int = _checked(100, _check_int, lo=0, hi=MAX_TILE_SIZE)
+    init_std_alpha: float = _checked(3.0, _check_real, lo=0.0, hi=MAX_NOISE, lo_open=True)
+    decay: float = _checked(0.001, _check_real, lo=0.0, hi=MAX_NOISE)
+    input_min_percentage: float = _checked(0.95, _check_real, lo=0.0, hi=1.0)
+    learn_input_range: bool = _checked(True, _check_bool)
+    gradient_relative: bool = _checked(True, _check_bool)
+    straight_through: bool = _checked(True, _check_bool)
 
     def __post_init__(self) -> None:
-        _check_bool(self, "enable")
-        _check_real(self, "init_value", 0.0, lo_open=True)
-        _check_int(self, "init_from_data", 0)
-        _check_real(self, "init_std_alpha", 0.0, lo_open=True)
-        _check_real(self, "decay", 0.0)
-        _check_real(self, "input_min_percentage", 0.0, 1.0)
-        _check_bool(self, "learn_input_range")
-        _check_bool(self, "gradient_relative")
-        _check_bool(self, "straight_through")
+        _check_fields(self)
 
 
 # ---------------------------------------------------------------------------------------------
 # the whole tree
 # ---------------------------------------------------------------------------------------------
+
+#: Classes whose instances ``AnalogConfig.training`` accepts (see :func:`register_training_class`).
+_TRAINING_CLASSES: list = []
 
 
 @dataclass(frozen=True)
@@ -352,7 +426,15 @@ class AnalogConfig:
         for name, cls in _CHILD_TYPES.items():
             value = getattr(self, name)
             if not isinstance(value, cls):
-                raise TypeError(f"AnalogConfig.{name} must be a {cls.__name__}, got {type(value).__name__}")
+                raise TypeError(f"AnalogConfig.{name} must be a {cls.__name__}, got {type(value).__name__} "
+                                f"{_short(value)}")
+        if self.training is not None and not isinstance(self.training, tuple(_TRAINING_CLASSES)):
+            allowed = (" or a " + " / ".join(c.__name__ for c in _TRAINING_CLASSES) if _TRAINING_CLASSES
+                       else " (no training class is registered: aimc_lab.train.inmemory registers one with "
+                       "aimc_lab.config.register_training_class)")
+            raise TypeError(f"AnalogConfig.training must be None{allowed} (build one with "
+                            f"aimc_lab.train.training_config), got {type(self.training).__name__} "
+                            f"{_short(self.training)}")
 
     def to_dict(self) -> dict:
         return to_dict(self)
@@ -379,8 +461,18 @@ _REGISTRY: dict = {cls.__name__: cls for cls in (AnalogConfig, *_CHILD_TYPES.val
 
 
 def register_config_class(cls: type) -> type:
-    """Make a frozen dataclass (de)serializable inside an AnalogConfig (used by ``training``)."""
+    """Make a frozen dataclass (de)serializable inside an AnalogConfig (devices, training parameters)."""
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        raise TypeError(f"register_config_class: cls must be a dataclass type, got {cls!r}")
     _REGISTRY[cls.__name__] = cls
+    return cls
+
+
+def register_training_class(cls: type) -> type:
+    """Allow instances of ``cls`` as ``AnalogConfig.training`` (and (de)serialize them); a decorator."""
+    register_config_class(cls)
+    if cls not in _TRAINING_CLASSES:
+        _TRAINING_CLASSES.append(cls)
     return cls
 
 
@@ -397,34 +489,88 @@ def to_dict(obj: Any) -> Any:
 
 
 def from_dict(cls: Optional[type], data: Any) -> Any:
-    """Inverse of :func:`to_dict`; unknown keys raise ``ValueError``."""
-    if isinstance(data, dict) and "__type__" in data:
-        name = data["__type__"]
-        if name not in _REGISTRY:
-            raise ValueError(f"unknown config class {name!r} in config data")
-        target = _REGISTRY[name]
-        known = {f.name: f for f in fields(target)}
-        kwargs = {}
-        for key, value in data.items():
-            if key == "__type__":
-                continue
-            if key not in known:
-                raise ValueError(f"{name} has no field {key!r}")
-            converted = from_dict(None, value)
-            if isinstance(converted, list):
-                converted = tuple(converted)
-            kwargs[key] = converted
-        return target(**kwargs)
+    """Inverse of :func:`to_dict`. With ``cls``, ``data`` must be a dict of that class (its ``__type__``
+    may be left out, also in nested configs); unknown classes, keys and bad values raise errors that
+    name the path (e.g. ``AnalogConfig.forward.out_noise``)."""
+    if cls is not None:
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+            raise TypeError(f"from_dict: cls must be a config class such as AnalogConfig or None, got {cls!r}")
+        if not isinstance(data, dict):
+            raise TypeError(f"from_dict: data for {cls.__name__} must be a dict (as to_dict returns), got "
+                            f"{type(data).__name__} {data!r}")
+    return _from_data(data, cls, cls.__name__ if cls is not None else "config")
+
+
+def _nested_class(target: type, f: dataclasses.Field) -> Optional[type]:
+    """The config class of field ``f`` when its default is a config (so nested dicts may omit __type__)."""
+    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    return type(default) if dataclasses.is_dataclass(default) else None
+
+
+def _from_data(data: Any, expected: Optional[type], path: str) -> Any:
     if isinstance(data, list):
-        return [from_dict(None, v) for v in data]
-    return data
+        return [_from_data(v, None, f"{path}[{i}]") for i, v in enumerate(data)]
+    if not isinstance(data, dict):
+        return data
+    name = data.get("__type__")
+    if name is None:
+        if expected is None:
+            raise ValueError(f"{path}: config data {data!r} has no '__type__' key; allowed: a dict from to_dict")
+        target = expected
+    elif not isinstance(name, str) or name not in _REGISTRY:
+        raise ValueError(f"{path}: unknown config class {name!r}; allowed: " + ", ".join(sorted(_REGISTRY)))
+    else:
+        target = _REGISTRY[name]
+        if expected is not None and not issubclass(target, expected):
+            raise TypeError(f"{path}: expected {expected.__name__} data, got __type__ {name!r}")
+    known = {f.name: f for f in fields(target)}
+    kwargs = {}
+    for key, value in data.items():
+        if key == "__type__":
+            continue
+        if key not in known:
+            raise ValueError(f"{path}: {target.__name__} has no field {key!r}; allowed: " + ", ".join(known))
+        converted = _from_data(value, _nested_class(target, known[key]), f"{path}.{key}")
+        kwargs[key] = tuple(converted) if isinstance(converted, list) else converted
+    try:
+        return target(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise _with_context(e, path) from e
 
 
-def replace_path(config: AnalogConfig, path: str, value: Any) -> AnalogConfig:
+def _with_context(error: Exception, context: str) -> Exception:
+    kind = ValueError if isinstance(error, ValueError) else TypeError
+    return kind(f"{context}: {error}")
+
+
+def replace_path(config: Any, path: str, value: Any) -> Any:
     """Return a new config with the dotted field ``path`` (e.g. ``"forward.out_noise"``) set."""
-    head, _, rest = path.partition(".")
-    if not hasattr(config, head):
-        raise ValueError(f"{type(config).__name__} has no field {head!r} (path {path!r})")
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        raise TypeError(f"replace_path: config must be a config instance such as AnalogConfig(), got "
+                        f"{type(config).__name__} {config!r}")
+    if not isinstance(path, str):
+        raise TypeError(f"replace_path: path must be a str such as 'forward.out_noise', got {type(path).__name__} "
+                        f"{path!r}")
+    parts = path.split(".")
+    if not all(parts):
+        raise ValueError(f"replace_path: path {path!r} is invalid; allowed: dotted field names such as "
+                         "'forward.out_noise'")
+    return _replace(config, parts, value, path)
+
+
+def _replace(config: Any, parts: list, value: Any, path: str) -> Any:
+    head, rest = parts[0], parts[1:]
+    names = [f.name for f in fields(config)]
+    if head not in names:
+        raise ValueError(f"{type(config).__name__} has no field {head!r} (path {path!r}); allowed: "
+                         + ", ".join(names))
     if rest:
-        return dataclasses.replace(config, **{head: replace_path(getattr(config, head), rest, value)})
-    return dataclasses.replace(config, **{head: value})
+        child = getattr(config, head)
+        if not dataclasses.is_dataclass(child):
+            raise ValueError(f"{type(config).__name__}.{head} is {child!r}, which has no field {rest[0]!r} "
+                             f"(path {path!r})")
+        value = _replace(child, rest, value, path)
+    try:
+        return dataclasses.replace(config, **{head: value})
+    except (TypeError, ValueError) as e:
+        raise _with_context(e, f"replace_path {path!r}") from e
