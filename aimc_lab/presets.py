@@ -15,9 +15,11 @@
 
 from __future__ import annotations
 
-from aimc_lab.config import (AnalogConfig, ClipParameters, DriftCompensationParameters, InputRangeParameters,
-                             IOParameters, MappingParameters, NoiseModelParameters, RemapParameters,
-                             WeightModifierParameters)
+import numbers
+
+from aimc_lab.config import (MAX_NOISE, AnalogConfig, ClipParameters, DriftCompensationParameters,
+                             InputRangeParameters, IOParameters, MappingParameters, NoiseModelParameters,
+                             RemapParameters, WeightModifierParameters)
 
 __all__ = ["library_defaults", "standard_hwa", "perfect", "pcm_inference", "PRESETS", "by_name"]
 
@@ -36,6 +38,12 @@ def standard_io() -> IOParameters:
 
 def standard_hwa(modifier_std: float = 0.0) -> AnalogConfig:
     """The paper's standard hardware-aware setting (see the module docstring)."""
+    if isinstance(modifier_std, bool) or not isinstance(modifier_std, numbers.Real):
+        raise TypeError(f"standard_hwa: modifier_std must be a number >= 0, got {type(modifier_std).__name__} "
+                        f"{modifier_std!r}")
+    if not 0 <= modifier_std <= MAX_NOISE:
+        raise ValueError(f"standard_hwa: modifier_std = {modifier_std!r} is invalid; allowed: a finite number in "
+                         f"[0, {MAX_NOISE:g}] (0 = no weight-noise injection)")
     modifier = (WeightModifierParameters(kind="add_normal", std_dev=modifier_std) if modifier_std > 0
                 else WeightModifierParameters())
     return AnalogConfig(
@@ -69,6 +77,9 @@ PRESETS = {"library defaults": library_defaults, "standard HWA": standard_hwa, "
 
 def by_name(name: str) -> AnalogConfig:
     """The preset called ``name`` (keys of :data:`PRESETS`)."""
+    if not isinstance(name, str):
+        raise TypeError(f"preset name must be a str, one of {', '.join(repr(k) for k in PRESETS)}; got "
+                        f"{type(name).__name__} {name!r}")
     if name not in PRESETS:
         raise ValueError(f"preset {name!r} is unknown; allowed: " + ", ".join(repr(k) for k in PRESETS))
     return PRESETS[name]()

@@ -15,6 +15,9 @@ __all__ = ["NoiseModel", "PCMLikeNoise", "make_noise_model"]
 
 def make_noise_model(params: NoiseModelParameters) -> NoiseModel:
     """The noise model named by ``params.kind`` ("none", "pcm", "reram")."""
+    if not isinstance(params, NoiseModelParameters):
+        raise TypeError(f"make_noise_model: params must be a NoiseModelParameters, got {type(params).__name__} "
+                        f"{params!r}")
     if params.kind == "pcm":
         return PCMLikeNoise(params)
     if params.kind == "reram":
