@@ -2,13 +2,19 @@
 
 import dataclasses
 import math
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 
 from aimc_lab import presets
 from aimc_lab.config import (AnalogConfig, ClipParameters, DriftCompensationParameters, InputRangeParameters,
                              IOParameters, MappingParameters, NoiseModelParameters, RemapParameters,
-                             WeightModifierParameters, replace_path, resolution_step)
+                             WeightModifierParameters, from_dict, register_training_class, replace_path,
+                             resolution_step)
+from aimc_lab.devices import make_noise_model
+from aimc_lab.train import InMemoryTrainingParameters, training_config
 
 # (class, field, a bad value, the exception it must raise)
 BAD = [
@@ -63,6 +69,46 @@ BAD = [
     (InputRangeParameters, "decay", -0.1, ValueError),
     (InputRangeParameters, "input_min_percentage", 1.5, ValueError),
     (InputRangeParameters, "learn_input_range", None, TypeError),
+    (InputRangeParameters, "gradient_relative", 1, TypeError),
+    (InputRangeParameters, "straight_through", "no", TypeError),
+]
+
+INF = float("inf")
+NAN = float("nan")
+
+# Issue 10 item 7: values the validation let through, each of which broke a later call
+HOLES = [
+    (IOParameters, "out_bound", INF, ValueError),  # NaN outputs
+    (IOParameters, "inp_bound", -INF, ValueError),
+    (IOParameters, "out_noise", INF, ValueError),
+    (IOParameters, "inp_noise", 1e300, ValueError),
+    (IOParameters, "ir_drop", 1e39, ValueError),  # cannot be converted to float32
+    (IOParameters, "inp_res", 1e-300, ValueError),  # a zero step in float32: NaN outputs
+    (IOParameters, "out_res", INF, ValueError),
+    (IOParameters, "out_scale", 1e38, ValueError),
+    (IOParameters, "nm_thres", INF, ValueError),
+    (IOParameters, "max_bm_factor", 10 ** 40, ValueError),
+    (IOParameters, "noise_management", None, TypeError),
+    (IOParameters, "w_noise_type", ["pcm_read"], TypeError),  # was "unhashable"-free but unnamed
+    (MappingParameters, "max_input_size", 2 ** 64, ValueError),
+    (NoiseModelParameters, "g_max", 1e-300, ValueError),
+    (NoiseModelParameters, "t_0", INF, ValueError),
+    (NoiseModelParameters, "prog_noise_scale", INF, ValueError),
+    (NoiseModelParameters, "prog_coeff", 0.5, TypeError),  # was "object of type 'float' has no len()"
+    (NoiseModelParameters, "prog_coeff", (1.0, NAN, 2.0), ValueError),
+    (NoiseModelParameters, "prog_coeff", (1.0, INF, 2.0), ValueError),
+    (NoiseModelParameters, "prog_coeff", ("a", 1.0, 2.0), TypeError),
+    (NoiseModelParameters, "prog_coeff", "abc", TypeError),
+    (WeightModifierParameters, "coeffs", None, TypeError),
+    (WeightModifierParameters, "coeffs", (0.0, 0.0, -INF), ValueError),
+    (WeightModifierParameters, "std_dev", INF, ValueError),
+    (WeightModifierParameters, "res", 1e-300, ValueError),
+    (WeightModifierParameters, "assumed_wmax", 1e-30, ValueError),
+    (ClipParameters, "fixed_value", INF, ValueError),
+    (ClipParameters, "kind", 1, TypeError),
+    (InputRangeParameters, "init_value", INF, ValueError),
+    (InputRangeParameters, "init_value", 1e-300, ValueError),
+    (InputRangeParameters, "decay", NAN, ValueError),
 ]
 
 
@@ -80,6 +126,62 @@ def test_invalid_value_names_field_and_value(cls, name, value, exc):
     assert name in str(info.value)
     if exc is ValueError:
         assert "allowed" in str(info.value)
+
+
+@pytest.mark.parametrize("cls,name,value,exc", HOLES, ids=[f"{c.__name__}.{n}={v!r}" for c, n, v, _ in HOLES])
+def test_validation_holes_are_closed(cls, name, value, exc):
+    with pytest.raises(exc) as info:
+        cls(**{name: value})
+    message = str(info.value)
+    assert f"{cls.__name__}.{name}" in message and ("allowed" in message or "must be" in message)
+
+
+def test_rejection_names_value_and_range():
+    with pytest.raises(ValueError, match=r"IOParameters\.out_bound = inf .*\[1e-09, 1e\+09\]"):
+        IOParameters(out_bound=INF)
+    with pytest.raises(TypeError, match=r"NoiseModelParameters\.prog_coeff must be a tuple of 3 .* got float 0\.5"):
+        NoiseModelParameters(prog_coeff=0.5)
+    with pytest.raises(ValueError, match=r"prog_coeff\[1\] = nan"):
+        NoiseModelParameters(prog_coeff=(1.0, NAN, 2.0))
+
+
+def test_t_read_must_not_exceed_t_0():
+    """t_read > t_0 made program()/drift() fail with 'math domain error' (log of a number < 1)."""
+    with pytest.raises(ValueError, match=r"NoiseModelParameters\.t_read = 100 .*t_0 = 20"):
+        NoiseModelParameters(kind="pcm", t_read=100)
+    with pytest.raises(ValueError, match="t_read"):
+        NoiseModelParameters(kind="pcm", t_0=1e-9)
+    assert NoiseModelParameters(t_0=1.0, t_read=1.0).t_read == 1.0
+
+
+def test_numpy_scalars_become_plain_numbers():
+    io = IOParameters(out_noise=np.float32(0.5), max_bm_factor=np.int64(8))
+    assert type(io.out_noise) is float and io.out_noise == 0.5
+    assert type(io.max_bm_factor) is int and io.max_bm_factor == 8
+    nm = NoiseModelParameters(prog_coeff=[np.float32(1), 2, 3])
+    assert nm.prog_coeff == (1.0, 2.0, 3.0) and all(type(c) is float for c in nm.prog_coeff)
+
+
+def test_training_accepts_only_registered_classes():
+    for bad in (3, "sgd", {"algorithm": "sgd"}, IOParameters()):
+        with pytest.raises(TypeError, match=r"AnalogConfig\.training must be None or a InMemoryTrainingParameters"):
+            AnalogConfig(training=bad)
+    cfg = training_config("sgd")
+    assert isinstance(cfg.training, InMemoryTrainingParameters)
+    assert AnalogConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_importing_any_config_module_registers_training():
+    """Any import of aimc_lab.config runs aimc_lab/__init__, which imports aimc_lab.train."""
+    code = "from aimc_lab.config import _TRAINING_CLASSES as t; print([c.__name__ for c in t])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "InMemoryTrainingParameters" in out
+
+
+def test_register_training_class_is_idempotent_and_checked():
+    assert register_training_class(InMemoryTrainingParameters) is InMemoryTrainingParameters
+    with pytest.raises(TypeError, match="cls"):
+        register_training_class(3)
 
 
 def test_cross_field_rules():
@@ -134,6 +236,76 @@ def test_standard_preset_values():
     assert cfg.input_range.enable and cfg.input_range.init_value == 3.0
     assert cfg.remap.kind == "channelwise" and cfg.clip.kind == "fixed"
     assert math.isclose(cfg.clip.fixed_value, 1.0)
+
+
+@pytest.mark.parametrize("data,exc,match", [
+    ("forward.out_noise", TypeError, "must be a dict"),
+    ([1, 2], TypeError, "must be a dict"),
+    ({"__type__": "Nope"}, ValueError, "unknown config class 'Nope'"),
+    ({"__type__": 3}, ValueError, "unknown config class 3"),
+    ({"__type__": "IOParameters"}, TypeError, "expected AnalogConfig data"),
+    ({"forward": 3}, TypeError, r"AnalogConfig\.forward must be a IOParameters, got int 3"),
+    ({"forward": {"out_noise": "high"}}, TypeError, r"AnalogConfig\.forward: IOParameters\.out_noise must be"),
+    ({"forward": {"out_bound": float("inf")}}, ValueError, r"AnalogConfig\.forward: IOParameters\.out_bound = inf"),
+    ({"noise_model": {"prog_coeff": [1, 2]}}, ValueError, r"NoiseModelParameters\.prog_coeff = \(1, 2\)"),
+    ({"noise_model": {"prog_coeff": [1, [2], 3]}}, TypeError, r"prog_coeff\[1\] must be"),
+    ({"mapping": {"bogus": 1}}, ValueError, r"AnalogConfig\.mapping: MappingParameters has no field 'bogus'"),
+    ({"training": {"algorithm": "sgd"}}, ValueError, r"AnalogConfig\.training: .* no '__type__'"),
+    ({"training": 3}, TypeError, r"AnalogConfig\.training must be None"),
+    ({1: 2}, ValueError, "has no field 1"),
+])
+def test_from_dict_rejects_bad_data(data, exc, match):
+    with pytest.raises(exc, match=match):
+        AnalogConfig.from_dict(data)
+
+
+def test_from_dict_without_type_keys():
+    cfg = AnalogConfig.from_dict({"forward": {"out_noise": 0.1}, "clip": {"__type__": "ClipParameters"}})
+    assert cfg == AnalogConfig(forward=IOParameters(out_noise=0.1))
+    with pytest.raises(TypeError, match="cls"):
+        from_dict(3, {})
+
+
+@pytest.mark.parametrize("config,path,value,exc,match", [
+    (AnalogConfig(), "forward.", 1.0, ValueError, "path 'forward.' is invalid"),
+    (AnalogConfig(), "", 1.0, ValueError, "path '' is invalid"),
+    (AnalogConfig(), 3, 1.0, TypeError, "path must be a str"),
+    (AnalogConfig(), "forward.inp_step", 1.0, ValueError, "IOParameters has no field 'inp_step'"),
+    (AnalogConfig(), "to_dict", 1.0, ValueError, "AnalogConfig has no field 'to_dict'"),
+    (AnalogConfig(), "forward.out_noise.x", 1.0, ValueError, r"IOParameters\.out_noise is 0\.06, which has no field"),
+    (AnalogConfig(), "training.algorithm", "sgd", ValueError, r"AnalogConfig\.training is None"),
+    (AnalogConfig(), "forward.out_bound", float("inf"), ValueError, r"'forward\.out_bound'.*out_bound = inf"),
+    (AnalogConfig(), "noise_model.prog_coeff", 1.0, TypeError, "prog_coeff must be a tuple"),
+    (AnalogConfig(), "noise_model.t_read", 100.0, ValueError, "t_read = 100"),
+    (AnalogConfig(), "forward", {"out_noise": 0.1}, TypeError, r"AnalogConfig\.forward must be a IOParameters"),
+    ({"forward": {}}, "forward", 1, TypeError, "config must be a config instance"),
+])
+def test_replace_path_rejects(config, path, value, exc, match):
+    with pytest.raises(exc, match=match):
+        replace_path(config, path, value)
+
+
+def test_replace_path_reaches_training():
+    cfg = replace_path(training_config("ttv2"), "training.transfer_every", 4)
+    assert cfg.training.transfer_every == 4
+
+
+@pytest.mark.parametrize("value,exc", [(-0.1, ValueError), (float("nan"), ValueError), (float("inf"), ValueError),
+                                       ("0.1", TypeError), (None, TypeError)])
+def test_standard_hwa_checks_modifier_std(value, exc):
+    with pytest.raises(exc, match="modifier_std"):
+        presets.standard_hwa(value)
+
+
+@pytest.mark.parametrize("name", [None, 3, ["perfect"]])
+def test_by_name_rejects_non_strings(name):
+    with pytest.raises(TypeError, match="preset name"):
+        presets.by_name(name)
+
+
+def test_make_noise_model_checks_params():
+    with pytest.raises(TypeError, match="params"):
+        make_noise_model("pcm")
 
 
 def test_replace_path():
