@@ -103,20 +103,32 @@ class FigureState(W.Widget):
 
 
 class _TrackedFigure(go.Figure):
-    """A ``go.Figure`` that calls ``on_change`` after every change plotly would send to a view
-    (once per ``batch_update``), the hooks ``FigureWidget`` uses to message its frontend."""
+    """A ``go.Figure`` that tells ``on_change(data, layout)`` which part changed after every change
+    plotly would send to a view (once per ``batch_update``): the hooks ``FigureWidget`` uses to message
+    its frontend."""
 
     def __init__(self, figure: go.Figure, on_change) -> None:
         super().__init__(figure)
         self._on_change = on_change
 
-    def _changed(self, *args, **kwargs) -> None:
+    def _changed(self, data: bool, layout: bool) -> None:
         on_change = getattr(self, "_on_change", None)
         if on_change is not None:
-            on_change()
+            on_change(data, layout)
 
-    _send_addTraces_msg = _send_moveTraces_msg = _send_deleteTraces_msg = _changed
-    _send_restyle_msg = _send_relayout_msg = _send_update_msg = _send_animate_msg = _changed
+    def _send_addTraces_msg(self, *args, **kwargs) -> None:
+        self._changed(True, False)
+
+    _send_moveTraces_msg = _send_deleteTraces_msg = _send_restyle_msg = _send_addTraces_msg
+
+    def _send_relayout_msg(self, *args, **kwargs) -> None:
+        self._changed(False, True)
+
+    def _send_update_msg(self, restyle_data=None, relayout_data=None, *args, **kwargs) -> None:
+        self._changed(bool(restyle_data), bool(relayout_data))
+
+    def _send_animate_msg(self, *args, **kwargs) -> None:
+        self._changed(True, True)
 
 
 _ESM = r"""
@@ -213,8 +225,8 @@ class Figure(anywidget.AnyWidget):
     library = traitlets.Instance(PlotlyLibrary).tag(sync=True, **W.widget_serialization)
 
     def __init__(self, figure: go.Figure, **kwargs) -> None:
-        self._holding = 0
-        self.plotly = _TrackedFigure(figure, self._push)
+        self._holding, self._dirty = 0, [True, True]
+        self.plotly = _TrackedFigure(figure, self._changed)
         super().__init__(state=FigureState(), library=PlotlyLibrary.shared(), **kwargs)
         self._push()
 
@@ -242,13 +254,23 @@ class Figure(anywidget.AnyWidget):
             self._holding -= 1
         self._push()
 
+    def _changed(self, data: bool, layout: bool) -> None:
+        self._dirty = [self._dirty[0] or data, self._dirty[1] or layout]
+        self._push()
+
     def _push(self) -> None:
+        """Send what changed (data, layout or both) in one message. Reads plotly's own storage
+        (``_data``, ``_layout``: what ``FigureWidget`` sends too) rather than ``to_plotly_json()``,
+        which deep-copies the layout with its template and base64-encodes every array."""
         if self._holding or getattr(self, "state", None) is None:
             return
-        full = self.plotly.to_plotly_json()
-        with self.state.hold_sync():  # one message with the traits that changed
-            self.state.data = encode(full["data"])
-            self.state.layout = encode(full["layout"])
+        data, layout = self._dirty
+        self._dirty = [False, False]
+        with self.state.hold_sync():
+            if data:
+                self.state.data = encode(self.plotly._data)
+            if layout:
+                self.state.layout = encode(self.plotly._layout)
 
     def close(self) -> None:
         self.state.close()

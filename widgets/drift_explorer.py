@@ -8,12 +8,15 @@ network without drift compensation.
 Python owns the state: ``config`` is the evaluation :class:`~aimc_lab.config.AnalogConfig` (standard HWA
 preset by default); the "drift ×" control writes ``noise_model.drift_scale`` and "repeats" the number
 of noise instances, and each change re-runs :func:`aimc_lab.evaluate_over_time` with its ``progress``
-callback driving an ``IntProgress`` bar. Models come from the caller or are trained here on the
-offline digits data (seconds).
+callback driving an ``IntProgress`` bar. Models come from the caller, or are the pretrained pair
+shipped with the package (``digit_models.pt``, made by :func:`save_digit_models`: the full protocol of
+:func:`train_digit_models` with seed 0), or are trained here on the offline digits data (``pretrained=
+False``; about a minute on a laptop CPU, more on a shared one).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 import ipywidgets as W
@@ -30,10 +33,12 @@ from aimc_lab.train import calibrate_input_ranges, hwa_train
 from aimc_lab.widgets._figure import Figure
 from aimc_lab.widgets._util import SLIDER_LAYOUT, SLIDER_STYLE, backend_badge
 
-__all__ = ["DriftExplorer", "train_digit_models"]
+__all__ = ["DriftExplorer", "train_digit_models", "load_digit_models", "save_digit_models"]
 
 CURVES = ("floating point (digital)", "converted, no HWA", "HWA, drift compensation", "HWA, no compensation")
 COLORS = ("#7f7f7f", "#d62728", "#2ca02c", "#ff7f0e")
+PRETRAINED = Path(__file__).with_name("digit_models.pt")
+MODIFIER_STD = 0.1
 
 
 def _mlp(seed: int) -> nn.Module:
@@ -42,7 +47,7 @@ def _mlp(seed: int) -> nn.Module:
                          nn.Linear(16, 10))
 
 
-def train_digit_models(seed: int = 0, fast: bool = False, modifier_std: float = 0.1):
+def train_digit_models(seed: int = 0, fast: bool = False, modifier_std: float = MODIFIER_STD):
     """Train a narrow MLP (64-16-16-16-10) on the clean :func:`aimc_lab.data.digits` digitally (Adam,
     60 epochs; 20 when ``fast``), then fine-tune an analog copy hardware-aware (standard HWA preset with
     additive weight noise ``modifier_std``·max|W|, input ranges calibrated first, 30 epochs; 8 when
@@ -72,12 +77,47 @@ def train_digit_models(seed: int = 0, fast: bool = False, modifier_std: float = 
     return fp, hwa, (split.x_train, split.y_train), (split.x_test, split.y_test)
 
 
+def save_digit_models(path=PRETRAINED, seed: int = 0, modifier_std: float = MODIFIER_STD) -> None:
+    """Train the pair with the full protocol of :func:`train_digit_models` and store both state dicts
+    (and how they were made) at ``path``: how the shipped ``digit_models.pt`` is made."""
+    fp, hwa, _, _ = train_digit_models(seed, fast=False, modifier_std=modifier_std)
+    torch.save({"seed": seed, "modifier_std": modifier_std, "protocol": "train_digit_models(fast=False)",
+                "torch": str(torch.__version__), "fp": fp.state_dict(), "hwa": _trained_state(hwa)}, path)
+
+
+def _trained_state(hwa: nn.Module) -> Dict[str, Tensor]:
+    """The state an unprogrammed analog model holds (weights, biases, output scales, input ranges): what
+    training produced, without programmed-device buffers (the explorer programs its own copies)."""
+    assert not any(bool(tile.programmed) for tile in tiles(hwa)), "save the model before programming it"
+    return {key: value for key, value in hwa.state_dict().items() if key.rsplit(".", 1)[-1] in _UNPROGRAMMED_KEYS}
+
+
+_UNPROGRAMMED_KEYS = ("weight", "bias", "out_scale", "input_range", "input_range_batches", "programmed",
+                      "t_inference", "map_scale", "drift_ref", "drift_alpha")
+
+
+def load_digit_models(path=PRETRAINED):
+    """The pair stored by :func:`save_digit_models` (no training): ``(fp_model, hwa_model, (x_train,
+    y_train), (x_test, y_test))`` like :func:`train_digit_models`, on the digits split of its seed."""
+    stored = torch.load(path, weights_only=True)
+    seed = int(stored["seed"])
+    fp = _mlp(seed)
+    fp.load_state_dict(stored["fp"])
+    fp.eval()
+    hwa = convert_to_analog(fp, presets.standard_hwa(modifier_std=float(stored["modifier_std"])))
+    hwa.load_state_dict(stored["hwa"])
+    hwa.eval()
+    split = al_data.digits(seed=seed)
+    return fp, hwa, (split.x_train, split.y_train), (split.x_test, split.y_test)
+
+
 class DriftExplorer(W.VBox):
     """Accuracy vs drift time for digital, converted, and hardware-aware models.
 
     ``DriftExplorer(fp_model=None, hwa_model=None, train_data=None, test_data=None, fast=False, seed=0,
-    repeats=None, run=True)``: without models, trains them on digits (``fast`` shrinks the epochs and
-    repeats); ``hwa_model`` must be an analog model converted from ``fp_model``'s architecture;
+    repeats=None, run=True, pretrained=True)``: without models, loads the shipped pretrained pair
+    (seed 0) or, with ``pretrained=False`` or another seed, trains them on digits (``fast`` shrinks
+    the epochs; it also shrinks the default repeats); ``hwa_model`` must be an analog model converted from ``fp_model``'s architecture;
     ``train_data`` (x, y) calibrates the input ranges of the converted model. ``run=False`` builds the
     view only; call :meth:`run` later (e.g. in the next notebook cell, so that the progress bar is
     visible while it computes). After a run, ``results`` maps each curve name to the table of
@@ -87,8 +127,9 @@ class DriftExplorer(W.VBox):
     def __init__(self, fp_model: Optional[nn.Module] = None, hwa_model: Optional[nn.Module] = None,
                  train_data: Optional[Tuple[Tensor, Tensor]] = None, test_data: Optional[Tuple[Tensor, Tensor]] = None,
                  fast: bool = False, seed: int = 0, repeats: Optional[int] = None, times=TIMES,
-                 run: bool = True) -> None:
+                 run: bool = True, pretrained: bool = True) -> None:
         self.fast, self.seed, self.times = bool(fast), int(seed), tuple(float(t) for t in times)
+        self.pretrained = bool(pretrained) and self.seed == 0 and PRETRAINED.exists()
         self.fp_model, self.hwa_model = fp_model, hwa_model
         self.train_data, self.test_data = train_data, test_data
         self.results: Dict[str, object] = {}
@@ -118,7 +159,9 @@ class DriftExplorer(W.VBox):
         self.run()
 
     def _ensure_models(self) -> None:
-        if self.fp_model is None or self.hwa_model is None:
+        if (self.fp_model is None or self.hwa_model is None) and self.pretrained:
+            self.fp_model, self.hwa_model, self.train_data, self.test_data = load_digit_models()
+        elif self.fp_model is None or self.hwa_model is None:
             self.status.value = "<small>training the models on digits…</small>"
             self.fp_model, self.hwa_model, self.train_data, self.test_data = train_digit_models(
                 self.seed, self.fast)
