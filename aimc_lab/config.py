@@ -261,7 +261,7 @@ class MappingParameters:
     max_input_size: int = _checked(512, _check_int, lo=1, hi=MAX_TILE_SIZE)
     max_output_size: int = _checked(512, _check_int, lo=1, hi=MAX_TILE_SIZE)
     digital_bias: bool = _checked(True, _check_bool)
-    weight_scaling_omega: float = _checked(1.0, _check_real, lo=0.0, hi=1.0)
+    weight_scaling_omega: float = _checked(1.0, _check_zero_or_real, lo=1e-6, hi=1.0)
     weight_scaling_columnwise: bool = _checked(False, _check_bool)
     learn_out_scaling: bool = _checked(False, _check_bool)
 

@@ -91,6 +91,7 @@ HOLES = [
     (IOParameters, "noise_management", None, TypeError),
     (IOParameters, "w_noise_type", ["pcm_read"], TypeError),  # was "unhashable"-free but unnamed
     (MappingParameters, "max_input_size", 2 ** 64, ValueError),
+    (MappingParameters, "weight_scaling_omega", 1e-300, ValueError),  # "the tile output overflows" at use
     (NoiseModelParameters, "g_max", 1e-300, ValueError),
     (NoiseModelParameters, "t_0", INF, ValueError),
     (NoiseModelParameters, "prog_noise_scale", INF, ValueError),
