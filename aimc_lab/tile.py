@@ -370,10 +370,26 @@ class AnalogTile(nn.Module):
 def make_tile(out_features: int, in_features: int, config: Optional[AnalogConfig] = None,
               **kwargs) -> nn.Module:
     """The tile for ``config``: an in-memory-training tile when ``config.training`` is set, else
-    an :class:`AnalogTile`."""
-    config = config or AnalogConfig()
+    an :class:`AnalogTile`.
+
+    ``kwargs`` go to that tile's constructor (e.g. ``seed`` for an in-memory tile, ``noise_model`` for an
+    AnalogTile); a keyword the chosen tile does not take raises ``TypeError`` naming it."""
+    import inspect
+
+    if config is None:
+        config = AnalogConfig()
+    if not isinstance(config, AnalogConfig):
+        raise TypeError(f"config must be an AnalogConfig or None, got {type(config).__name__}")
     if config.training is not None:
         from aimc_lab.train.inmemory import InMemoryTile
 
-        return InMemoryTile(out_features, in_features, config)
-    return AnalogTile(out_features, in_features, config, **kwargs)
+        tile_type = InMemoryTile
+    else:
+        tile_type = AnalogTile
+    allowed = [name for name in inspect.signature(tile_type).parameters
+               if name not in ("out_features", "in_features", "config")]
+    unknown = [name for name in kwargs if name not in allowed]
+    if unknown:
+        raise TypeError(f"make_tile: unknown keyword argument(s) {', '.join(map(repr, unknown))} for an "
+                        f"{tile_type.__name__}; allowed: {', '.join(map(repr, allowed))}")
+    return tile_type(out_features, in_features, config, **kwargs)
