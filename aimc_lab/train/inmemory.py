@@ -50,6 +50,7 @@ normalized weights (inside their bounds).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -59,7 +60,7 @@ import torch
 from torch import Tensor, nn
 
 from aimc_lab.config import (AnalogConfig, IOParameters, _check_bool, _check_choice, _check_int, _check_real,
-                             _err, register_config_class)
+                             _err, register_training_class)
 from aimc_lab.devices.pulsed import ConstantStep, DeviceArray, PulsedDevice, make_generator
 from aimc_lab.kernels.analog_mvm import analog_mvm
 from aimc_lab.kernels.pulsed_update import pulsed_update, signed_counts_update
@@ -71,9 +72,11 @@ ALGORITHMS = ("sgd", "tiki-taka", "ttv2", "c-ttv2", "agad", "mixed-precision")
 _ALIASES = {"tt": "tiki-taka", "ttv1": "tiki-taka", "tiki-taka-v1": "tiki-taka", "tt-v2": "ttv2",
             "chopped-ttv2": "c-ttv2", "cttv2": "c-ttv2", "mp": "mixed-precision", "mixed_precision": "mixed-precision"}
 _TRANSFER = ("tiki-taka", "ttv2", "c-ttv2", "agad")
+_BUFFERED = ("ttv2", "c-ttv2", "agad")  # H with the threshold transfer (momentum, forget_buffer)
+_SEED_RANGE = (-2 ** 63, 2 ** 64 - 1)  # what torch.Generator.manual_seed accepts
 
 
-@register_config_class
+@register_training_class
 @dataclass(frozen=True)
 class InMemoryTrainingParameters:
     """How a tile trains in memory (module doc). ``AnalogConfig.training`` holds one of these.
@@ -86,6 +89,10 @@ class InMemoryTrainingParameters:
     ``momentum``/``forget_buffer``: the H buffer after a transfer (ttv2 family).
     ``in_chop_prob``: chopper flip probability (c-ttv2) or 1/period (agad).
     ``n_x_bins``/``n_d_bins``: mixed-precision quantization (0 = off).
+
+    Settings an algorithm does not use must keep their "off" value (``fast_device`` None, ``momentum`` 0,
+    ``forget_buffer`` False, ``n_x_bins``/``n_d_bins`` 0), so that nothing configured is silently
+    ignored; AGAD needs ``in_chop_prob`` > 0 (its chopper period is 1/in_chop_prob reads).
     """
 
     algorithm: str = "sgd"
@@ -107,26 +114,49 @@ class InMemoryTrainingParameters:
     n_d_bins: int = 0
 
     def __post_init__(self) -> None:
+        if not isinstance(self.algorithm, str):
+            raise TypeError(f"InMemoryTrainingParameters.algorithm must be a string, got "
+                            f"{type(self.algorithm).__name__} {self.algorithm!r}")
         _check_choice(self, "algorithm", ALGORITHMS)
-        for name in ("device", "fast_device"):
+        for name, optional in (("device", False), ("fast_device", True)):
             value = getattr(self, name)
-            if not isinstance(value, PulsedDevice) and not (name == "fast_device" and value is None):
-                raise _err(self, name, value, "a PulsedDevice model (e.g. aimc_lab.devices.pulsed.SoftBounds())")
+            if not (isinstance(value, PulsedDevice) or (optional and value is None)):
+                raise TypeError(f"InMemoryTrainingParameters.{name} must be a PulsedDevice model (e.g. "
+                                f"aimc_lab.devices.pulsed.SoftBounds()){' or None' if optional else ''}, "
+                                f"got {type(value).__name__} {value!r}")
         if not isinstance(self.transfer_io, IOParameters):
-            raise _err(self, "transfer_io", self.transfer_io, "an IOParameters")
+            raise TypeError(f"InMemoryTrainingParameters.transfer_io must be an IOParameters, got "
+                            f"{type(self.transfer_io).__name__} {self.transfer_io!r}")
         _check_int(self, "desired_bl", 1)
         _check_bool(self, "update_management")
         _check_bool(self, "bl_management")
-        _check_real(self, "fast_lr", 0.0, lo_open=True)
+        _check_real(self, "fast_lr", 0.0, math.inf, lo_open=True, hi_open=True)
         _check_int(self, "transfer_every", 1)
         _check_int(self, "transfer_columns", 1)
-        _check_real(self, "transfer_lr", 0.0, lo_open=True)
+        _check_real(self, "transfer_lr", 0.0, math.inf, lo_open=True, hi_open=True)
         _check_int(self, "transfer_bl", 1)
         _check_real(self, "momentum", 0.0, 1.0, hi_open=True)
         _check_bool(self, "forget_buffer")
         _check_real(self, "in_chop_prob", 0.0, 1.0)
         _check_int(self, "n_x_bins", 0)
         _check_int(self, "n_d_bins", 0)
+        self._check_algorithm_fields()
+
+    def _check_algorithm_fields(self) -> None:
+        algo = self.algorithm
+        off = []
+        if algo not in _TRANSFER:
+            off.append(("fast_device", None))
+        if algo not in _BUFFERED:
+            off += [("momentum", 0.0), ("forget_buffer", False)]
+        if algo != "mixed-precision":
+            off += [("n_x_bins", 0), ("n_d_bins", 0)]
+        for name, value in off:
+            if getattr(self, name) != value:
+                raise _err(self, name, getattr(self, name), f"{value!r} with algorithm {algo!r}, which does not use it")
+        if algo == "agad" and self.in_chop_prob == 0:
+            raise _err(self, "in_chop_prob", self.in_chop_prob,
+                       "(0, 1] with algorithm 'agad' (its chopper period is 1/in_chop_prob reads)")
 
     @property
     def chop_period(self) -> int:
@@ -171,26 +201,27 @@ class AnalogContext(nn.Parameter):
     """An empty parameter that stands for a tile in ``model.parameters()``.
 
     It makes autograd run the tile's backward even for a first layer whose input needs no gradient,
-    and lets :class:`~aimc_lab.train.analog_sgd.AnalogSGD` find the tile (``analog_tile``).
+    and lets :class:`~aimc_lab.train.analog_sgd.AnalogSGD` find the tile (``analog_tile``). Its
+    gradient (empty) marks the tile's stored rows as live: see :meth:`InMemoryTile.record`.
+    ``copy.deepcopy`` and pickling (``torch.save(model)``) keep the type and the link to the tile; like
+    a parameter's gradient, the gradient is not copied.
     """
 
-    def __new__(cls, tile: "InMemoryTile"):
-        param = super().__new__(cls, torch.empty(0), requires_grad=True)
+    def __new__(cls, tile: "InMemoryTile", data: Optional[Tensor] = None, requires_grad: bool = True):
+        param = super().__new__(cls, torch.empty(0) if data is None else data, requires_grad=requires_grad)
         param.analog_tile = tile
         return param
 
     def __deepcopy__(self, memo):
         if id(self) in memo:
             return memo[id(self)]
-        import copy
-
-        result = nn.Parameter.__new__(AnalogContext, torch.empty(0), requires_grad=True)
+        result = AnalogContext(None, self.data.clone(), self.requires_grad)
         memo[id(self)] = result
         result.analog_tile = copy.deepcopy(self.analog_tile, memo)
         return result
 
     def __reduce_ex__(self, protocol):
-        return (nn.Parameter, (torch.empty(0), True))
+        return (AnalogContext, (self.analog_tile, self.data, self.requires_grad))
 
 
 class InMemoryFunction(torch.autograd.Function):
@@ -206,7 +237,8 @@ class InMemoryFunction(torch.autograd.Function):
     def backward(ctx, grad_y):
         x, weights = ctx.saved_tensors
         tile = ctx.tile
-        tile._pending.append((x.detach(), grad_y.detach()))
+        if ctx.needs_input_grad[1]:
+            tile.record(x.detach(), grad_y.detach())
         grad_x = None
         if ctx.needs_input_grad[0]:
             grad_x = analog_mvm(grad_y, weights.t().contiguous(), tile.config.backward, generator=tile.generator)
@@ -224,11 +256,23 @@ class InMemoryTile(nn.Module):
             runtime noise (``None``: from torch's global RNG).
 
     Initial weights: uniform in ±1/sqrt(K) (as ``nn.Linear``), clipped to the devices' bounds.
+
+    The rows (x, δ) a backward stores live as long as the gradient of ``analog_ctx``: ``update``
+    consumes them, and a backward after the gradient was reset (``zero_grad()``) drops the rows of
+    earlier backward passes, as a reset gradient would. A frozen tile (``analog_ctx`` without
+    ``requires_grad``) stores none. Like gradients, the rows are not copied by ``copy.deepcopy`` or
+    pickling.
     """
 
     def __init__(self, out_features: int, in_features: int, config: AnalogConfig,
                  seed: Union[int, torch.Generator, None] = None) -> None:
         super().__init__()
+        for name, value in (("out_features", out_features), ("in_features", in_features)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+            if value < 1:
+                raise ValueError(f"{name} = {value!r} is invalid; allowed: an integer >= 1")
+        _check_seed(seed)
         if not isinstance(config, AnalogConfig):
             raise TypeError(f"config must be an AnalogConfig, got {type(config).__name__}")
         tc = config.training
@@ -268,7 +312,15 @@ class InMemoryTile(nn.Module):
         return f"out_features={self.out_features}, in_features={self.in_features}, " \
                f"algorithm={self.training_params.algorithm!r}"
 
+    def _label(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
     # -- state ---------------------------------------------------------------------------------
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_pending"] = []
+        return state
 
     def get_extra_state(self):
         return {"generator": self.generator.get_state()}
@@ -304,6 +356,42 @@ class InMemoryTile(nn.Module):
             y = analog_mvm(x2, weights, self.config.forward, generator=self.generator)
         return y.reshape(*lead, self.out_features)
 
+    # -- the stored rows ------------------------------------------------------------------------
+
+    def record(self, x: Tensor, d: Tensor) -> None:
+        """Store the rows x [M, K], δ [M, N] of one backward (the backward calls this)."""
+        param = self.analog_ctx
+        if param.grad is None:  # reset since the stored rows were recorded: they go with it
+            self._pending.clear()
+            param.grad = torch.zeros_like(param)
+        self._pending.append((x, d))
+
+    def discard_rows(self) -> None:
+        """Forget the stored rows (what ``zero_grad`` is to a weight gradient)."""
+        self._pending.clear()
+
+    def check_update(self, lr: float) -> None:
+        """Raise what ``update(lr)`` would meet, changing nothing: ``lr`` not a finite number >= 0,
+        stored rows with NaN or inf, a mixed-precision step that would overflow χ."""
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+            raise TypeError(f"lr must be a number, got {type(lr).__name__} {lr!r}")
+        if not math.isfinite(lr) or lr < 0:
+            raise ValueError(f"lr = {lr!r} is invalid; allowed: a finite number >= 0")
+        for i, (x, d) in enumerate(self._pending):
+            for name, rows in (("x (inputs)", x), ("d (output gradients)", d)):
+                if not bool(torch.isfinite(rows).all()):
+                    raise ValueError(f"{self._label()}: the rows of backward pass {i} since the last update "
+                                     f"contain NaN or inf in {name}; nothing was updated (zero_grad() "
+                                     "discards the rows)")
+        if self.training_params.algorithm == "mixed-precision" and self._pending:
+            # |Δχ| <= lr·Σ_m max|δ_m|·max|x_m| (quantization keeps each row's abs-max)
+            total = sum(float(x.double().abs().amax(1) @ d.double().abs().amax(1)) for x, d in self._pending)
+            limit = torch.finfo(self.H.dtype).max
+            if not (lr < limit and lr * total + float(self.H.abs().max()) < limit):
+                raise ValueError(f"lr = {lr!r} is invalid for {self._label()}: the mixed-precision accumulator "
+                                 f"would overflow (lr·Σ|δ||x| = {lr * total:.3g}); allowed: lr·Σ|δ||x| + max|χ| "
+                                 f"< {limit:.3g}")
+
     # -- update ---------------------------------------------------------------------------------
 
     def _pulse_update(self, array: DeviceArray, x: Tensor, d: Tensor, lr: float, desired_bl: int,
@@ -315,7 +403,10 @@ class InMemoryTile(nn.Module):
 
     @torch.no_grad()
     def update(self, lr: float) -> None:
-        """Apply the algorithm's update with the rows stored by the backward passes since the last call."""
+        """Apply the algorithm's update with the rows stored by the backward passes since the last call.
+
+        Validates first (:meth:`check_update`): on an error nothing has changed."""
+        self.check_update(lr)
         if not self._pending:
             return
         x = torch.cat([p[0] for p in self._pending]).to(self.C.w.dtype)
@@ -416,6 +507,16 @@ class InMemoryTile(nn.Module):
             self.H[:, cols] = torch.where(n != 0, tc.momentum * h, h)
         else:
             self.H[:, cols] = h - (1 - tc.momentum) * n
+
+
+def _check_seed(seed) -> None:
+    if seed is None or isinstance(seed, torch.Generator):
+        return
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, a torch.Generator or None, got {type(seed).__name__} {seed!r}")
+    lo, hi = _SEED_RANGE
+    if not lo <= seed <= hi:
+        raise ValueError(f"seed = {seed!r} is invalid; allowed: an integer in [{lo}, {hi}]")
 
 
 def _quantize_rows(v: Tensor, bins: int) -> Tensor:

@@ -131,7 +131,7 @@ def test_config_round_trip_and_validation():
         training_config("adam")
     with pytest.raises(ValueError, match="unknown option"):
         training_config("sgd", not_a_field=1)
-    with pytest.raises(ValueError, match="InMemoryTrainingParameters.device"):
+    with pytest.raises(TypeError, match="InMemoryTrainingParameters.device"):
         InMemoryTrainingParameters(device="reram")
     with pytest.raises(ValueError, match="training"):
         InMemoryTile(2, 2, AnalogConfig())
@@ -288,3 +288,148 @@ def test_buffer_threshold_and_momentum(forget_buffer):
     torch.testing.assert_close(tile.get_weights(), n * 0.001)
     expected = torch.where(n != 0, 0.25 * h, h) if forget_buffer else h - 0.75 * n
     torch.testing.assert_close(tile.H, expected)
+
+
+# -- validation of the training parameters (every field, types, non-finite values, cross-field) -----
+
+NAN, INF = float("nan"), float("inf")
+BAD_FIELDS = [
+    ("algorithm", "adam", ValueError), ("algorithm", 3, TypeError),
+    ("device", "reram", TypeError), ("device", None, TypeError), ("fast_device", P.Ideal, TypeError),
+    ("desired_bl", 0, ValueError), ("desired_bl", 1.5, TypeError), ("desired_bl", True, TypeError),
+    ("update_management", 1, TypeError), ("bl_management", "yes", TypeError),
+    ("fast_lr", 0.0, ValueError), ("fast_lr", -1.0, ValueError), ("fast_lr", NAN, ValueError),
+    ("fast_lr", INF, ValueError), ("fast_lr", "1", TypeError),
+    ("transfer_every", 0, ValueError), ("transfer_every", 2.0, TypeError),
+    ("transfer_columns", 0, ValueError), ("transfer_columns", None, TypeError),
+    ("transfer_lr", 0.0, ValueError), ("transfer_lr", NAN, ValueError), ("transfer_lr", INF, ValueError),
+    ("transfer_lr", -INF, ValueError),
+    ("transfer_bl", 0, ValueError), ("transfer_bl", 31.0, TypeError),
+    ("transfer_io", "perfect", TypeError),
+    ("momentum", 1.0, ValueError), ("momentum", -0.1, ValueError), ("momentum", NAN, ValueError),
+    ("momentum", INF, ValueError), ("forget_buffer", 0, TypeError),
+    ("in_chop_prob", 1.5, ValueError), ("in_chop_prob", -0.1, ValueError), ("in_chop_prob", NAN, ValueError),
+    ("in_chop_prob", INF, ValueError), ("in_chop_prob", "0.1", TypeError),
+    ("n_x_bins", -1, ValueError), ("n_x_bins", 2.5, TypeError), ("n_d_bins", -3, ValueError),
+]
+
+
+@pytest.mark.parametrize("name, value, error", BAD_FIELDS)
+def test_training_parameters_reject_each_bad_field(name, value, error):
+    # the ttv2 family uses every field but the mixed-precision bins; those are checked with their algorithm
+    algorithm = "mixed-precision" if name.startswith("n_") else "c-ttv2"
+    kwargs = {"algorithm": algorithm, name: value}
+    with pytest.raises(error, match=rf"InMemoryTrainingParameters\.{name}") as info:
+        InMemoryTrainingParameters(**kwargs)
+    if error is ValueError:
+        assert repr(value) in str(info.value) and "allowed" in str(info.value)
+
+
+@pytest.mark.parametrize("algorithm, name, value", [
+    ("agad", "in_chop_prob", 0.0),  # no chopper period: AGAD would never build a reference
+    ("sgd", "fast_device", P.Ideal()), ("mixed-precision", "fast_device", P.Ideal()),
+    ("ttv2", "n_x_bins", 8), ("sgd", "n_d_bins", 8),
+    ("sgd", "momentum", 0.5), ("tiki-taka", "forget_buffer", True), ("mixed-precision", "momentum", 0.5),
+])
+def test_training_parameters_reject_settings_the_algorithm_ignores(algorithm, name, value):
+    with pytest.raises(ValueError, match=rf"InMemoryTrainingParameters\.{name} = .*{algorithm}"):
+        InMemoryTrainingParameters(algorithm=algorithm, **{name: value})
+
+
+def test_training_parameters_accept_the_limits():
+    InMemoryTrainingParameters(algorithm="c-ttv2", momentum=0.999, in_chop_prob=1.0, forget_buffer=True)
+    InMemoryTrainingParameters(algorithm="c-ttv2", in_chop_prob=0.0)
+    InMemoryTrainingParameters(algorithm="mixed-precision", n_x_bins=1, n_d_bins=255)
+    InMemoryTrainingParameters(algorithm="agad", in_chop_prob=1.0, fast_device=P.Ideal())
+
+
+# -- make_tile: keyword arguments reach the tile or are refused -----------------------------------
+
+def test_make_tile_passes_the_seed_and_refuses_unknown_keywords():
+    from aimc_lab.nn import AnalogLinear
+    from aimc_lab.tile import AnalogTile, make_tile
+
+    config = training_config("sgd", device=P.SoftBounds())
+    with pytest.raises(TypeError, match="bogus"):
+        AnalogLinear(K, N, config=config, seed=2, bogus="x")
+    with pytest.raises(TypeError, match="noise_model"):
+        make_tile(N, K, config, noise_model=None)
+    with pytest.raises(TypeError, match="bogus"):
+        make_tile(N, K, AnalogConfig(), bogus=1)
+    assert isinstance(make_tile(N, K, AnalogConfig()), AnalogTile)
+    draws = {seed: make_tile(N, K, config, seed=seed).C.dw_up for seed in (1, 2)}
+    assert not torch.equal(draws[1], draws[2])
+    assert torch.equal(draws[1], make_tile(N, K, config, seed=1).C.dw_up)
+    assert torch.equal(draws[2], make_tile(N, K, config, seed=torch.Generator().manual_seed(2)).C.dw_up)
+
+
+@pytest.mark.parametrize("seed, error", [("1", TypeError), (1.5, TypeError), (True, TypeError),
+                                         (2 ** 64, ValueError)])
+def test_tile_refuses_a_bad_seed(seed, error):
+    with pytest.raises(error, match="seed"):
+        InMemoryTile(N, K, training_config("sgd"), seed=seed)
+
+
+@pytest.mark.parametrize("shape", [(0, K), (N, 2.0), (True, K)])
+def test_tile_refuses_bad_shapes(shape):
+    with pytest.raises((ValueError, TypeError), match="features"):
+        InMemoryTile(*shape, training_config("sgd"))
+
+
+# -- the rows stored by the backward ------------------------------------------------------------
+
+def test_backward_after_zero_grad_keeps_only_its_own_rows():
+    # a backward after the gradient was reset (zero_grad, set_to_none) drops the rows of earlier
+    # backward passes; within one backward pass a tile used twice keeps both rows
+    tile = InMemoryTile(K, K, training_config("sgd"), seed=0)
+    for _ in range(50):
+        tile.zero_grad()
+        tile(tile(torch.randn(4, K))).sum().backward()
+        assert len(tile._pending) == 2
+    tile(torch.randn(4, K)).sum().backward()  # accumulation without zero_grad
+    assert len(tile._pending) == 3
+
+
+def test_frozen_tile_records_nothing():
+    tile = InMemoryTile(N, K, training_config("sgd"), seed=0)
+    tile.analog_ctx.requires_grad_(False)
+    x = torch.randn(4, K, requires_grad=True)
+    tile(x).sum().backward()
+    assert x.grad is not None and not tile._pending
+
+
+@pytest.mark.parametrize("lr, error", [(NAN, ValueError), (-0.1, ValueError), (INF, ValueError),
+                                       ("0.1", TypeError)])
+def test_update_validates_lr_before_any_change(lr, error):
+    tile = InMemoryTile(N, K, training_config("mixed-precision"), seed=0)
+    tile(torch.randn(4, K)).sum().backward()
+    before = {k: v.clone() for k, v in tile.state_dict().items() if isinstance(v, torch.Tensor)}
+    with pytest.raises(error, match="lr"):
+        tile.update(lr)
+    assert all(torch.equal(v, tile.state_dict()[k]) for k, v in before.items())
+    assert len(tile._pending) == 1
+
+
+# -- whole-object copies keep training --------------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_copied_tile_keeps_training(how, tmp_path):
+    tile = InMemoryTile(N, K, training_config("ttv2", device=P.SoftBounds(dw_min=0.01)), seed=0)
+    tile.double()
+    tile(torch.randn(2, K, dtype=torch.float64)).sum().backward()  # rows, like gradients, are not copied
+    if how == "pickle":
+        torch.save(tile, tmp_path / "tile.pt")
+        clone = torch.load(tmp_path / "tile.pt", weights_only=False)
+    else:
+        clone = copy.deepcopy(tile)
+    ctx = clone.analog_ctx
+    assert type(ctx).__name__ == "AnalogContext" and ctx.analog_tile is clone and ctx.dtype == torch.float64
+    assert not clone._pending and ctx.grad is None and len(tile._pending) == 1
+    assert list(clone.parameters()) == [ctx]
+    w = clone.get_weights()
+    opt = AnalogSGD(clone, lr=0.5)
+    for _ in range(3):
+        opt.zero_grad()
+        clone(torch.randn(8, K, dtype=torch.float64)).sum().backward()
+        opt.step()
+    assert not torch.equal(clone.get_weights(), w)
