@@ -253,8 +253,11 @@ class AnalogTile(nn.Module):
             scales = r.detach().clone().unsqueeze(1).expand(self.n_slices, self.out_features)
         if bool(self.programmed) and self.config.drift_compensation.kind != "none":
             scales = self.drift_alpha if scales is None else scales * self.drift_alpha
-        y = analog_mvm(u, self._forward_weight(), self.config.forward, in_size=self.in_size,
-                       out_scales=scales, generator=self.generator) * self.out_scale
+        if x.shape[0] == 0:  # an empty batch: the exact empty product keeps the autograd graph
+            y = (u @ self.weight.t()) * self.out_scale
+        else:
+            y = analog_mvm(u, self._forward_weight(), self.config.forward, in_size=self.in_size,
+                           out_scales=scales, generator=self.generator) * self.out_scale
         if not bool(torch.isfinite(y).all()):
             raise ValueError(f"the tile output overflows {y.dtype} for this input (max|x| = "
                              f"{float(x.detach().abs().max()):.3g}); allowed: inputs small enough that "

@@ -177,3 +177,80 @@ def test_user_pcm_subclass_keeps_its_own_hooks():
     t.program(torch.Generator().manual_seed(1))
     t.drift(1e6)
     torch.testing.assert_close(t.w_read, t.weight.detach())
+
+
+def state(t):
+    return {k: v.detach().clone() for k, v in list(t.named_parameters()) + list(t.named_buffers())}
+
+
+def assert_same_state(t, before):
+    for k, v in state(t).items():
+        assert torch.equal(v, before[k]), k
+
+
+def hwa_tile(N=3, K=5, in_size=4):
+    cfg = presets.standard_hwa()
+    cfg = AnalogConfig(**{**{f: getattr(cfg, f) for f in ("forward", "modifier", "clip", "remap", "input_range")},
+                          "mapping": MappingParameters(max_input_size=in_size)})
+    t = AnalogTile(N, K, cfg)
+    t.set_weights(torch.randn(N, K, generator=torch.Generator().manual_seed(0)))
+    t.train()
+    return t
+
+
+@pytest.mark.parametrize("bad, error, match", [
+    (torch.full((2, 5), float("nan")), ValueError, "NaN or inf"),
+    (torch.tensor([[1.0, float("inf"), 0.0, 0.0, 0.0]]), ValueError, "NaN or inf"),
+    (torch.tensor([[0.0, 0.0, -float("inf"), 0.0, 0.0]]), ValueError, "NaN or inf"),
+    (torch.ones(2, 5, dtype=torch.float64), TypeError, "float64.*float32"),
+    (torch.ones(2, 5, dtype=torch.int64), TypeError, "int64"),
+    (torch.ones(2, 5, dtype=torch.float16), TypeError, "float16"),
+    ([[1.0] * 5], TypeError, "torch.Tensor"),
+    (torch.ones(2, 4), ValueError, r"shape \[M, 5\]"),
+    (torch.ones(5), ValueError, r"shape \[M, 5\]"),
+])
+def test_rejected_inputs_leave_the_tile_unchanged(bad, error, match):
+    """Issue 10.3/10.8: validate before anything changes; the next clean batch works."""
+    t = hwa_tile()
+    before = state(t)
+    with pytest.raises(error, match=match):
+        t(bad)
+    assert_same_state(t, before)
+    y = t(torch.randn(8, 5))
+    assert torch.isfinite(y).all() and torch.isfinite(t.input_range).all()
+    assert int(t.input_range_batches) == 1
+
+
+def test_empty_batch_and_batches_without_a_std_do_not_touch_the_range():
+    t = hwa_tile()  # slices of 4 and 1 inputs
+    before = state(t)
+    y = t(torch.zeros(0, 5))
+    assert y.shape == (0, 3)
+    y.sum().backward()
+    t.zero_grad(set_to_none=True)
+    t(torch.randn(1, 5))  # one row: the one-column slice has a single value, no std
+    assert_same_state(t, before)
+    t(torch.randn(2, 5))
+    assert int(t.input_range_batches) == 1 and torch.isfinite(t.input_range).all()
+
+
+def test_huge_finite_inputs_give_finite_outputs_or_a_clear_error():
+    g = torch.Generator().manual_seed(2)
+    w, x = torch.randn(3, 64, generator=g) * 0.1, torch.randn(4, 64, generator=g)
+    exact = AnalogTile(3, 64, AnalogConfig(forward=PERFECT))
+    exact.set_weights(w)
+    for scale in (1e20, 1e30, 1e36):
+        torch.testing.assert_close(exact(x * scale) / scale, x @ w.T, rtol=1e-4, atol=1e-4)
+    for t in (exact, AnalogTile(3, 64)):
+        t.set_weights(w)
+        before = state(t)
+        with pytest.raises(ValueError, match="overflows torch.float32"):
+            t(torch.full((4, 64), 3e38))
+        assert_same_state(t, before)
+    t = hwa_tile(K=64, in_size=64)
+    t(x * 1e30)  # the init from data takes std(x) without overflowing its variance
+    assert float(t.input_range.detach()) == pytest.approx(3 * float(x.std()) * 1e30, rel=1e-4)
+    before = state(t)
+    with pytest.raises(ValueError, match="overflows"):  # a range beyond float32 is not committed
+        t(torch.full((4, 64), 3e38) * torch.sign(x))
+    assert_same_state(t, before)

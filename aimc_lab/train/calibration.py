@@ -122,8 +122,11 @@ def calibrate_input_ranges(model: nn.Module, data, method: str = "cache_quantile
     batches are used (None: all). ``method`` is one of :data:`CALIBRATION_METHODS` (see the module
     docstring); ``quantile`` q in (0, 1] is used by the quantile methods, ``std_alpha`` by
     ``moving_std``, ``max_samples`` (rows kept per tile) by ``cache_quantile``; ``seed`` drives the
-    cache subsampling. Returns ``{tile name: ranges [S]}`` for the tiles that were calibrated (a tile
-    that saw no nonzero input keeps its range and is left out).
+    cache subsampling. Returns ``{tile name: ranges [S]}``.
+
+    Raises ValueError, changing no range, when ``data`` gives no batch or a tile sees no nonzero input
+    row (all-zero data: there is nothing to set its range from); non-finite inputs raise in the tiles'
+    forward, also before any range is changed.
     """
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"method = {method!r} is invalid; allowed: " + ", ".join(repr(m) for m in CALIBRATION_METHODS))
@@ -159,10 +162,14 @@ def calibrate_input_ranges(model: nn.Module, data, method: str = "cache_quantile
                 tile.config = dataclasses.replace(
                     tile.config, forward=dataclasses.replace(tile.config.forward, is_perfect=True))
         model.eval()
-        for i, x in enumerate(_inputs(data, batch_size)):
-            if max_batches is not None and i >= max_batches:
+        n_batches = 0
+        for x in _inputs(data, batch_size):
+            if max_batches is not None and n_batches >= max_batches:
                 break
             model(x)
+            n_batches += 1
+        if n_batches == 0:
+            raise ValueError("calibrate_input_ranges: data gave no batches; allowed: at least one batch of inputs")
     finally:
         for handle in handles:
             handle.remove()
@@ -170,11 +177,14 @@ def calibrate_input_ranges(model: nn.Module, data, method: str = "cache_quantile
             tile.config = config
         model.train(was_training)
 
+    results = [c.result() for c in collectors]
+    unseen = [name for (name, _), r in zip(named, results) if r is None]
+    if unseen:
+        raise ValueError(f"calibrate_input_ranges: tile(s) {', '.join(map(repr, unseen))} saw no nonzero input "
+                         "row (empty or all-zero data, or a tile the forward does not reach); no range was changed; "
+                         "allowed: data that gives every tile a nonzero input")
     out: Dict[str, Tensor] = {}
-    for (name, tile), c in zip(named, collectors):
-        r = c.result()
-        if r is None:
-            continue
+    for (name, tile), r in zip(named, results):
         r = r.clamp(min=1e-6).to(tile.input_range)
         tile.input_range.copy_(r)
         tile.input_range_batches.fill_(max(tile.config.input_range.init_from_data, int(tile.input_range_batches)))

@@ -135,3 +135,27 @@ def test_conv_layer_is_calibrated_on_its_unfolded_patches():
     out = calibrate_input_ranges(conv, x, method="max")
     assert list(out) == ["tile"]
     assert torch.allclose(conv.tile.input_range.detach(), x.abs().max().reshape(1))
+
+
+@pytest.mark.parametrize("data, match", [
+    (torch.zeros(0, 12), "saw no nonzero input"),
+    (torch.zeros(64, 12), "saw no nonzero input"),
+    ([], "no batches"),
+])
+def test_empty_or_all_zero_data_raise_and_change_nothing(data, match):
+    """Issue 10.13: no silent 3.0 left in place."""
+    model = layer()
+    with pytest.raises(ValueError, match=match):
+        calibrate_input_ranges(model, data, method="max")
+    assert torch.equal(model.tile.input_range.detach(), torch.full((3,), 3.0))
+    assert int(model.tile.input_range_batches) == 0
+
+
+def test_non_finite_data_raises_and_changes_nothing():
+    model = layer()
+    x = gaussian(64)
+    x[5, 3] = float("inf")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        calibrate_input_ranges(model, x, method="max")
+    assert torch.equal(model.tile.input_range.detach(), torch.full((3,), 3.0))
+    assert not model.tile.config.forward.is_perfect  # config restored
