@@ -498,7 +498,10 @@ def from_dict(cls: Optional[type], data: Any) -> Any:
         if not isinstance(data, dict):
             raise TypeError(f"from_dict: data for {cls.__name__} must be a dict (as to_dict returns), got "
                             f"{type(data).__name__} {data!r}")
-    return _from_data(data, cls, cls.__name__ if cls is not None else "config")
+    target = _from_data(data, cls, cls.__name__ if cls is not None else "config")
+    if cls is not None and not isinstance(target, cls):
+        raise TypeError(f"from_dict: expected {cls.__name__} data, got __type__ {data.get('__type__')!r}")
+    return target
 
 
 def _nested_class(target: type, f: dataclasses.Field) -> Optional[type]:
@@ -507,22 +510,22 @@ def _nested_class(target: type, f: dataclasses.Field) -> Optional[type]:
     return type(default) if dataclasses.is_dataclass(default) else None
 
 
-def _from_data(data: Any, expected: Optional[type], path: str) -> Any:
+def _from_data(data: Any, default_class: Optional[type], path: str) -> Any:
+    """Build the config that ``data`` describes; a dict without ``__type__`` is a ``default_class``."""
     if isinstance(data, list):
         return [_from_data(v, None, f"{path}[{i}]") for i, v in enumerate(data)]
     if not isinstance(data, dict):
         return data
     name = data.get("__type__")
     if name is None:
-        if expected is None:
-            raise ValueError(f"{path}: config data {data!r} has no '__type__' key; allowed: a dict from to_dict")
-        target = expected
+        if default_class is None:
+            raise ValueError(f"{path}: config data {_short(data)} has no '__type__' key; allowed: a dict from "
+                             "to_dict")
+        target = default_class
     elif not isinstance(name, str) or name not in _REGISTRY:
         raise ValueError(f"{path}: unknown config class {name!r}; allowed: " + ", ".join(sorted(_REGISTRY)))
     else:
         target = _REGISTRY[name]
-        if expected is not None and not issubclass(target, expected):
-            raise TypeError(f"{path}: expected {expected.__name__} data, got __type__ {name!r}")
     known = {f.name: f for f in fields(target)}
     kwargs = {}
     for key, value in data.items():

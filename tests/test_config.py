@@ -1,6 +1,7 @@
 """Config validation (every field), round trips and presets."""
 
 import dataclasses
+import json
 import math
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from aimc_lab.config import (AnalogConfig, ClipParameters, DriftCompensationPara
                              WeightModifierParameters, from_dict, register_training_class, replace_path,
                              resolution_step)
 from aimc_lab.devices import make_noise_model
+from aimc_lab.devices.pulsed import ConstantStep, SoftBounds
 from aimc_lab.train import InMemoryTrainingParameters, training_config
 
 # (class, field, a bad value, the exception it must raise)
@@ -258,6 +260,15 @@ def test_standard_preset_values():
 def test_from_dict_rejects_bad_data(data, exc, match):
     with pytest.raises(exc, match=match):
         AnalogConfig.from_dict(data)
+
+
+def test_from_dict_nested_subclasses():
+    """A SoftBounds device in a training config whose default device is a ConstantStep."""
+    cfg = training_config("ttv2", device=SoftBounds(dw_min=0.01))
+    data = json.loads(json.dumps(cfg.to_dict()))
+    assert AnalogConfig.from_dict(data) == cfg
+    data["training"]["device"] = {"dw_min": 0.01}
+    assert AnalogConfig.from_dict(data).training.device == ConstantStep(dw_min=0.01)
 
 
 def test_from_dict_without_type_keys():
