@@ -18,8 +18,8 @@ Here the parts are split so that no timeout can lose an update:
   ready long before anywidget's 2 s limit. Its ``render`` waits (without a limit) for plotly.js, draws
   the state with ``Plotly.react`` and redraws on every state change, coalescing changes that arrive
   during a draw. Even if anywidget gave up on this view model, its view still renders and follows the
-  state model. After each draw the plot element carries ``data-revision`` (a counter), which the
-  browser tests use to time kernel-to-screen updates.
+  state model. After each draw the plot element carries ``data-revision`` (a counter) and
+  ``data-draw-ms`` (how long decoding and drawing took), which the browser tests use to time updates.
 
 The Python side is a ``plotly.graph_objects.Figure``: ``figure.data[0].y = ...``, ``figure.layout``,
 ``with figure.batch_update(): ...`` work as on a ``FigureWidget``; every change (one per batch) is
@@ -169,13 +169,20 @@ function decode(value) {
   return out;
 }
 
+function models(model) {
+  const manager = model.widget_manager;
+  return Promise.all([manager.get_model(modelId(model.get("state"))),
+                      manager.get_model(modelId(model.get("library")))]);
+}
+
 export default {
+  initialize({ model }) {
+    // start loading plotly.js as soon as the model exists (views render later); never awaited here,
+    // so this returns at once, well within anywidget's limit
+    models(model).then(([, library]) => loadPlotly(library)).catch(() => {});
+  },
   async render({ model, el }) {
-    const manager = model.widget_manager;
-    const [state, library] = await Promise.all([
-      manager.get_model(modelId(model.get("state"))),
-      manager.get_model(modelId(model.get("library"))),
-    ]);
+    const [state, library] = await models(model);
     const plot = document.createElement("div");
     plot.className = "aimc-lab-figure";
     plot.dataset.revision = "0";
@@ -189,10 +196,12 @@ export default {
         Plotly ??= await loadPlotly(library);
         do {
           again = false;
+          const start = performance.now();
           const layout = decode(state.get("layout"));
           layout.uirevision ??= "aimc-lab";  // keep the user's zoom across updates from the kernel
           if (!alive) return;
           await Plotly.react(plot, decode(state.get("data")), layout, { displaylogo: false });
+          plot.dataset.drawMs = (performance.now() - start).toFixed(1);
           plot.dataset.revision = String(++revision);
         } while (again && alive);
       } finally {

@@ -5,6 +5,7 @@ Never downloads a browser: the launch arguments point Playwright at /usr/bin/chr
 """
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -40,38 +41,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def voila(request):
-    """``voila(path)`` serves notebooks/dashboards/<path> on 127.0.0.1:<free port>; returns the URL.
-    The server process is terminated at teardown."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium); browser tests skipped")
-    procs = []
+def _serve(cmd, env, log_name: str, port: int, procs: list) -> str:
+    """Start a server, wait until its port answers (60 s at most); returns its URL."""
+    log = open(ARTIFACTS / log_name, "w")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    procs.append((proc, log))
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{cmd[2]} exited with {proc.returncode}; see {log.name}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return url
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"{cmd[2]} did not answer on {url} within 60 s; see {log.name}")
 
-    def serve(name: str) -> str:
-        port = _free_port()
-        env = dict(os.environ)
-        env.setdefault("AIMC_LAB_FAST", "1")
-        env.setdefault("OMP_NUM_THREADS", "1")
-        log = open(ARTIFACTS / f"voila_{Path(name).stem}.log", "w")
-        proc = subprocess.Popen([sys.executable, "-m", "voila", "--no-browser", f"--port={port}",
-                                 "--Voila.ip=127.0.0.1", str(ROOT / "notebooks" / "dashboards" / name)],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        procs.append((proc, log))
-        url = f"http://127.0.0.1:{port}/"
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"voila exited with {proc.returncode}; see {log.name}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    return url
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError(f"voila did not answer on {url} within 60 s; see {log.name}")
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    yield serve
+def _stop(procs) -> None:
     for proc, log in procs:
         proc.terminate()
         try:
@@ -80,3 +68,66 @@ def voila(request):
             proc.kill()
             proc.wait()
         log.close()
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env.setdefault("AIMC_LAB_FAST", "1")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+@pytest.fixture
+def jupyterlab(tmp_path):
+    """``jupyterlab(name)`` copies notebooks/dashboards/<name> into a temporary root (autosave must not
+    write outputs into the repository), serves it with JupyterLab (no token) and returns the URL of
+    the notebook in /lab. The server process is terminated at teardown."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium); browser tests skipped")
+    procs = []
+
+    def serve(name: str) -> str:
+        shutil.copy(ROOT / "notebooks" / "dashboards" / name, tmp_path / name)
+        port = _free_port()
+        cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}",
+               "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=", "--ServerApp.password=",
+               f"--ServerApp.root_dir={tmp_path}", "--LabApp.news_url=", "--LabApp.check_for_updates_class="
+               "jupyterlab.NeverCheckForUpdate"]
+        env = _env()
+        env["JUPYTER_CONFIG_DIR"] = str(tmp_path / ".jupyter")   # fresh workspace and settings
+        url = _serve(cmd, env, f"jupyterlab_{Path(name).stem}.log", port, procs)
+        return f"{url}lab/tree/{name}?reset"
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    yield serve
+    _stop(procs)
+
+
+@pytest.fixture
+def voila(request):
+    """``voila(path, preheat=False)`` serves notebooks/dashboards/<path> on 127.0.0.1:<free port>;
+    returns the URL. ``preheat=True`` serves it as a deployment should (``--preheat_kernel``: a kernel
+    that has already run the notebook waits for the next visitor) and returns once that kernel is
+    ready. The server process is terminated at teardown."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium); browser tests skipped")
+    procs = []
+
+    def serve(name: str, preheat: bool = False) -> str:
+        port = _free_port()
+        cmd = [sys.executable, "-m", "voila", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
+               str(ROOT / "notebooks" / "dashboards" / name)]
+        if preheat:
+            cmd.insert(-1, "--preheat_kernel=True")
+        log_name = f"voila_{Path(name).stem}.log"
+        url = _serve(cmd, _env(), log_name, port, procs)
+        deadline = time.time() + 300
+        while preheat and "is filled with" not in (ARTIFACTS / log_name).read_text():
+            if time.time() > deadline:
+                raise RuntimeError(f"voila's preheated kernel was not ready within 300 s; see {log_name}")
+            time.sleep(0.5)
+        return url
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    yield serve
+    _stop(procs)

@@ -48,14 +48,18 @@ def _seconds_since_navigation(page) -> float:
 
 
 def _wait_first_render(page, n_figures: int) -> dict:
-    """Seconds from navigation to the first visible slider and to ``n_figures`` drawn plots."""
+    """Seconds from navigation to the first byte of the page, the page loaded (its scripts ran), the
+    first visible slider and ``n_figures`` drawn plots."""
     page.locator(".widget-slider").first.wait_for(state="visible", timeout=RENDER_TIMEOUT_MS)
     first_widget = _seconds_since_navigation(page)
+    nav = page.evaluate("(() => { const n = performance.getEntriesByType('navigation')[0];"
+                        " return [n.responseStart, n.loadEventEnd]; })()")
     page.wait_for_function(
         """n => { const f = document.querySelectorAll('%s');
                   return f.length >= n && Array.from(f).every(e => Number(e.dataset.revision) > 0); }""" % FIGURES,
         arg=n_figures, timeout=RENDER_TIMEOUT_MS)
-    return {"first widget": first_widget, "plots drawn": _seconds_since_navigation(page)}
+    return {"first byte": nav[0] / 1000, "page loaded": nav[1] / 1000, "first widget": first_widget,
+            "plots drawn": _seconds_since_navigation(page)}
 
 
 def _revision(page, figure: int) -> int:
@@ -90,20 +94,22 @@ def _move_and_wait(page, label: str, figure: int, trace: int, nth: int = 0, key:
 
 def _latency_ms(page, label: str, figure: int, moves: int):
     """Slider-to-plot latency: from the key press (the page's keydown event) to the end of the plot's
-    redraw (its data-revision changing), for ``moves`` moves alternating right and left."""
+    redraw (its data-revision changing), for ``moves`` moves alternating right and left; returns the
+    latencies and the part of each spent decoding and drawing (the figure's data-draw-ms)."""
     handle = _slider(page, label)
     handle.focus()
     page.evaluate("""i => { const gd = document.querySelectorAll('%s')[i];
-        window.__aimcLat = {down: 0, times: []};
+        window.__aimcLat = {down: 0, times: [], draws: []};
         document.addEventListener('keydown', () => { window.__aimcLat.down = performance.now(); }, true);
-        new MutationObserver(() => window.__aimcLat.times.push(performance.now() - window.__aimcLat.down))
+        new MutationObserver(() => { window.__aimcLat.times.push(performance.now() - window.__aimcLat.down);
+                                     window.__aimcLat.draws.push(Number(gd.dataset.drawMs)); })
             .observe(gd, {attributes: true, attributeFilter: ['data-revision']}); }""" % FIGURES, figure)
     for k in range(moves):
         n = page.evaluate("window.__aimcLat.times.length")
         handle.press("ArrowRight" if k % 2 == 0 else "ArrowLeft")
         page.wait_for_function("n => window.__aimcLat.times.length > n", arg=n, timeout=UPDATE_TIMEOUT_MS)
         page.wait_for_timeout(150)  # the kernel settles before the next move (no coalesced redraws)
-    return page.evaluate("window.__aimcLat.times")
+    return page.evaluate("[window.__aimcLat.times, window.__aimcLat.draws]")
 
 
 def _report(name: str, times: dict) -> None:
@@ -112,7 +118,7 @@ def _report(name: str, times: dict) -> None:
 
 def test_tile_lab(page, voila, artifacts):
     page.set_viewport_size({"width": 1400, "height": 1900})
-    errors = _open(page, voila("tile_lab.ipynb"))
+    errors = _open(page, voila("tile_lab.ipynb", preheat=True))
     times = _wait_first_render(page, 3)   # tile explorer, conductance curves, conductance heatmaps
     _report("tile lab", times)
     page.screenshot(path=str(artifacts / "tile_lab_before.png"), full_page=True)
@@ -127,16 +133,17 @@ def test_tile_lab(page, voila, artifacts):
     page.screenshot(path=str(artifacts / "tile_lab_after.png"), full_page=True)
 
     page.cdp.send("Emulation.setCPUThrottlingRate", {"rate": 1})
-    latencies = _latency_ms(page, "ADC bits", 0, LATENCY_MOVES)
+    latencies, draws = _latency_ms(page, "ADC bits", 0, LATENCY_MOVES)
     print(f"[tile lab] slider -> plot latency over {len(latencies)} moves (no throttling): "
-          f"median {statistics.median(latencies):.0f} ms, max {max(latencies):.0f} ms")
+          f"median {statistics.median(latencies):.0f} ms, max {max(latencies):.0f} ms; of which drawing: "
+          f"median {statistics.median(draws):.0f} ms, max {max(draws):.0f} ms")
     assert len(latencies) >= LATENCY_MOVES
     assert not errors, "\n".join(errors)
 
 
 def test_drift_lab(page, voila, artifacts):
     page.set_viewport_size({"width": 1400, "height": 900})
-    errors = _open(page, voila("drift_lab.ipynb"))
+    errors = _open(page, voila("drift_lab.ipynb", preheat=True))
     times = _wait_first_render(page, 1)
     page.wait_for_selector("text=done ·", timeout=RENDER_TIMEOUT_MS)
     times["curves computed"] = _seconds_since_navigation(page)
@@ -146,4 +153,21 @@ def test_drift_lab(page, voila, artifacts):
         _move_and_wait(page, "drift exponent", 0, 3)   # faster drift: re-evaluation
         page.wait_for_selector("text=done ·", timeout=UPDATE_TIMEOUT_MS)
     page.screenshot(path=str(artifacts / "drift_lab_after.png"), full_page=True)
+    assert not errors, "\n".join(errors)
+
+
+def test_tile_lab_in_jupyterlab(page, jupyterlab, artifacts):
+    """The same figures in JupyterLab (throttled too): run all cells, every figure draws and follows."""
+    page.set_viewport_size({"width": 1400, "height": 1900})
+    errors = _open(page, jupyterlab("tile_lab.ipynb"))
+    page.locator(".jp-Notebook").first.wait_for(state="visible", timeout=RENDER_TIMEOUT_MS)
+    page.locator(".jp-Notebook-ExecutionIndicator, .jp-Toolbar-kernelStatus").first.wait_for(
+        state="attached", timeout=RENDER_TIMEOUT_MS)
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_text("Run All Cells", exact=True).click()
+    times = _wait_first_render(page, 3)
+    _report("tile lab in JupyterLab", times)
+    _move_and_wait(page, "ADC bits", 0, 0)
+    _move_and_wait(page, "drift exponent", 1, 1)
+    page.screenshot(path=str(artifacts / "tile_lab_jupyterlab.png"), full_page=True)
     assert not errors, "\n".join(errors)
