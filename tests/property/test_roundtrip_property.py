@@ -4,8 +4,9 @@ hardware-aware layer.
 Round trips: ``load_state_dict`` into a fresh model built with another seed, aimc_lab checkpoints
 (``save_checkpoint``/``load_checkpoint``), whole-model ``torch.save``/``torch.load`` (pickle) and
 ``copy.deepcopy``. After the round trip the copy and the model that was never saved take the same
-k steps on the same data with the same global RNG state; every tensor of their state (weights, device
-arrays, buffers, generator states) must then be equal bit for bit.
+k steps on the same data with the same global RNG state (in-memory layers on a random device: soft
+bounds or one of the presets); every tensor of their state (weights, device arrays, buffers,
+generator states) must then be equal bit for bit.
 """
 
 import copy
@@ -39,12 +40,16 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def make_model(kind, seed):
+DEVICES = {"soft bounds": lambda: P.SoftBounds(dw_min=0.01, up_down=0.1),
+           **{name: make for name, make in sorted(P.PRESETS.items())}}
+
+
+def make_model(kind, seed, device="soft bounds"):
     torch.manual_seed(seed)  # the digital layer's and nn.Linear-style initial weights
     if kind == HWA:
         layer = AnalogLinear(K, N, config=standard_hwa(modifier_std=0.05))
     else:
-        config = training_config(kind, device=P.SoftBounds(dw_min=0.01, up_down=0.1), transfer_columns=2)
+        config = training_config(kind, device=DEVICES[device](), transfer_columns=2)
         layer = AnalogLinear(K, N, config=config, seed=seed)
     return nn.Sequential(nn.Linear(K, K), nn.Tanh(), layer)
 
@@ -86,16 +91,16 @@ def state(model):
     return out
 
 
-def round_trip(how, kind, model, seed):
+def round_trip(how, kind, model, seed, device):
     if how == "state_dict":
-        fresh = make_model(kind, seed + 1)
+        fresh = make_model(kind, seed + 1, device)
         fresh.load_state_dict(model.state_dict())
         return fresh
     if how == "checkpoint":
         with tempfile.TemporaryDirectory() as folder:
             path = os.path.join(folder, "model.pt")
             save_checkpoint(model, path)
-            return load_checkpoint(path, lambda: make_model(kind, seed + 1))
+            return load_checkpoint(path, lambda: make_model(kind, seed + 1, device))
     if how == "pickle":
         buffer = io.BytesIO()
         torch.save(model, buffer)
@@ -106,15 +111,16 @@ def round_trip(how, kind, model, seed):
 
 @pytest.mark.parametrize("kind", ALGORITHMS + (HWA,))
 @SETTINGS
-@given(seed=st.integers(0, 2 ** 20), before=st.integers(0, 2), after=st.integers(1, 2))
-def test_round_trips_continue_identically(kind, seed, before, after):
-    model = make_model(kind, seed)
+@given(seed=st.integers(0, 2 ** 20), before=st.integers(0, 2), after=st.integers(1, 2),
+       device=st.sampled_from(sorted(DEVICES)))
+def test_round_trips_continue_identically(kind, seed, before, after, device):
+    model = make_model(kind, seed, device)
     data = batches(seed, before + after)
     train(kind, model, data[:before], seed)
-    copies = {how: round_trip(how, kind, model, seed) for how in HOW}
+    copies = {how: round_trip(how, kind, model, seed, device) for how in HOW}
     train(kind, model, data[before:], seed + 7)
     expected = state(model)
-    assert any(not torch.equal(value, state(make_model(kind, seed))[key])
+    assert any(not torch.equal(value, state(make_model(kind, seed, device))[key])
                for key, value in expected.items())  # it did train
     for how, restored in copies.items():
         assert restored is not model
