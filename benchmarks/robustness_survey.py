@@ -803,6 +803,14 @@ def print_table(records: List[Record], seconds: dict) -> None:
     print(f"\n{len(bad)} silent / crash cases:")
     for r in bad:
         print(f"  [{r.outcome}] {r.area}: {r.case}\n      {r.detail}")
+    causes: dict = {}
+    for r in bad:
+        detail = re.sub(r"^message names none of \[[^]]*\]; ", "(parameter not named) ", r.detail)
+        cause = re.sub(r"'[^']*'", "'…'", re.sub(r"-?\d[\d.e+-]*", "#", detail))[:120]
+        causes.setdefault((r.outcome, r.area, cause), []).append(r.case)
+    print(f"\nthe same, grouped by cause ({len(causes)} causes):")
+    for (outcome, area, cause), cases in sorted(causes.items(), key=lambda kv: -len(kv[1])):
+        print(f"  {len(cases):4d} [{outcome}] {area}: {cause}\n       e.g. {'; '.join(cases[:3])}")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
