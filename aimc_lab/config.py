@@ -64,12 +64,12 @@ def _real_value(obj: Any, label: str, value: Any, lo: float, hi: float, lo_open:
     allowed = f"{kind} in {_interval(lo, hi, lo_open, hi_open)}"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{type(obj).__name__}.{label} must be {allowed}, got {type(value).__name__} {value!r}")
-    if type(value) not in (int, float):
-        value = float(value)
     try:
         as_float = float(value)
     except OverflowError:
         as_float = math.inf if value > 0 else -math.inf
+    if type(value) not in (int, float):
+        value = as_float
     below = as_float <= lo if lo_open else as_float < lo
     above = as_float >= hi if hi_open else as_float > hi
     if math.isnan(as_float) or (math.isinf(as_float) and not allow_inf) or below or above:

@@ -5,6 +5,7 @@ import json
 import math
 import subprocess
 import sys
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -161,6 +162,8 @@ def test_numpy_scalars_become_plain_numbers():
     io = IOParameters(out_noise=np.float32(0.5), max_bm_factor=np.int64(8))
     assert type(io.out_noise) is float and io.out_noise == 0.5
     assert type(io.max_bm_factor) is int and io.max_bm_factor == 8
+    with pytest.raises(ValueError, match=r"IOParameters\.out_noise = inf"):
+        IOParameters(out_noise=Fraction(10 ** 400))
     nm = NoiseModelParameters(prog_coeff=[np.float32(1), 2, 3])
     assert nm.prog_coeff == (1.0, 2.0, 3.0) and all(type(c) is float for c in nm.prog_coeff)
 
