@@ -58,6 +58,7 @@ from typing import List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.graph import get_gradient_edge
 
 from aimc_lab.config import (AnalogConfig, IOParameters, _check_bool, _check_choice, _check_int, _check_real,
                              _err, register_training_class)
@@ -224,6 +225,13 @@ class AnalogContext(nn.Parameter):
         return (AnalogContext, (self.analog_tile, self.data, self.requires_grad))
 
 
+def _receives_gradient(param: Tensor) -> bool:
+    """Whether the running backward pass accumulates a gradient into ``param`` (not so under
+    ``torch.autograd.grad(y, x)`` or ``backward(inputs=[x])``). torch has no public query for this;
+    its own ``torch.autograd.graph.register_multi_grad_hook`` asks the engine the same way."""
+    return torch._C._will_engine_execute_node(get_gradient_edge(param).node)
+
+
 class InMemoryFunction(torch.autograd.Function):
     """Noisy forward with W; noisy transposed backward; stores (x, δ) on the tile instead of grad W."""
 
@@ -237,7 +245,7 @@ class InMemoryFunction(torch.autograd.Function):
     def backward(ctx, grad_y):
         x, weights = ctx.saved_tensors
         tile = ctx.tile
-        if ctx.needs_input_grad[1]:
+        if ctx.needs_input_grad[1] and _receives_gradient(tile.analog_ctx):
             tile.record(x.detach(), grad_y.detach())
         grad_x = None
         if ctx.needs_input_grad[0]:
@@ -260,7 +268,8 @@ class InMemoryTile(nn.Module):
     The rows (x, δ) a backward stores live as long as the gradient of ``analog_ctx``: ``update``
     consumes them, and a backward after the gradient was reset (``zero_grad()``) drops the rows of
     earlier backward passes, as a reset gradient would. A frozen tile (``analog_ctx`` without
-    ``requires_grad``) stores none. Like gradients, the rows are not copied by ``copy.deepcopy`` or
+    ``requires_grad``) stores none, nor does a backward that computes no gradient for ``analog_ctx``
+    (``torch.autograd.grad(y, x)``). Like gradients, the rows are not copied by ``copy.deepcopy`` or
     pickling.
     """
 

@@ -398,6 +398,18 @@ def test_frozen_tile_records_nothing():
     assert x.grad is not None and not tile._pending
 
 
+def test_input_gradients_alone_record_nothing():
+    # gradients of the input only (saliency, adversarial examples): the tile gets no gradient, so no rows
+    tile = InMemoryTile(N, K, training_config("sgd"), seed=0)
+    x = torch.randn(4, K, requires_grad=True)
+    for _ in range(3):
+        (grad_x,) = torch.autograd.grad(tile(x).sum(), x)
+        tile(x).sum().backward(inputs=[x])
+    assert grad_x.shape == x.shape and not tile._pending and tile.analog_ctx.grad is None
+    tile(x).sum().backward()
+    assert len(tile._pending) == 1
+
+
 @pytest.mark.parametrize("lr, error", [(NAN, ValueError), (-0.1, ValueError), (INF, ValueError),
                                        ("0.1", TypeError)])
 def test_update_validates_lr_before_any_change(lr, error):
