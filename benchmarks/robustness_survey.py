@@ -3,7 +3,9 @@
 Areas: config (every field of every registered config class x bad and random values, at construction,
 through ``replace_path`` and ``from_dict``), layers (AnalogLinear / AnalogConv2d / AnalogLSTM x the
 default, standard-HWA, PCM-inference and in-memory configs x bad inputs, in eval and in a training
-step), inference (program / drift / evaluate_over_time / convert_to_analog with bad arguments),
+step), inference (program / drift / evaluate_over_time / calibration / hwa_train with bad arguments),
+convert (torch models of every converted layer type x configs; the perfect config must match the
+digital model),
 pulsed (device presets and random device parameters trained with AnalogSGD, bad optimizer settings),
 saveload (state_dict, whole-model torch.save, checkpoints, damaged files) and cli (``main(argv)`` with
 bad arguments; no server is started).
@@ -576,6 +578,76 @@ def survey_inference(s: Survey, rng: random.Random, quick: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# area: convert
+# ---------------------------------------------------------------------------------------------
+
+
+class Shared(nn.Module):
+    """One Linear used twice, next to a plain parameter: conversion must keep the sharing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Linear(5, 5)
+        self.scale = nn.Parameter(torch.ones(5))
+
+    def forward(self, x):
+        return self.layer(torch.tanh(self.layer(x))) * self.scale
+
+
+def torch_models() -> dict:
+    """name -> (module factory, input shape)."""
+    return {
+        "mlp (no bias)": (lambda: nn.Sequential(nn.Linear(7, 5, bias=False), nn.ReLU(), nn.Linear(5, 3)), (4, 7)),
+        "conv1d stride 2 dilation 2": (lambda: nn.Conv1d(3, 4, 3, stride=2, dilation=2), (2, 3, 11)),
+        "conv2d groups 2": (lambda: nn.Conv2d(4, 6, 3, groups=2, padding=1), (2, 4, 5, 5)),
+        "lstm 2 layers bidirectional": (lambda: nn.LSTM(5, 4, num_layers=2, bidirectional=True, batch_first=True),
+                                        (2, 6, 5)),
+        "gru": (lambda: nn.GRU(5, 4), (6, 2, 5)),
+        "rnn relu": (lambda: nn.RNN(5, 4, nonlinearity="relu"), (6, 2, 5)),
+        "lstm cell": (lambda: nn.LSTMCell(5, 4), (3, 5)),
+        "shared linear": (Shared, (3, 5)),
+    }
+
+
+def first(y: Any) -> torch.Tensor:
+    return y[0] if isinstance(y, tuple) else y
+
+
+def survey_convert(s: Survey, rng: random.Random, quick: bool) -> None:
+    area = "convert"
+    configs = {**inference_configs(), "perfect": presets.perfect(), **in_memory_configs(("sgd",))}
+    for model_name, (factory, shape) in torch_models().items():
+        torch.manual_seed(3)
+        digital = factory().eval()
+        x = torch.randn(shape, generator=gen(17))
+        with torch.no_grad():
+            expected = first(digital(x))
+        for cfg_name, cfg in configs.items():
+            def call(digital=digital, cfg=cfg, x=x, expected=expected, cfg_name=cfg_name):
+                analog = al.convert_to_analog(digital, cfg).eval()
+                with torch.no_grad():
+                    y = first(analog(x))
+                if y.shape != expected.shape:
+                    return f"output shape {tuple(y.shape)} instead of {tuple(expected.shape)}"
+                if not finite(y):
+                    return "NaN/inf in the output"
+                error = float((y - expected).norm() / expected.norm().clamp(min=1e-12))
+                if cfg_name == "perfect" and error > 1e-4:
+                    return f"perfect config differs from the digital model by {error:.2g} (relative L2)"
+                back = al.convert_to_digital(analog).eval()
+                with torch.no_grad():
+                    again = first(back(x))
+                if cfg_name == "perfect" and float((again - expected).abs().max()) > 1e-4:
+                    return "convert_to_digital(convert_to_analog(m)) differs from m"
+                return None
+            s.run(area, f"{model_name} / {cfg_name}", call, ("model", "config"), check=lambda r: r)
+    digital = nn.Sequential(nn.Linear(4, 3))
+    for label, value in [("{}", {}), ("''", ""), ("0", 0), ("False", False), ("[]", [])]:
+        s.run(area, f"convert_to_analog(config={label})", lambda value=value: al.convert_to_analog(digital, value),
+              ("config",), bad=True)
+
+
+# ---------------------------------------------------------------------------------------------
 # area: pulsed devices
 # ---------------------------------------------------------------------------------------------
 
@@ -818,7 +890,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a subset that runs in about a minute")
     parser.add_argument("--csv", metavar="PATH", help="also write every case (area, case, outcome, detail)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random cases")
-    parser.add_argument("--areas", default="config,layers,inference,pulsed,saveload,cli",
+    parser.add_argument("--areas", default="config,layers,inference,convert,pulsed,saveload,cli",
                         help="comma-separated areas to run")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -830,6 +902,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         runners = {"config": lambda: survey_config(s, rng, args.quick),
                    "layers": lambda: survey_layers(s, rng, args.quick),
                    "inference": lambda: survey_inference(s, rng, args.quick),
+                   "convert": lambda: survey_convert(s, rng, args.quick),
                    "pulsed": lambda: survey_pulsed(s, rng, args.quick),
                    "saveload": lambda: survey_saveload(s, rng, args.quick, tmp),
                    "cli": lambda: survey_cli(s, rng, args.quick, tmp)}
