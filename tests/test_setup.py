@@ -137,3 +137,33 @@ def test_setup_sh_rejects_an_unknown_extra_and_an_unknown_torch(tmp_path):
     assert done.returncode == 2 and "usage: bash scripts/setup.sh [lab|test]  (got 'gpu')" in done.stderr
     done = _setup(repo, tmp_path / "pip.log", ["lab"], "rocm")
     assert done.returncode != 0 and "AIMC_LAB_TORCH must be one of auto, cpu, cuda; got 'rocm'" in done.stderr
+
+
+@pytest.mark.parametrize("as_root", [True, False], ids=["root", "user"])
+def test_lab_sh_starts_jupyterlab_as_root_too_with_one_thread(tmp_path, as_root):
+    """lab.sh runs setup (a no-op here: the stamp is fresh) and then JupyterLab; a fake `id` and a fake
+    jupyter show what it would run."""
+    repo = _fake_checkout(tmp_path)
+    (repo / "scripts" / "lab.sh").write_bytes((ROOT / "scripts" / "lab.sh").read_bytes())
+    (repo / ".venv" / ".aimc-lab-lab").write_text("")
+    os.utime(repo / "pyproject.toml", (0, 0))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in (("jupyter", 'echo "ARGS $*"; echo "OMP=$OMP_NUM_THREADS"'),
+                       ("id", f'echo {0 if as_root else 1000}')):
+        path = (repo / ".venv" / "bin" / name) if name == "jupyter" else (bin_dir / name)
+        path.write_text(f"#!/bin/bash\n{body}\n")
+        path.chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    env.pop("OMP_NUM_THREADS", None)
+    done = subprocess.run(["bash", str(repo / "scripts" / "lab.sh"), "--no-browser"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    args = done.stdout.splitlines()[0].split()[1:]
+    assert args[:2] == ["lab", "--notebook-dir=notebooks"] and args[-1] == "--no-browser"
+    assert ("--allow-root" in args) == as_root
+    assert "OMP=1" in done.stdout
+    env["OMP_NUM_THREADS"] = "3"
+    done = subprocess.run(["bash", str(repo / "scripts" / "lab.sh")], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert "OMP=3" in done.stdout
