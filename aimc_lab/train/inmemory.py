@@ -339,6 +339,13 @@ class InMemoryTile(nn.Module):
 
     def set_weights(self, weights: Tensor) -> None:
         """Program W [N, K] into C directly (clipped to the bounds); A and buffers are cleared."""
+        if not isinstance(weights, Tensor):
+            raise TypeError(f"weights must be a tensor, got {type(weights).__name__}")
+        if tuple(weights.shape) != (self.out_features, self.in_features):
+            raise ValueError(f"weights must have shape [{self.out_features}, {self.in_features}], "
+                             f"got {tuple(weights.shape)}")
+        if not bool(torch.isfinite(weights).all()):
+            raise ValueError("weights contain NaN or inf; allowed: finite values")
         self.C.set_weights(weights.detach())
         if hasattr(self, "A"):
             self.A.set_weights(torch.zeros_like(self.A.w))

@@ -376,6 +376,16 @@ def test_tile_refuses_bad_shapes(shape):
         InMemoryTile(*shape, training_config("sgd"))
 
 
+@pytest.mark.parametrize("weights, error", [(torch.full((N, K), float("nan")), ValueError),
+                                            (torch.zeros(K, N), ValueError), ([[0.0] * K] * N, TypeError)])
+def test_set_weights_refuses_bad_weights_before_any_change(weights, error):
+    tile = InMemoryTile(N, K, training_config("ttv2"), seed=0)
+    before = {k: v.clone() for k, v in tile.state_dict().items() if isinstance(v, torch.Tensor)}
+    with pytest.raises(error, match="weights"):
+        tile.set_weights(weights)
+    assert all(torch.equal(v, tile.state_dict()[k]) for k, v in before.items())
+
+
 # -- the rows stored by the backward ------------------------------------------------------------
 
 def test_backward_after_zero_grad_keeps_only_its_own_rows():
