@@ -1,12 +1,14 @@
 """Fit a pulsed device model to a measured pulse response (PHYSICS §4, "Fitting a device").
 
 The measured sequence (pulse directions and the weight after each pulse) is replayed on one noise-free
-device of the model (no device-to-device spread, no cycle-to-cycle noise, single pulses, clipping),
+device of the model (no device-to-device spread, no cycle-to-cycle noise; the same pulse rule,
+``PulsedDevice.pulse`` via ``DeviceArray.replay``, as training and ``pulse_response``),
 and the chosen parameters are fitted by ``scipy.optimize.least_squares`` to minimise
 Σ_k (w_model[k] − w_measured[k])². Cycle-to-cycle noise is then estimated from the one-step
 residuals r_k = (m_{k+1} − m_k) − d_k·s(m_k) (measured increment minus the fitted model's step at the
-measured state), using only pulses whose measured state is away from the bounds:
-multiplicative σ = std(r)/mean(s), additive σ = std(r)/dw_min (the device's ``mult_noise`` convention).
+measured state), using only pulses whose measured state is away from the bounds, each residual in units
+of that pulse's noise scale (the rule of ``PulsedDevice.pulse``): multiplicative σ = std(r/s),
+additive σ = std(r/Δ^d) with the nominal step Δ^d of the pulse's direction.
 The measured increments also carry the read noise of the measurement; here it is attributed to the
 cycle-to-cycle noise. Device-to-device spreads are not observable from one device: they are kept from
 the template (the "assumed" spreads).
@@ -21,8 +23,7 @@ from typing import Sequence, Tuple
 import numpy as np
 import torch
 
-from aimc_lab.devices.pulsed import DeviceTensors, PulsedDevice, make_generator, measurement_directions
-from aimc_lab.kernels.pulsed_update.reference import apply_pulse_sequence
+from aimc_lab.devices.pulsed import DeviceArray, PulsedDevice, measurement_directions
 
 __all__ = ["FitResult", "fit_device", "synthetic_measurement", "measurement_directions", "simulate_response"]
 
@@ -46,13 +47,14 @@ def simulate_response(device: PulsedDevice, directions: torch.Tensor, w0: float 
                       noise: bool = False, seed=0) -> torch.Tensor:
     """Replay ``directions`` on one device with the *nominal* parameters (no device-to-device spread);
     cycle-to-cycle noise only with ``noise=True``. Returns weights [P + 1] (float64)."""
-    dev = dataclasses.replace(device, **_NO_SPREAD, **({} if noise else {"dw_min_std": 0.0}))
-    t = DeviceTensors(torch.tensor([dev.dw_min * (1 + min(dev.up_down, 0.0))], dtype=torch.float64),
-                      torch.tensor([dev.dw_min * (1 - max(dev.up_down, 0.0))], dtype=torch.float64),
-                      torch.tensor([dev.w_max], dtype=torch.float64), torch.tensor([dev.w_min], dtype=torch.float64))
-    w = torch.tensor([min(max(w0, dev.w_min), dev.w_max)], dtype=torch.float64)
-    gen = make_generator(seed) if noise else None
-    return apply_pulse_sequence(w, directions, dev, t, gen)[0]
+    return _nominal_array(device, noise).replay(directions, float(w0), seed)[0]
+
+
+def _nominal_array(device: PulsedDevice, noise: bool) -> DeviceArray:
+    """One device with the nominal parameters (float64): no spread, no reference; noise if asked."""
+    dev = dataclasses.replace(device, **_NO_SPREAD, subtract_symmetry_point=False,
+                              **({} if noise else {"dw_min_std": 0.0}))
+    return DeviceArray(dev, 1, 1, seed=0, dtype=torch.float64)
 
 
 def synthetic_measurement(hidden_device: PulsedDevice, seed: int = 0, n_up: int = 200, n_down: int = 200,
@@ -123,20 +125,15 @@ def _upper(name: str, span: float) -> float:
 
 
 def _c2c_noise(device: PulsedDevice, directions: torch.Tensor, measured: torch.Tensor) -> float:
-    nominal = dataclasses.replace(device, **_NO_SPREAD, dw_min_std=0.0)
+    array = _nominal_array(device, noise=False)
     w = measured[:-1]
     up = directions > 0
-    t = DeviceTensors(torch.full_like(w, nominal.dw_min * (1 + min(nominal.up_down, 0.0))),
-                      torch.full_like(w, nominal.dw_min * (1 - max(nominal.up_down, 0.0))),
-                      torch.full_like(w, nominal.w_max), torch.full_like(w, nominal.w_min))
-    step = nominal.step(w, up, *t)
-    increments = measured[1:] - w
-    r = increments - directions * step
-    margin = 2 * nominal.dw_min
-    inside = (w < nominal.w_max - margin) & (w > nominal.w_min + margin) & (step > 0)
+    t = [v.reshape(-1).expand_as(w) for v in array.tensors]
+    step = array.device_params.step(w, up, *t)
+    scale = step if device.mult_noise else torch.where(up, t[0], t[1])
+    r = (measured[1:] - w - directions * step) / scale.clamp(min=1e-300)
+    margin = 2 * device.dw_min
+    inside = (w < t[2] - margin) & (w > t[3] + margin) & (step > 0)
     if int(inside.sum()) < 3:
         return float(device.dw_min_std)
-    std = float(r[inside].std())
-    if device.mult_noise:
-        return std / float(step[inside].mean())
-    return std / nominal.dw_min
+    return float(r[inside].std())

@@ -59,7 +59,7 @@ from typing import NamedTuple, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from aimc_lab.config import _check_bool, _check_real, _err, register_config_class
+from aimc_lab.config import _check_bool, _err, register_config_class
 
 __all__ = [
     "PulsedDevice", "Ideal", "ConstantStep", "LinearStep", "SoftBounds", "ExpStep", "PowStep",
@@ -76,6 +76,32 @@ def make_generator(seed: Union[int, torch.Generator, None], device: Union[str, t
     if seed is None:
         seed = int(torch.randint(0, 2 ** 62, (1,)).item())
     return torch.Generator(device=device).manual_seed(int(seed))
+
+
+#: Largest |value| of an absolute parameter (weights, steps, rates): keeps every product of the
+#: update (squared steps times pulse counts) far inside float32.
+MAX_MAGNITUDE = 1.0e3
+#: Largest relative device-to-device spread (1000 %; log-normal gains up to exp(10·ξ)).
+MAX_SPREAD = 10.0
+#: Largest cycle-to-cycle noise, in units of the device's step.
+MAX_STEP_NOISE = 100.0
+#: Largest write noise, in units of dw_min.
+MAX_WRITE_NOISE = 1.0e4
+_RELATIVE_SPREADS = ("dw_min_dtod", "up_down_dtod", "w_max_dtod", "w_min_dtod", "lifetime_dtod",
+                     "diffusion_dtod", "reset_dtod")
+
+
+def _check_finite(obj, name: str, lo: float, hi: float, lo_open: bool = False) -> None:
+    """A finite real number in [lo, hi] (or (lo, hi] with ``lo_open``); the error names the field."""
+    value = getattr(obj, name)
+    if math.isinf(hi):
+        allowed = f"a finite number {'>' if lo_open else '>='} {lo}"
+    else:
+        allowed = f"a finite number in {'(' if lo_open else '['}{lo}, {hi}]"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{type(obj).__name__}.{name} must be a number, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value) or (value <= lo if lo_open else value < lo) or value > hi:
+        raise _err(obj, name, value, allowed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,17 +139,19 @@ class PulsedDevice:
     closed_form = False
 
     def __post_init__(self) -> None:
-        _check_real(self, "dw_min", 0.0, lo_open=True)
-        for name in ("dw_min_dtod", "dw_min_std", "up_down_dtod", "w_max_dtod", "w_min_dtod",
-                     "write_noise_std", "lifetime", "lifetime_dtod", "diffusion", "diffusion_dtod",
-                     "reset_std", "reset_dtod", "reference_std"):
-            _check_real(self, name, 0.0)
+        _check_finite(self, "dw_min", 0.0, MAX_MAGNITUDE, lo_open=True)
+        for name in _RELATIVE_SPREADS:
+            _check_finite(self, name, 0.0, MAX_SPREAD)
+        _check_finite(self, "dw_min_std", 0.0, MAX_STEP_NOISE)
+        _check_finite(self, "write_noise_std", 0.0, MAX_WRITE_NOISE)
+        _check_finite(self, "lifetime", 0.0, math.inf)
+        for name in ("diffusion", "reset_std", "reference_std"):
+            _check_finite(self, name, 0.0, MAX_MAGNITUDE)
         for name in ("dw_min_dtod_log_normal", "mult_noise", "subtract_symmetry_point"):
             _check_bool(self, name)
-        _check_real(self, "up_down", -1.0, 1.0)
-        _check_real(self, "w_max")
-        _check_real(self, "w_min")
-        _check_real(self, "reset")
+        _check_finite(self, "up_down", -1.0, 1.0)
+        for name in ("w_max", "w_min", "reset"):
+            _check_finite(self, name, -MAX_MAGNITUDE, MAX_MAGNITUDE)
         if self.w_min >= self.w_max:
             raise _err(self, "w_min", self.w_min, f"< w_max = {self.w_max}")
         if 0 < self.lifetime < 1:
@@ -147,6 +175,32 @@ class PulsedDevice:
                             b_min: Tensor) -> Tuple[Tensor, Tensor]:
         """(Δ^d, γ^d) with s(w) = Δ^d·(1 + γ^d·w); only for models with ``closed_form``."""
         raise NotImplementedError
+
+    def pulse(self, w: Tensor, up: Tensor, t: "DeviceTensors", xi: Optional[Tensor]) -> Tensor:
+        """One pulse per device, the rule of docs/physics.md §4: w + d·(noisy step), clipped to the bounds.
+
+        ``up``: bool mask of the directions; ``xi``: standard normal draws [like w] for the
+        cycle-to-cycle noise (``None``: noise-free). Multiplicative noise: s(w)·(1 + σ·ξ); additive:
+        s(w) + σ·Δ^d·ξ with the device's own step Δ^d in that direction, on every pulse (also where
+        s(w) = 0, e.g. at a soft bound). Every pulse path (update loop, pulse responses, fitting,
+        reference calibration) calls this one function.
+        """
+        step = self.step(w, up, *t)
+        sigma = self.dw_min_std
+        if xi is not None and sigma > 0:
+            if self.mult_noise:
+                step = step * (1 + sigma * xi)
+            else:
+                step = step + sigma * torch.where(up, t.dw_up, t.dw_down) * xi
+        return torch.clamp(w + torch.where(up, step, -step), min=t.b_min, max=t.b_max)
+
+
+_MAX_EXPONENT = 60.0
+
+
+def _nonzero(b: Tensor) -> Tensor:
+    """A bound with exact zeros replaced by a tiny positive number (γ = −gamma/b stays finite)."""
+    return torch.where(b == 0, torch.full_like(b, 1e-30), b)
 
 
 def _register(cls):
@@ -180,7 +234,7 @@ class ConstantStep(PulsedDevice):
     closed_form = True
 
     def step(self, w, up, dw_up, dw_down, b_max, b_min):
-        return torch.where(up, dw_up, dw_down).expand_as(w).clone()
+        return torch.where(up, dw_up, dw_down).expand_as(w)
 
     def linear_coefficients(self, up, dw_up, dw_down, b_max, b_min):
         delta = torch.where(up, dw_up, dw_down)
@@ -196,16 +250,17 @@ class LinearStep(PulsedDevice):
     closed_form = True
 
     def _validate_model(self) -> None:
-        _check_real(self, "gamma_up", 0.0)
-        _check_real(self, "gamma_down", 0.0)
-
-    def _gammas(self) -> Tuple[float, float]:
-        return abs(self.gamma_up), abs(self.gamma_down)
+        _check_finite(self, "gamma_up", 0.0, MAX_MAGNITUDE)
+        _check_finite(self, "gamma_down", 0.0, MAX_MAGNITUDE)
+        if self.gamma_up > 0 and not self.w_max > 0:
+            raise _err(self, "w_max", self.w_max, f"> 0 when gamma_up = {self.gamma_up} > 0 (γ⁺ = −gamma_up/b_max)")
+        if self.gamma_down > 0 and not self.w_min < 0:
+            raise _err(self, "w_min", self.w_min,
+                       f"< 0 when gamma_down = {self.gamma_down} > 0 (γ⁻ = −gamma_down/b_min)")
 
     def linear_coefficients(self, up, dw_up, dw_down, b_max, b_min):
-        g_up, g_down = self._gammas()
         delta = torch.where(up, dw_up, dw_down)
-        gamma = torch.where(up, -g_up / b_max, -g_down / b_min)
+        gamma = torch.where(up, -self.gamma_up / _nonzero(b_max), -self.gamma_down / _nonzero(b_min))
         return delta, gamma
 
     def step(self, w, up, dw_up, dw_down, b_max, b_min):
@@ -221,11 +276,13 @@ class SoftBounds(LinearStep):
     gamma_down: float = 1.0
 
     def _validate_model(self) -> None:
-        if self.gamma_up != 1.0 or self.gamma_down != 1.0:
-            raise _err(self, "gamma_up", (self.gamma_up, self.gamma_down),
-                       "1.0 for both slopes (use LinearStep for other slopes)")
-        if not self.w_min < 0 < self.w_max:
-            raise _err(self, "w_max", (self.w_min, self.w_max), "w_min < 0 < w_max for soft bounds")
+        for name in ("gamma_up", "gamma_down"):
+            if getattr(self, name) != 1.0:
+                raise _err(self, name, getattr(self, name), "1.0 (use LinearStep for other slopes)")
+        if not self.w_max > 0:
+            raise _err(self, "w_max", self.w_max, "> 0 for soft bounds (w_min < 0 < w_max)")
+        if not self.w_min < 0:
+            raise _err(self, "w_min", self.w_min, "< 0 for soft bounds (w_min < 0 < w_max)")
 
 
 @_register
@@ -241,12 +298,13 @@ class ExpStep(PulsedDevice):
 
     def _validate_model(self) -> None:
         for name in ("A_up", "A_down", "gamma_up", "gamma_down", "a", "b"):
-            _check_real(self, name)
+            _check_finite(self, name, -MAX_MAGNITUDE, MAX_MAGNITUDE)
 
     def step(self, w, up, dw_up, dw_down, b_max, b_min):
+        # exponents capped at 60 (a step of e^60·A·Δ overshoots any bound): finite in float32
         z = 2 * self.a * w / (b_max - b_min).clamp(min=1e-12) + self.b
-        y_up = 1 - self.A_up * torch.exp(self.gamma_up * z)
-        y_down = 1 - self.A_down * torch.exp(-self.gamma_down * z)
+        y_up = 1 - self.A_up * torch.exp((self.gamma_up * z).clamp(max=_MAX_EXPONENT))
+        y_down = 1 - self.A_down * torch.exp((-self.gamma_down * z).clamp(max=_MAX_EXPONENT))
         return torch.where(up, y_up.clamp(min=0) * dw_up, y_down.clamp(min=0) * dw_down)
 
 
@@ -257,7 +315,7 @@ class PowStep(PulsedDevice):
     pow_gamma: float = 1.0
 
     def _validate_model(self) -> None:
-        _check_real(self, "pow_gamma", 0.0, lo_open=True)
+        _check_finite(self, "pow_gamma", 0.0, MAX_MAGNITUDE, lo_open=True)
 
     def step(self, w, up, dw_up, dw_down, b_max, b_min):
         omega = ((b_max - w) / (b_max - b_min).clamp(min=1e-12)).clamp(0, 1)
@@ -272,10 +330,17 @@ class PiecewiseStep(PulsedDevice):
     piecewise_down: Tuple[float, ...] = (1.0, 1.0)
 
     def _validate_model(self) -> None:
+        allowed = f"a tuple of at least two finite node values in [0, {MAX_MAGNITUDE}]"
         for name in ("piecewise_up", "piecewise_down"):
-            nodes = tuple(float(v) for v in getattr(self, name))
-            if len(nodes) < 2 or any(v < 0 or math.isnan(v) for v in nodes):
-                raise _err(self, name, getattr(self, name), "at least two node values, all >= 0")
+            value = getattr(self, name)
+            try:
+                nodes = tuple(float(v) for v in value)
+            except (TypeError, ValueError):
+                raise TypeError(f"{type(self).__name__}.{name} must be {allowed}, got {value!r}") from None
+            bad = [i for i, v in enumerate(nodes) if not (math.isfinite(v) and 0 <= v <= MAX_MAGNITUDE)]
+            if len(nodes) < 2 or bad:
+                where = f" (node {bad[0]} = {nodes[bad[0]]})" if bad else ""
+                raise _err(self, name, value, allowed + where)
             object.__setattr__(self, name, nodes)
 
     @staticmethod
@@ -440,14 +505,15 @@ class DeviceArray(nn.Module):
         return symmetry_point(self.device_params, self.tensors)
 
     @torch.no_grad()
-    def replay(self, directions: Tensor, w0: float = 0.0,
+    def replay(self, directions: Tensor, w0: Union[float, Tensor] = 0.0,
                generator: Union[int, torch.Generator, None] = None) -> Tensor:
         """Hidden weights of every device [N·K, P + 1] under the pulse ``directions`` [P] (±1), starting
-        at ``w0`` clipped to each device's bounds; each pulse with its device's own step, cycle-to-cycle
-        noise (``generator``) and clipping. The array's state is not changed."""
+        at the *hidden* weight ``w0`` (a number, or [N, K]) clipped to each device's bounds; each pulse
+        is :meth:`PulsedDevice.pulse` (own step, cycle-to-cycle noise from ``generator``, clipping).
+        The array's state is not changed."""
         from aimc_lab.kernels.pulsed_update.reference import apply_pulse_sequence
 
-        start = self.clip(torch.full(self.shape, float(w0), dtype=self.w.dtype, device=self.w.device))
+        start = self.clip(torch.as_tensor(w0, dtype=self.w.dtype, device=self.w.device).expand(self.shape))
         flat = DeviceTensors(*(t.reshape(-1) for t in self.tensors))
         return apply_pulse_sequence(start.reshape(-1), directions, self.device_params, flat,
                                     make_generator(generator))
@@ -524,15 +590,21 @@ def pulse_response(device: PulsedDevice, n_up: int = 200, n_down: int = 200, tra
                    seed: Union[int, torch.Generator, None] = 0, w0: float = 0.0) -> Tuple[Tensor, Tensor]:
     """Apply ``n_up`` up pulses then ``n_down`` down pulses to ``traces`` independent devices.
 
-    Device-to-device spreads are drawn per trace; each pulse gets cycle-to-cycle noise and clipping.
-    Returns (pulse index [P + 1], hidden weights [traces, P + 1]) with P = n_up + n_down; column 0 is
-    the start value ``w0`` (clipped to each device's bounds).
+    Device-to-device spreads are drawn per trace (a ``DeviceArray`` of ``traces`` × 1 devices, with its
+    reference device when ``subtract_symmetry_point``); each pulse is :meth:`PulsedDevice.pulse`, the
+    same rule as the training update. ``w0`` is the starting **effective** weight (w − reference, what
+    the network reads), as for a ``DeviceArray`` after ``set_weights(w0)``: each device starts at hidden
+    w = clip(w0 + reference). Returns (pulse index [P + 1], **hidden** weights [traces, P + 1]) with
+    P = n_up + n_down; column 0 is the hidden start.
     """
     directions = measurement_directions(n_up, n_down, 0)
     if isinstance(traces, bool) or not isinstance(traces, int) or traces < 1:
         raise ValueError(f"traces = {traces!r} is invalid; allowed: an integer >= 1")
+    if isinstance(w0, bool) or not isinstance(w0, (int, float)) or not math.isfinite(w0):
+        raise ValueError(f"w0 = {w0!r} is invalid; allowed: a finite number (effective weight)")
     gen = make_generator(seed)
-    trace = DeviceArray(device, traces, 1, seed=gen).replay(directions, w0, gen)
+    array = DeviceArray(device, traces, 1, seed=gen)
+    trace = array.replay(directions, array.reference + float(w0), gen)
     return torch.arange(n_up + n_down + 1), trace
 
 

@@ -99,63 +99,138 @@ def _clip(w: Tensor, b_max: Tensor, b_min: Tensor) -> Tensor:
     return torch.maximum(torch.minimum(w, b_max), b_min)
 
 
+#: Distance, in standard deviations of the accumulated cycle-to-cycle noise, that a closed form keeps
+#: between a device's whole pulse path and its bounds (and the zero of its step); nearer devices run
+#: the pulse loop. P(|N(0, 1)| > 8) ≈ 1e-15: the closed forms differ from the loop only in that tail.
+MARGIN_SIGMAS = 8.0
+
+
+def _sub(t: DeviceTensors, idx: Tensor) -> DeviceTensors:
+    return DeviceTensors(*(v[idx] for v in t))
+
+
 def apply_pulse_counts(w: Tensor, n: Tensor, up: Tensor, device: PulsedDevice, t: DeviceTensors,
                        generator: Optional[torch.Generator], exact: bool = False) -> Tensor:
-    """Apply n >= 1 same-direction pulses per device (1-d tensors of equal length); returns new w.
+    """Apply n >= 0 same-direction pulses per device (1-d tensors of equal length); returns new w.
 
-    ``up`` is a bool mask (True: up pulses). See the module doc for the closed form vs. the loop.
+    ``up`` is a bool mask (True: up pulses). The closed form of the linear family (module doc) serves the
+    devices whose whole path stays inside the valid region; the others, and every device with
+    ``exact=True`` or a model without closed form, run the pulse loop (:meth:`PulsedDevice.pulse`).
+    """
+    zero = torch.zeros_like(n)
+    n_up, n_down = torch.where(up, n, zero), torch.where(up, zero, n)
+    if device.closed_form and not exact:
+        w_new, safe = _single_direction(w, n, up, device, t, generator)
+        return _finish(w_new, safe, w, n_up, n_down, device, t, generator)
+    return _pulse_loop(w, n_up, n_down, device, t, generator)
+
+
+def _pulse_loop(w: Tensor, n_up: Tensor, n_down: Tensor, device: PulsedDevice, t: DeviceTensors,
+                generator: Optional[torch.Generator]) -> Tensor:
+    """The spec: each device's n⁺ up and n⁻ down pulses one at a time (:meth:`PulsedDevice.pulse`),
+    evenly interleaved (Bresenham: pulse k of T = n⁺ + n⁻ is up when ⌊k·n⁺/T⌋ > ⌊(k − 1)·n⁺/T⌋, i.e.
+    when the remainder r ← r + n⁺ reaches T). The devices still pulsing are compacted whenever
+    their number halves, so the work is O(Σ n + devices·log n_max)."""
+    w = w.clone()
+    idx = ((n_up + n_down) > 0).nonzero().squeeze(-1)
+    if idx.numel() == 0:
+        return w
+    wi, ui, ti, ts = w[idx], n_up[idx], (n_up + n_down)[idx], _sub(t, idx)
+    rem = torch.zeros_like(wi)
+    noisy = device.dw_min_std > 0
+    k = 0
+    while True:
+        k += 1
+        active = ti >= k
+        n_active = int(active.sum())
+        if n_active == 0:
+            break
+        if 2 * n_active <= wi.numel():  # compact
+            w[idx] = wi
+            keep = active.nonzero().squeeze(-1)
+            idx, wi, ui, ti, rem, ts = idx[keep], wi[keep], ui[keep], ti[keep], rem[keep], _sub(ts, keep)
+            active = None
+        rem = rem + ui
+        up = rem >= ti
+        rem = torch.where(up, rem - ti, rem)
+        xi = torch.randn(wi.shape, generator=generator, dtype=w.dtype, device=w.device) if noisy else None
+        stepped = device.pulse(wi, up, ts, xi)
+        wi = stepped if active is None else torch.where(active, stepped, wi)
+    w[idx] = wi
+    return w
+
+
+def _finish(w_new: Tensor, safe: Tensor, w: Tensor, n_up: Tensor, n_down: Tensor, device: PulsedDevice,
+            t: DeviceTensors, generator: Optional[torch.Generator]) -> Tensor:
+    """Keep the closed-form result where ``safe``; the other devices run the pulse loop."""
+    bad = (~safe).nonzero().squeeze(-1)
+    if bad.numel():
+        w_new[bad] = _pulse_loop(w[bad], n_up[bad], n_down[bad], device, _sub(t, bad), generator)
+    return w_new
+
+
+def _path_inside(lo: Tensor, hi: Tensor, t: DeviceTensors) -> Tensor:
+    return (lo >= t.b_min) & (hi <= t.b_max)
+
+
+def _single_direction(w: Tensor, n: Tensor, up: Tensor, device: PulsedDevice, t: DeviceTensors,
+                      generator: Optional[torch.Generator]):
+    """Closed form of n same-direction pulses of the linear family: (new w, safe mask); see the module doc.
+
+    Noise-free, one pulse is the affine map w ↦ q·w + dΔ (q = 1 + c, c = dΔγ), so
+    w_n = qⁿ·w + dΔ·(qⁿ − 1)/c. Additive noise is a sum of independent Gaussians σΔ·ξ_k contracted by
+    the later pulses: exactly N(0, (σΔ)²·(q²ⁿ − 1)/(q² − 1)). Multiplicative noise multiplies
+    u = 1 + γw by q + cσξ per pulse: exact mean and variance
+    Var = (s₀σ)²·q^{2(n−1)}·((1 + x)ⁿ − 1)/x, x = (cσ/q)², drawn as a Gaussian. ``safe``: q > 0
+    and the path ± MARGIN_SIGMAS·(its noise) stays inside the bounds and where 1 + γw >= 0.
     """
     sign = up.to(w.dtype) * 2 - 1
+    delta, gamma = device.linear_coefficients(up, *t)
+    c = sign * delta * gamma
+    ok = c > -1
+    c = torch.where(ok, c, torch.zeros_like(c))
+    L = torch.log1p(c)
+    nL = n * L
+    w_end = torch.exp(nL) * w + sign * delta * n * _ratio(torch.expm1(nL), nL) * _ratio(L, c)
+    lo, hi = torch.minimum(w, w_end), torch.maximum(w, w_end)
+    w_new = w_end
     sigma = device.dw_min_std
-    if device.closed_form and not exact:
-        delta, gamma = device.linear_coefficients(up, t.dw_up, t.dw_down, t.b_max, t.b_min)
-        c = sign * delta * gamma  # q - 1
-        q = 1 + c
-        qn = torch.exp(n * torch.log1p(c))
-        small = c.abs() < 1e-9
-        geom = torch.where(small, n, (qn - 1) / torch.where(small, torch.ones_like(c), c))
-        step0 = (delta * (1 + gamma * w)).clamp(min=0)
-        w_new = torch.where(step0 > 0, qn * w + sign * delta * geom, w)
-        if sigma > 0:
-            xi = torch.randn(w.shape, generator=generator, dtype=w.dtype, device=w.device)
-            if device.mult_noise:
-                q2 = q * q
-                small2 = (q2 - 1).abs() < 1e-9
-                geom2 = torch.where(small2, n, (qn * qn - 1) / torch.where(small2, torch.ones_like(q2), q2 - 1))
-                w_new = w_new + sign * sigma * step0 * geom2.clamp(min=0).sqrt() * xi
-            else:
-                w_new = w_new + sign * sigma * device.dw_min * n.sqrt() * xi * (step0 > 0)
-        return _clip(w_new, t.b_max, t.b_min)
-    w = w.clone()
-    n_max = int(n.max().item()) if n.numel() else 0
-    idx = torch.arange(w.numel(), device=w.device)
-    for p in range(1, n_max + 1):
-        if p > 1:
-            keep = n[idx] >= p
-            idx = idx[keep]
-        wi = w[idx]
-        ui = up[idx]
-        ti = DeviceTensors(t.dw_up[idx], t.dw_down[idx], t.b_max[idx], t.b_min[idx])
-        step = device.step(wi, ui, *ti)
-        if sigma > 0:
-            xi = torch.randn(wi.shape, generator=generator, dtype=w.dtype, device=w.device)
-            step = step * (1 + sigma * xi) if device.mult_noise else \
-                torch.where(step > 0, step + sigma * device.dw_min * xi, step)
-        w[idx] = _clip(wi + sign[idx] * step, ti.b_max, ti.b_min)
-    return w
+    if sigma > 0:
+        growth = torch.exp(2 * nL.clamp(min=0))  # q^{2n} where the map expands (q > 1)
+        if device.mult_noise:
+            u = torch.maximum((1 + gamma * w).abs(), (1 + gamma * w_end).abs())
+            x = (c * sigma / (1 + c)) ** 2
+            L2 = torch.log1p(x)
+            s0 = delta * (1 + gamma * w)
+            var = (s0 * sigma) ** 2 * torch.exp(2 * (n - 1) * L) * n * _ratio(torch.expm1(n * L2), n * L2) \
+                * _ratio(L2, x)
+            bound = n * (sigma * delta * u) ** 2 * growth
+        else:
+            var = (sigma * delta) ** 2 * n * _ratio(torch.expm1(2 * nL), 2 * nL) * _ratio(2 * L, torch.expm1(2 * L))
+            bound = n * (sigma * delta) ** 2 * growth
+        margin = MARGIN_SIGMAS * bound.sqrt()
+        lo, hi = lo - margin, hi + margin
+        xi = torch.randn(w.shape, generator=generator, dtype=w.dtype, device=w.device)
+        w_new = w_end + var.clamp(min=0).sqrt() * xi
+    safe = ok & _path_inside(lo, hi, t) & (1 + gamma * lo >= 0) & (1 + gamma * hi >= 0)
+    safe = safe | (n == 0)
+    return torch.maximum(torch.minimum(w_new, t.b_max), t.b_min), safe
 
 
 def apply_pulse_sequence(w: Tensor, directions: Tensor, device: PulsedDevice, t: DeviceTensors,
                          generator: Optional[torch.Generator]) -> Tensor:
-    """Apply one pulse per entry of ``directions`` (±1) to every device of ``w`` [D], in order.
+    """Apply one pulse per entry of ``directions`` (±1) to every device of ``w`` [D], in order
+    (:meth:`PulsedDevice.pulse`, noise from ``generator``).
 
-    Returns the trace [D, P + 1] (column 0 = the start). Used by pulse responses and fitting.
+    Returns the trace [D, P + 1] (column 0 = the start). Used by pulse responses, fitting and the
+    reference calibration.
     """
     trace = [w.clone()]
-    ones = torch.ones_like(w)
+    noisy = device.dw_min_std > 0
     for direction in directions.tolist():
         up = torch.full(w.shape, direction > 0, dtype=torch.bool, device=w.device)
-        w = apply_pulse_counts(w, ones, up, device, t, generator, exact=True)
+        xi = torch.randn(w.shape, generator=generator, dtype=w.dtype, device=w.device) if noisy else None
+        w = device.pulse(w, up, t, xi)
         trace.append(w)
     return torch.stack(trace, dim=1)
 
@@ -293,66 +368,86 @@ def _apply_mixed(w, n_up, n_down, device, t, generator, exact, touched=None):
 
 
 def _apply_mixed_flat(w, n_up, n_down, device, t, generator, exact):
+    if exact or not device.closed_form:
+        return _pulse_loop(w, n_up, n_down, device, t, generator)
+    if isinstance(device, ConstantStep):
+        return _constant_step_counts(w, n_up, n_down, device, t, generator)
+    return _linear_counts(w, n_up, n_down, device, t, generator)
+
+
+def _constant_step_counts(w, n_up, n_down, device, t, generator):
+    """ConstantStep: w + n⁺Δ⁺ − n⁻Δ⁻ + N(0, σ²(n⁺Δ⁺² + n⁻Δ⁻²)), exact in distribution for every device
+    whose interleaved path (within Δ⁺ + Δ⁻ of the straight line) stays MARGIN_SIGMAS noise standard
+    deviations inside its bounds; the others run the pulse loop."""
+    w_new = torch.addcmul(w, n_up, t.dw_up)
+    w_new.addcmul_(n_down, t.dw_down, value=-1.0)
+    lo = torch.minimum(w, w_new).sub_(t.dw_up).sub_(t.dw_down)
+    hi = torch.maximum(w, w_new)
     sigma = device.dw_min_std
-    if isinstance(device, ConstantStep) and not exact:  # fast path, in place (Δ^d >= 0 already)
-        w_new = torch.addcmul(w, n_up, t.dw_up)
-        w_new.addcmul_(n_down, t.dw_down, value=-1.0)
-        if sigma > 0:
-            if device.mult_noise:
-                var = n_up.mul_(t.dw_up).mul_(t.dw_up).add_(n_down.mul_(t.dw_down).mul_(t.dw_down))
-            else:
-                var = (n_up * (t.dw_up > 0) + n_down * (t.dw_down > 0)).mul_(device.dw_min ** 2)
-            noise = torch.randn(w.shape, generator=generator, dtype=w.dtype, device=w.device)
-            w_new.addcmul_(var.sqrt_(), noise, value=sigma)
-        return torch.clamp(w_new, min=t.b_min, max=t.b_max, out=w_new)
-    if device.closed_form and not exact:
-        ones = torch.ones_like(w, dtype=torch.bool)
-        d_up, g_up = device.linear_coefficients(ones, t.dw_up, t.dw_down, t.b_max, t.b_min)
-        d_dn, g_dn = device.linear_coefficients(~ones, t.dw_up, t.dw_down, t.b_max, t.b_min)
-        s_up = d_up * (1 + g_up * w)
-        s_dn = d_dn * (1 + g_dn * w)
-        c_up, c_dn = d_up * g_up, -d_dn * g_dn  # q - 1 per direction
-        # a repelling fixed point (q > 1: only for degenerate bounds, e.g. b_min > 0) breaks the
-        # continuous limit: those devices go through the pulse loop below
-        loop = ((c_up > 0) & (n_up > 0)) | ((c_dn > 0) & (n_down > 0))
-        loop_idx = loop.nonzero().squeeze(-1) if bool(loop.any()) else None
-        if loop_idx is not None:
-            w_loop = _apply_mixed_flat(w[loop_idx], n_up[loop_idx], n_down[loop_idx], device,
-                                       DeviceTensors(*(v[loop_idx] for v in t)), generator, True)
-        # beyond a direction's fixed point (unclamped step < 0) the clamped model does not move that way
-        n_up = torch.where(s_up >= 0, n_up, torch.zeros_like(n_up))
-        n_down = torch.where(s_dn >= 0, n_down, torch.zeros_like(n_down))
-        s_up, s_dn = s_up.clamp(min=0), s_dn.clamp(min=0)
-        l_up, l_dn = torch.log1p(c_up), torch.log1p(c_dn)
-        a_up = d_up * _ratio(l_up, c_up)  # ln q⁺/γ⁺ → Δ⁺
-        a_dn = -d_dn * _ratio(l_dn, c_dn)  # ln q⁻/γ⁻ → −Δ⁻
-        beta = n_up * l_up + n_down * l_dn
-        alpha = n_up * a_up + n_down * a_dn
-        w_new = torch.exp(beta) * w + alpha * _ratio(torch.expm1(beta), beta)
-        if sigma > 0:
-            xi = torch.randn(w.shape, generator=generator, dtype=w.dtype, device=w.device)
-            if device.mult_noise:
-                var = n_up * s_up * s_up + n_down * s_dn * s_dn
-            else:
-                var = (n_up + n_down) * device.dw_min ** 2
-            # each pulse's noise is contracted by the later pulses: mean factor (e^{2β} − 1)/(2β)
-            var = var * _ratio(torch.expm1(2 * beta), 2 * beta)
-            w_new = w_new + sigma * var.clamp(min=0).sqrt() * xi
-        w_new = _clip(w_new, t.b_max, t.b_min)
-        if loop_idx is not None:
-            w_new[loop_idx] = w_loop
-        return w_new
-    w = w.clone()
-    total = n_up + n_down
-    n_max = int(total.max().item()) if total.numel() else 0
-    idx = torch.arange(w.numel(), device=w.device)
-    for k in range(1, n_max + 1):
-        idx = idx[total[idx] >= k]
-        tk, uk = total[idx], n_up[idx]
-        up = torch.floor(k * uk / tk) > torch.floor((k - 1) * uk / tk)
-        ti = DeviceTensors(*(v[idx] for v in t))
-        w[idx] = apply_pulse_counts(w[idx], torch.ones_like(tk), up, device, ti, generator, exact=True)
-    return w
+    if sigma > 0:
+        sd = (n_up * t.dw_up).mul_(t.dw_up).addcmul_(n_down * t.dw_down, t.dw_down).sqrt_()
+        margin = sd * (sigma * MARGIN_SIGMAS)
+        lo.sub_(margin)
+        hi.add_(margin)
+        noise = torch.randn(w.shape, generator=generator, dtype=w.dtype, device=w.device)
+        w_new.addcmul_(sd, noise, value=sigma)
+    safe = _path_inside(lo, hi, t).logical_or_((n_up + n_down) == 0)
+    w_new = torch.clamp(w_new, min=t.b_min, max=t.b_max, out=w_new)
+    return _finish(w_new, safe, w, n_up, n_down, device, t, generator)
+
+
+def _linear_counts(w, n_up, n_down, device, t, generator):
+    """LinearStep family with up and down pulses: the continuous-interleaving closed form (module doc)
+    for devices with both directions, the exact single-direction form for the others, the pulse loop for
+    devices whose path is not safely inside the valid region."""
+    ones = torch.ones_like(w, dtype=torch.bool)
+    d_up, g_up = device.linear_coefficients(ones, *t)
+    d_dn, g_dn = device.linear_coefficients(~ones, *t)
+    c_up, c_dn = d_up * g_up, -d_dn * g_dn  # q − 1 per direction
+    # a firing direction needs an attracting map, 0 < q <= 1 (q > 1 only for degenerate bounds)
+    ok = (((c_up > -1) & (c_up <= 0)) | (n_up == 0)) & (((c_dn > -1) & (c_dn <= 0)) | (n_down == 0))
+    zero = torch.zeros_like(w)
+    c_up = torch.where(c_up > -1, c_up, zero)
+    c_dn = torch.where(c_dn > -1, c_dn, zero)
+    l_up, l_dn = torch.log1p(c_up), torch.log1p(c_dn)
+    beta = n_up * l_up + n_down * l_dn
+    alpha = n_up * d_up * _ratio(l_up, c_up) - n_down * d_dn * _ratio(l_dn, c_dn)
+
+    def at(frac: float) -> Tensor:  # noise-free continuous path at τ = frac
+        b = frac * beta
+        return torch.exp(b) * w + frac * alpha * _ratio(torch.expm1(b), b)
+
+    w_end = at(1.0)
+    reach = d_up + d_dn  # an interleaved path stays within one step of each direction of the curve
+    lo, hi = torch.minimum(w, w_end) - reach, torch.maximum(w, w_end) + reach
+    w_new = w_end
+    sigma = device.dw_min_std
+    if sigma > 0:
+        if device.mult_noise:
+            def rate(v: Tensor, frac: float) -> Tensor:  # Σ_d n^d·s^d(w)², contracted from τ to 1
+                s_up, s_dn = (d_up * (1 + g_up * v)).clamp(min=0), (d_dn * (1 + g_dn * v)).clamp(min=0)
+                return (n_up * s_up ** 2 + n_down * s_dn ** 2) * torch.exp(2 * (1 - frac) * beta)
+
+            var = (rate(w, 0.0) + 4 * rate(at(0.5), 0.5) + rate(w_end, 1.0)) / 6  # Simpson over τ
+            u_up = torch.maximum((1 + g_up * w).abs(), (1 + g_up * w_end).abs())
+            u_dn = torch.maximum((1 + g_dn * w).abs(), (1 + g_dn * w_end).abs())
+            bound = n_up * (d_up * u_up) ** 2 + n_down * (d_dn * u_dn) ** 2
+        else:
+            bound = n_up * d_up ** 2 + n_down * d_dn ** 2
+            var = bound * _ratio(torch.expm1(2 * beta), 2 * beta)
+        margin = MARGIN_SIGMAS * sigma * bound.sqrt()
+        lo, hi = lo - margin, hi + margin
+        xi = torch.randn(w.shape, generator=generator, dtype=w.dtype, device=w.device)
+        w_new = w_end + sigma * var.clamp(min=0).sqrt() * xi
+    safe = ok & _path_inside(lo, hi, t)
+    for g, n in ((g_up, n_up), (g_dn, n_down)):
+        safe &= ((1 + g * lo >= 0) & (1 + g * hi >= 0)) | (n == 0)
+    w_new = torch.maximum(torch.minimum(w_new, t.b_max), t.b_min)
+    single = (n_up == 0) | (n_down == 0)
+    if bool(single.any()):
+        w_1, safe_1 = _single_direction(w, n_up + n_down, n_up > 0, device, t, generator)
+        w_new, safe = torch.where(single, w_1, w_new), torch.where(single, safe_1, safe)
+    return _finish(w_new, safe, w, n_up, n_down, device, t, generator)
 
 
 def _ratio(num: Tensor, den: Tensor) -> Tensor:

@@ -170,3 +170,118 @@ def test_presets_documented_and_serializable():
         assert from_dict(None, to_dict(device)) == device
     assert P.reram_sb().subtract_symmetry_point
     assert P.reram_sb(dw_min=0.01).dw_min == 0.01
+
+
+@pytest.mark.parametrize("factory, kwargs, field", [
+    (P.ConstantStep, dict(w_max=float("inf")), "w_max"), (P.ConstantStep, dict(w_min=float("-inf")), "w_min"),
+    (P.ConstantStep, dict(w_max=float("nan")), "w_max"), (P.ConstantStep, dict(dw_min_std=float("inf")), "dw_min_std"),
+    (P.ConstantStep, dict(dw_min=float("nan")), "dw_min"), (P.ConstantStep, dict(diffusion=float("inf")), "diffusion"),
+    (P.ConstantStep, dict(write_noise_std=float("nan")), "write_noise_std"),
+    (P.ConstantStep, dict(lifetime=float("inf")), "lifetime"), (P.ConstantStep, dict(reset=float("nan")), "reset"),
+    (P.ConstantStep, dict(w_max_dtod=20.0), "w_max_dtod"), (P.ConstantStep, dict(dw_min=1e6), "dw_min"),
+    (P.LinearStep, dict(w_min=0.0, gamma_down=0.5), "w_min"), (P.LinearStep, dict(w_max=-0.1, w_min=-0.5, gamma_up=1.0),
+                                                                "w_max"),
+    (P.LinearStep, dict(gamma_up=float("nan")), "gamma_up"), (P.SoftBounds, dict(gamma_down=2.0), "gamma_down"),
+    (P.SoftBounds, dict(w_min=0.1), "w_min"), (P.ExpStep, dict(A_up=float("inf")), "A_up"),
+    (P.PowStep, dict(pow_gamma=float("inf")), "pow_gamma"),
+    (P.PiecewiseStep, dict(piecewise_up=(1.0, float("inf"))), "piecewise_up"),
+    (P.PiecewiseStep, dict(piecewise_down=(1.0, float("nan"), 2.0)), "piecewise_down"),
+])
+def test_non_finite_and_cross_field_values_raise_naming_the_field(factory, kwargs, field):
+    with pytest.raises(ValueError, match=rf"{factory.__name__}\.{field} = .* is invalid; allowed: .*"):
+        factory(**kwargs)
+
+
+def test_wrong_types_raise_type_error():
+    with pytest.raises(TypeError, match="ConstantStep.w_max"):
+        P.ConstantStep(w_max="1")
+    with pytest.raises(TypeError, match="PiecewiseStep.piecewise_up"):
+        P.PiecewiseStep(piecewise_up=("a", 1.0))
+    assert P.LinearStep(w_min=0.0, w_max=1.0).w_min == 0.0  # no down slope: any bounds
+    assert P.PiecewiseStep(piecewise_up=[1, 2]).piecewise_up == (1.0, 2.0)
+
+
+# --- the per-pulse rule (docs/physics.md §4): cycle-to-cycle noise on every pulse, own step per direction ---
+
+def noisy_loop(w, directions, dw_up, dw_down, b_max, b_min, sigma, gen, soft=True):
+    """Independent one-pulse-at-a-time soft-bounds (or constant-step) loop with additive noise."""
+    for direction in directions:
+        up = direction > 0
+        delta, bound = (dw_up, b_max) if up else (dw_down, b_min)
+        f = (1 - w / bound) if soft else torch.ones_like(w)
+        step = delta * (f + sigma * torch.randn(w.shape, generator=gen, dtype=w.dtype))
+        w = torch.clamp(w + step if up else w - step, min=b_min, max=b_max)
+    return w
+
+
+def test_device_at_its_bound_diffuses_off_it():
+    """Additive noise acts on every pulse: a device at b_max keeps receiving noisy up pulses and leaves it."""
+    dev = P.SoftBounds(dw_min=0.01, mult_noise=False, **{**NO_SPREAD, "dw_min_std": 1.0})
+    array = P.DeviceArray(dev, 100, 100, seed=0)
+    trace = array.replay(torch.ones(20), w0=0.6, generator=1)  # start exactly at b_max = 0.6
+    final = trace[:, -1]
+    assert (final == 0.6).float().mean() < 0.2  # the old rule left every device frozen at the bound
+    # a walk reflected at the bound, as the independent loop: distance about sqrt(20)·σ·Δ·0.8 ≈ 0.036
+    ones = torch.ones(10_000)
+    loop = noisy_loop(0.6 * ones, [1.0] * 20, 0.01 * ones, 0.01 * ones, 0.6 * ones, -0.6 * ones, 1.0,
+                      torch.Generator().manual_seed(3))
+    se = loop.std().item() / 100
+    assert abs(final.mean().item() - loop.mean().item()) < 5 * se * 2 ** 0.5
+    assert abs(final.std().item() / loop.std().item() - 1) < 0.05
+    # multiplicative noise scales the vanishing step: a device at its soft bound stays there
+    mult = P.DeviceArray(dataclasses.replace(dev, mult_noise=True), 10, 10, seed=0)
+    assert torch.equal(mult.replay(torch.ones(5), w0=0.6, generator=1)[:, -1], torch.full((100,), 0.6))
+
+
+@pytest.mark.parametrize("mult_noise", [False, True])
+def test_noise_amplitude_scales_with_each_devices_own_step(mult_noise):
+    """Up and down steps differ (up_down and device-to-device spread): the noise of one pulse is σ·Δ^d."""
+    dev = P.ConstantStep(dw_min=0.001, up_down=0.5, dw_min_dtod=0.3, dw_min_std=0.5, mult_noise=mult_noise,
+                         w_max_dtod=0.0, w_min_dtod=0.0)
+    array = P.DeviceArray(dev, 200, 100, seed=0)  # 2·10⁴ devices
+    n = array.w.numel()
+    for direction, delta in ((1.0, array.dw_up), (-1.0, array.dw_down)):
+        trace = array.replay(torch.tensor([direction]), w0=0.0, generator=2)
+        moving = delta.reshape(-1) > 0  # a few down steps are clamped at 0 by the spread
+        z = ((trace[:, 1] - trace[:, 0]) * direction / delta.reshape(-1) - 1)[moving]  # ~ N(0, σ²)
+        assert abs(z.mean().item()) < 4 * 0.5 / n ** 0.5
+        assert abs(z.std().item() / 0.5 - 1) < 0.03
+    # up_down = 0.5 halves the nominal down step: its noise is half as large in weight units
+    assert abs(array.dw_down.mean().item() / array.dw_up.mean().item() - 0.5) < 0.02
+
+
+def test_pulse_response_update_path_and_independent_loop_agree():
+    """ReRAM-SB, 10⁴ devices from effective weight 0: 200 up then 200 down pulses. pulse_response, the
+    update path (n pulses per device at once) and a loop written here give the same mean and spread."""
+    dev = P.reram_sb()
+    traces = 10_000
+    _, resp = P.pulse_response(dev, n_up=200, n_down=200, traces=traces, seed=0)
+    array = P.DeviceArray(dev, traces, 1, seed=0)  # pulse_response draws the same devices from seed 0
+    assert torch.equal(resp[:, 0], array.w.reshape(-1))  # effective 0: hidden start = the reference
+    # update path: all 200 up pulses of a device at once, then all 200 down pulses
+    from aimc_lab.kernels.pulsed_update.reference import signed_counts_update
+    g = torch.Generator().manual_seed(5)
+    after_up = signed_counts_update(array.w, torch.full_like(array.w, 200.0), dev, array.tensors, g)
+    after_down = signed_counts_update(after_up, torch.full_like(array.w, -200.0), dev, array.tensors, g)
+    # independent loop
+    gl = torch.Generator().manual_seed(6)
+    flat = [v.reshape(-1) for v in array.tensors]
+    loop_up = noisy_loop(array.w.reshape(-1), [1.0] * 200, *flat, dev.dw_min_std, gl)
+    loop_down = noisy_loop(loop_up, [-1.0] * 200, *flat, dev.dw_min_std, gl)
+    for resp_col, update, loop in ((resp[:, 200], after_up, loop_up), (resp[:, 400], after_down, loop_down)):
+        se = loop.std().item() / traces ** 0.5
+        for got in (resp_col, update.reshape(-1)):
+            assert abs(got.mean().item() - loop.mean().item()) < 5 * se * 2 ** 0.5
+            assert abs(got.std().item() / loop.std().item() - 1) < 0.05
+            # the fraction of devices sitting exactly at b_max agrees too (the old rule froze 81 % there)
+            at_bound = (got == array.b_max.reshape(-1)).float().mean().item()
+            assert abs(at_bound - (loop == array.b_max.reshape(-1)).float().mean().item()) < 0.02
+
+
+def test_pulse_response_starts_from_the_effective_weight():
+    dev = P.SoftBounds(up_down=0.3, subtract_symmetry_point=True, dw_min_std=0.0)
+    _, w = P.pulse_response(dev, n_up=3, n_down=0, traces=50, seed=4, w0=0.1)
+    array = P.DeviceArray(dev, 50, 1, seed=4)
+    torch.testing.assert_close(w[:, 0], array.clip(array.reference + 0.1).reshape(-1))
+    with pytest.raises(ValueError, match="w0"):
+        P.pulse_response(dev, w0=float("nan"))
