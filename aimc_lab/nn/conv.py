@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aimc_lab.config import AnalogConfig
+from aimc_lab.nn._checks import check_input
 from aimc_lab.tile import make_tile
 
 __all__ = ["AnalogConv1d", "AnalogConv2d", "ConvGeometry", "conv_geometry"]
@@ -176,6 +177,7 @@ class AnalogConv1d(nn.Module):
         return _get_conv_weights(self)
 
     def forward(self, x: Tensor) -> Tensor:
+        check_input("AnalogConv1d", x)
         if x.dim() not in (2, 3) or x.shape[-2] != self.in_channels:
             raise ValueError(f"AnalogConv1d expects inputs [B, {self.in_channels}, L] or "
                              f"[{self.in_channels}, L], got {tuple(x.shape)}")
@@ -222,6 +224,7 @@ class AnalogConv2d(nn.Module):
         return _get_conv_weights(self)
 
     def forward(self, x: Tensor) -> Tensor:
+        check_input("AnalogConv2d", x)
         if x.dim() not in (3, 4) or x.shape[-3] != self.in_channels:
             raise ValueError(f"AnalogConv2d expects inputs [B, {self.in_channels}, H, W] or "
                              f"[{self.in_channels}, H, W], got {tuple(x.shape)}")

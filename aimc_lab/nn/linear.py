@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from aimc_lab.config import AnalogConfig
+from aimc_lab.nn._checks import check_input
 from aimc_lab.tile import make_tile
 
 __all__ = ["AnalogLinear"]
@@ -49,7 +50,8 @@ class AnalogLinear(nn.Module):
         return self.tile.get_weights(), None if self.bias is None else self.bias.detach().clone()
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.shape[-1] != self.in_features:
+        check_input("AnalogLinear", x)
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"AnalogLinear expects inputs [..., {self.in_features}], got {tuple(x.shape)}")
         lead = x.shape[:-1]
         y = self.tile(x.reshape(-1, self.in_features))

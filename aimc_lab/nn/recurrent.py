@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aimc_lab.config import AnalogConfig
+from aimc_lab.nn._checks import check_input
 from aimc_lab.tile import make_tile
 
 __all__ = ["AnalogRNNCell", "AnalogLSTMCell", "AnalogGRUCell", "AnalogRNN", "AnalogLSTM", "AnalogGRU"]
@@ -111,10 +112,10 @@ def _affine(tile: nn.Module, bias: Optional[Tensor], x: Tensor) -> Tensor:
 
 def _check_cell_input(cell: nn.Module, x: Tensor) -> bool:
     """Validate x [B, I] or [I]; return whether it is unbatched."""
-    if not isinstance(x, Tensor) or x.dim() not in (1, 2) or x.shape[-1] != cell.input_size:
-        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+    check_input(type(cell).__name__, x)
+    if x.dim() not in (1, 2) or x.shape[-1] != cell.input_size:
         raise ValueError(f"{type(cell).__name__} expects inputs [B, {cell.input_size}] or "
-                         f"[{cell.input_size}], got {got}")
+                         f"[{cell.input_size}], got {tuple(x.shape)}")
     return x.dim() == 1
 
 
@@ -311,10 +312,10 @@ def _initial_state(layer: nn.Module, h: Optional[Tensor], B: int, unbatched: boo
 def _sequence(layer: nn.Module, x: Tensor) -> Tuple[Tensor, bool]:
     """x -> [T, B, I]; returns also whether it was unbatched."""
     name, I = type(layer).__name__, layer.input_size
-    if not isinstance(x, Tensor) or x.dim() not in (2, 3) or x.shape[-1] != I:
-        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+    check_input(name, x)
+    if x.dim() not in (2, 3) or x.shape[-1] != I:
         order = "[B, T, I]" if layer.batch_first else "[T, B, I]"
-        raise ValueError(f"{name} expects inputs {order} with I = {I}, or unbatched [T, {I}]; got {got}")
+        raise ValueError(f"{name} expects inputs {order} with I = {I}, or unbatched [T, {I}]; got {tuple(x.shape)}")
     if x.dim() == 2:
         return x.unsqueeze(1), True
     return (x.transpose(0, 1) if layer.batch_first else x), False
@@ -327,7 +328,8 @@ def _run_layers(layer: nn.Module, x: Tensor, states: List[State]) -> Tuple[Tenso
         raise ValueError(f"{type(layer).__name__}: the input sequence is empty (T = 0)")
     finals = []
     for k, cell in enumerate(layer.cells):
-        gi = cell.input_part(x.reshape(T * B, -1)).reshape(T, B, -1)  # [T, B, G·H], one batched MVM
+        gi = cell.input_part(x.reshape(T * B, x.shape[-1]))  # [T·B, G·H], one batched MVM
+        gi = gi.reshape(T, B, gi.shape[-1])  # (explicit sizes: B may be 0)
         state = states[k]
         outputs = []
         for t in range(T):
