@@ -117,7 +117,8 @@ class DriftExplorer(W.VBox):
     ``DriftExplorer(fp_model=None, hwa_model=None, train_data=None, test_data=None, fast=False, seed=0,
     repeats=None, run=True, pretrained=True)``: without models, loads the shipped pretrained pair
     (seed 0) or, with ``pretrained=False`` or another seed, trains them on digits (``fast`` shrinks
-    the epochs; it also shrinks the default repeats); ``hwa_model`` must be an analog model converted from ``fp_model``'s architecture;
+    the epochs; it also shrinks the default repeats); ``hwa_model`` must be an analog model converted
+    from ``fp_model``'s architecture;
     ``train_data`` (x, y) calibrates the input ranges of the converted model. ``run=False`` builds the
     view only; call :meth:`run` later (e.g. in the next notebook cell, so that the progress bar is
     visible while it computes). After a run, ``results`` maps each curve name to the table of

@@ -3,7 +3,8 @@
 Python owns the state: ``explorer.config`` is a frozen :class:`~aimc_lab.config.AnalogConfig`; each
 control writes one field of it (a new config through :func:`aimc_lab.config.replace_path`) and the
 widget recomputes through the public API (an :class:`~aimc_lab.tile.AnalogTile` with ``set_weights``,
-``program``, ``drift`` and its forward) and updates its plotly figure (:class:`~aimc_lab.widgets._figure.Figure`) in place.
+``program``, ``drift`` and its forward) and updates its plotly figure (:class:`~aimc_lab.widgets.Figure`)
+in place.
 
 Randomness is seeded: the same settings always give the same picture, so moving a slider and moving
 it back restores the plot. Separate seeded streams feed programming noise, drift/read noise and the
@@ -58,7 +59,8 @@ class TileExplorer(W.VBox):
 
     ``TileExplorer(preset="standard HWA", size=512, n_inputs=256, seed=0)``. Attributes after each
     update: ``config``, ``relative_error`` (‖y − Wx‖/‖Wx‖), ``outputs`` and ``ideal`` ([M, N] tensors),
-    ``figure`` (the :class:`~aimc_lab.widgets._figure.Figure`: trace 0 the scatter, 1 the y = x line, 2 the error histogram) and
+    ``figure`` (the :class:`~aimc_lab.widgets.Figure`: trace 0 the scatter, 1 the y = x line, 2 the error
+    histogram) and
     ``controls`` (name -> ipywidget).
     """
 
