@@ -77,3 +77,13 @@ def test_start_script_is_executable():
     if start.exists():
         assert start.stat().st_mode & 0o111
         assert 'exec "$@"' in start.read_text()
+
+
+def test_binder_install_has_no_triton(project, lines):
+    """Binder is CPU-only: triton (691 MB) sits in the gpu extra, outside the core and the lab extra."""
+    installed = [Requirement(d) for d in project["dependencies"]]
+    installed += [Requirement(d) for d in project["optional-dependencies"]["lab"]]
+    installed += _requirements(lines)
+    assert "triton" not in {r.name for r in installed}
+    gpu = [Requirement(d) for d in project["optional-dependencies"]["gpu"]]
+    assert [r.name for r in gpu] == ["triton"]
