@@ -111,3 +111,17 @@ def test_installed_wheel_copies_and_runs_a_tutorial_outside_the_repository(wheel
     done = subprocess.run([str(python), "-c", run], cwd=work, env=env, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
     assert "BACKEND" in done.stdout and re.search(r"RAN WITH .*venv", done.stdout)
+
+
+def test_library_works_without_triton():
+    """A CPU/Binder install has no triton: the library imports and runs the torch reference."""
+    code = ("import sys; sys.modules['triton'] = None\n"
+            "import torch, aimc_lab as al\n"
+            "from aimc_lab.kernels import backend\n"
+            "model = al.convert_to_analog(torch.nn.Linear(8, 4), al.presets.standard_hwa())\n"
+            "al.program(model); al.drift(model, 3600.0)\n"
+            "print(backend.triton_available(), backend.active(), tuple(model(torch.randn(2, 8)).shape))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["False", "torch", "(2,", "4)"]
