@@ -23,27 +23,38 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-__all__ = ["NoiseModel", "weights_to_conductances", "conductances_to_weights", "check_time"]
+__all__ = ["NoiseModel", "weights_to_conductances", "conductances_to_weights", "mapping_scale", "check_time",
+           "MAX_TIME"]
+
+#: The latest inference time accepted, in seconds (about 3·10^10 years): any later time overflows
+#: the fp32 state it is stored in long before it means anything physically.
+MAX_TIME = 1e18
 
 
 def check_time(t_inference: float) -> float:
-    """Validate an inference time in seconds (>= 0, finite)."""
+    """Validate an inference time in seconds: a finite number in [0, MAX_TIME]."""
     if isinstance(t_inference, bool) or not isinstance(t_inference, (int, float)):
         raise TypeError(f"t_inference must be a number of seconds, got {type(t_inference).__name__}")
-    if not math.isfinite(t_inference) or t_inference < 0:
-        raise ValueError(f"t_inference = {t_inference!r} is invalid; allowed: a finite time >= 0 seconds")
+    if not math.isfinite(t_inference) or not 0 <= t_inference <= MAX_TIME:
+        raise ValueError(f"t_inference = {t_inference!r} is invalid; allowed: a finite time in "
+                         f"[0, {MAX_TIME:g}] seconds")
     return float(t_inference)
+
+
+def mapping_scale(w_max: Tensor, g_max: float) -> Tensor:
+    """s = g_max / max|W| (µS per weight unit); an all-zero matrix (max|W| = 0) maps as if max|W| = 1,
+    so its devices sit at g = 0 with the noise of the normal weight range, not 25x more."""
+    return g_max / torch.where(w_max > 0, w_max, torch.ones_like(w_max))
 
 
 def weights_to_conductances(w: Tensor, g_max: float) -> Tuple[Tensor, Tensor, Tensor]:
     """Map weights to a differential pair: s = g_max / max|W|, g± = clip(±s·w, 0, g_max).
 
-    Returns (g_plus, g_minus, s) with s a 0-d tensor (1 for an all-zero matrix).
+    Returns (g_plus, g_minus, s) with s a 0-d tensor (g_max for an all-zero matrix).
     """
     if not torch.isfinite(w).all():
         raise ValueError("weights contain NaN or inf; cannot map them to conductances")
-    w_max = w.abs().max()
-    s = torch.where(w_max > 0, g_max / w_max, torch.ones_like(w_max))
+    s = mapping_scale(w.abs().max(), g_max)
     g_plus = (s * w).clamp(0, g_max)
     g_minus = (-s * w).clamp(0, g_max)
     return g_plus, g_minus, s

@@ -32,7 +32,7 @@ Workflow (the three hooks of :class:`~aimc_lab.devices.base.NoiseModel`):
 
 Deviations from AIHWKIT, on purpose: (1) AIHWKIT accepts only the three table times and redraws the
 whole deviation from the target at each read (forgetting the programming instance); here any
-t >= 0 is allowed (log-time interpolation) and only the growth beyond the 1-s deviation is redrawn
+t in [0, 10^18] s is allowed (log-time interpolation) and only the growth beyond the 1-s deviation is redrawn
 (fresh at each ``drift(t)`` call, like the PCM read noise). (2) σ is scaled by g_max/40 µS so the
 *relative* deviation does not depend on the chosen g_max (AIHWKIT's comment says so; its default
 code path leaves the scale at 1). (3) Time is the time since programming, without the PCM model's

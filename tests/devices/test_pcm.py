@@ -81,6 +81,9 @@ def test_negative_time_rejected():
         model.at_time(g, g, g, -1.0, None)
     with pytest.raises(ValueError, match="t_inference"):
         model.at_time(g, g, g, float("inf"), None)
+    with pytest.raises(ValueError, match=r"t_inference = 1e\+19 .*\[0, 1e\+18\] seconds"):
+        model.at_time(g, g, g, 1e19, None)
+    assert torch.isfinite(model.at_time(g, g, g, 1e18, gen())).all()  # the latest time allowed
 
 
 def test_mapping_round_trip_and_nan():
@@ -88,6 +91,8 @@ def test_mapping_round_trip_and_nan():
     gp, gm, s = weights_to_conductances(w, 25.0)
     assert gp.max().item() == 12.5 and gm.max().item() == 25.0 and (gp * gm == 0).all()
     torch.testing.assert_close(conductances_to_weights(gp, gm, s), w)
+    gp, gm, s = weights_to_conductances(torch.zeros(2, 3), 25.0)  # maps as if max|W| = 1
+    assert s.item() == 25.0 and gp.abs().sum() == 0 and gm.abs().sum() == 0
     with pytest.raises(ValueError, match="NaN"):
         weights_to_conductances(torch.tensor([float("nan")]), 25.0)
 
