@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from aimc_lab.config import AnalogConfig
 from aimc_lab.devices import make_noise_model
-from aimc_lab.devices.base import NoiseModel, check_time, conductances_to_weights
+from aimc_lab.devices.base import NoiseModel, check_time, conductances_to_weights, mapping_scale
 from aimc_lab.devices.compensation import DriftCompensation, make_compensation
 from aimc_lab.devices.pcm import PCMLikeNoise
 from aimc_lab.kernels import analog_mvm
@@ -87,6 +87,14 @@ class InputRangeFunction(torch.autograd.Function):
 class AnalogTile(nn.Module):
     """One layer's weight matrix [N, K] on analog tiles: HWA-trainable, programmable, driftable."""
 
+    #: Buffers that exist only while programmed (None otherwise), with their number of [N, K] planes:
+    #: ``g_target`` the signed targets g⁺ − g⁻ in µS (g± = clip(±g_target, 0)); ``g_prog`` and ``nu``
+    #: the programmed conductances and drift exponents of (G⁺, G⁻) [2, N, K] (None for the noise-free
+    #: base model, whose devices are their targets); ``w_read`` the weights read at the last drift.
+    _PROGRAMMED_STATE = {"g_target": 1, "g_prog": 2, "nu": 2, "w_read": 1}
+    #: The per-device [N, K] buffers of checkpoints written before the state above was lazy.
+    _LEGACY_STATE = ("g_target_pos", "g_target_neg", "g_prog_pos", "g_prog_neg", "nu_pos", "nu_neg")
+
     def __init__(self, out_features: int, in_features: int, config: Optional[AnalogConfig] = None,
                  noise_model: Optional[NoiseModel] = None,
                  compensation: Optional[DriftCompensation] = None) -> None:
@@ -120,11 +128,12 @@ class AnalogTile(nn.Module):
         else:
             self.input_range = None
         self.register_buffer("slice_index", torch.arange(K) // self.in_size, persistent=False)
-        # programmed state (PHYSICS §2)
+        # programmed state (docs/physics.md §2); the [N, K]-sized parts exist only while programmed
+        # (see _PROGRAMMED_STATE): an unprogrammed tile holds its weights and a few vectors
         self.register_buffer("programmed", torch.zeros((), dtype=torch.bool))
         self.register_buffer("t_inference", torch.zeros(()))
-        for name in ("g_target_pos", "g_target_neg", "g_prog_pos", "g_prog_neg", "nu_pos", "nu_neg", "w_read"):
-            self.register_buffer(name, torch.zeros(N, K))
+        for name in self._PROGRAMMED_STATE:
+            self.register_buffer(name, None)
         self.register_buffer("map_scale", torch.ones(self.n_slices))
         self.register_buffer("drift_ref", torch.ones(self.n_slices, N))
         self.register_buffer("drift_alpha", torch.ones(self.n_slices, N))
@@ -277,36 +286,18 @@ class AnalogTile(nn.Module):
 
     @torch.no_grad()
     def _readout(self, w: Tensor) -> List[Tensor]:
-        """Each physical tile's response to one-hot inputs, through the full noisy forward: [K_s, N]."""
-        eye = torch.eye(self.in_features, dtype=w.dtype, device=w.device)
-        y = analog_mvm(eye, w, self.config.forward, in_size=self.in_size, generator=self.generator)
-        return list(torch.split(y, self.in_size, dim=0))
+        """Each physical tile's response to its one-hot inputs through the full noisy forward: [K_s, N].
 
-    @torch.no_grad()
-    def program(self, generator: Optional[torch.Generator] = None) -> None:
-        """Program the current weights: conductance mapping, programming noise, drift exponents."""
-        w = self._check_matrix(self.weight.detach(), "weight")
-        nm = self.noise_model
-        for s, (lo, ws) in enumerate(zip(range(0, self.in_features, self.in_size), self._slices(w))):
-            hi = lo + ws.shape[1]
-            w_max = ws.abs().max()
-            scale = nm.g_max / w_max if w_max > 0 else torch.ones_like(w_max)
-            self.map_scale[s] = scale
-            self.g_target_pos[:, lo:hi] = (scale * ws).clamp(0, nm.g_max)
-            self.g_target_neg[:, lo:hi] = (-scale * ws).clamp(0, nm.g_max)
-        if self._fused_pcm():
-            g_prog, nu = pcm_program(torch.stack((self.g_target_pos, self.g_target_neg)), nm.params, generator)
-            self.g_prog_pos.copy_(g_prog[0]), self.g_prog_neg.copy_(g_prog[1])
-            self.nu_pos.copy_(nu[0]), self.nu_neg.copy_(nu[1])
-        else:
-            for sign in ("pos", "neg"):
-                target = getattr(self, f"g_target_{sign}")
-                getattr(self, f"g_prog_{sign}").copy_(nm.programming_noise(target, generator))
-                getattr(self, f"nu_{sign}").copy_(nm.drift_exponents(target, generator))
-        self.programmed.fill_(True)
-        self.drift_ref.copy_(self.compensation.reference(self._readout(self._weights_from(
-            self.g_prog_pos, self.g_prog_neg))))
-        self.drift(0.0, generator)
+        One MVM per slice with that slice's identity: a one-hot input reads nothing from the other
+        slices (all-zero slice inputs give exactly 0), so feeding the identity of all K inputs through
+        every slice would cost S times more for the same result."""
+        return [analog_mvm(torch.eye(ws.shape[1], dtype=w.dtype, device=w.device), ws, self.config.forward,
+                           generator=self.generator) for ws in self._slices(w)]
+
+    def _noise_free(self) -> bool:
+        """The base :class:`NoiseModel` (kind "none"): the programmed devices are their targets and
+        never drift, so no per-device state is stored."""
+        return type(self.noise_model) is NoiseModel
 
     def _fused_pcm(self) -> bool:
         """The library's PCM model itself (not a user subclass with its own hooks) goes through
@@ -314,9 +305,52 @@ class AnalogTile(nn.Module):
         kernel on CUDA, the torch reference otherwise)."""
         return type(self.noise_model) is PCMLikeNoise
 
+    def _compensated(self) -> bool:
+        return self.config.drift_compensation.kind != "none"
+
+    @staticmethod
+    def _pair(g_target: Tensor) -> Tensor:
+        """(g⁺, g⁻) targets [2, N, K] in µS from the signed targets g⁺ − g⁻."""
+        g = g_target.new_empty((2, *g_target.shape))
+        torch.clamp(g_target, min=0.0, out=g[0])
+        torch.neg(g_target, out=g[1]).clamp_(min=0.0)
+        return g
+
     def _weights_from(self, g_pos: Tensor, g_neg: Tensor) -> Tensor:
         scale_cols = self.map_scale[self.slice_index]  # [K]
         return conductances_to_weights(g_pos, g_neg, scale_cols)
+
+    @torch.no_grad()
+    def program(self, generator: Optional[torch.Generator] = None) -> None:
+        """Program the current weights: conductance mapping (s = g_max / max|w| per physical tile; an
+        all-zero one maps as if max|w| = 1), programming noise, drift exponents; then ``drift(0)``."""
+        w = self._check_matrix(self.weight.detach(), "weight")
+        nm = self.noise_model
+        map_scale = mapping_scale(torch.stack([ws.abs().max() for ws in self._slices(w)]), nm.g_max)  # [S]
+        g_target = (w * map_scale[self.slice_index]).clamp_(-nm.g_max, nm.g_max)  # [N, K], signed
+        g_prog = nu = None
+        if not self._noise_free():
+            targets = self._pair(g_target)
+            if self._fused_pcm():
+                g_prog, nu = pcm_program(targets, nm.params, generator)
+            else:
+                g_prog, nu = torch.empty_like(targets), torch.empty_like(targets)
+                for sign, target in enumerate(targets):
+                    g_prog[sign] = nm.programming_noise(target, generator)
+                    nu[sign] = nm.drift_exponents(target, generator)
+            del targets
+        # state changes only from here on: a failing hook above leaves the tile as it was
+        self.map_scale.copy_(map_scale)
+        self.g_target, self.g_prog, self.nu, self.w_read = g_target, g_prog, nu, torch.empty_like(g_target)
+        self.programmed.fill_(True)
+        if self._compensated():
+            w_prog = (g_target / map_scale[self.slice_index] if g_prog is None
+                      else self._weights_from(g_prog[0], g_prog[1]))
+            self.drift_ref.copy_(self.compensation.reference(self._readout(w_prog)))
+            del w_prog
+        else:
+            self.drift_ref.fill_(1.0)
+        self.drift(0.0, generator)
 
     @torch.no_grad()
     def drift(self, t_inference: float, generator: Optional[torch.Generator] = None) -> None:
@@ -325,34 +359,92 @@ class AnalogTile(nn.Module):
         if not bool(self.programmed):
             raise RuntimeError("drift() needs a programmed tile: call program() first")
         nm = self.noise_model
-        if self._fused_pcm():
-            g_pos, g_neg = pcm_at_time(torch.stack((self.g_prog_pos, self.g_prog_neg)),
-                                       torch.stack((self.nu_pos, self.nu_neg)), t, nm.params, generator)
+        scale_cols = self.map_scale[self.slice_index]  # [K]
+        if self.g_prog is None:  # noise-free: w = (g⁺ − g⁻)/s = g_target/s
+            torch.div(self.g_target, scale_cols, out=self.w_read)
         else:
-            g_pos = nm.at_time(self.g_prog_pos, self.nu_pos, self.g_target_pos, t, generator)
-            g_neg = nm.at_time(self.g_prog_neg, self.nu_neg, self.g_target_neg, t, generator)
-        self.w_read.copy_(self._weights_from(g_pos, g_neg))
+            if self._fused_pcm():
+                g = pcm_at_time(self.g_prog, self.nu, t, nm.params, generator)
+            else:
+                targets = self._pair(self.g_target)
+                g = torch.stack([nm.at_time(self.g_prog[sign], self.nu[sign], targets[sign], t, generator)
+                                 for sign in range(2)])
+            torch.sub(g[0], g[1], out=self.w_read).div_(scale_cols)
+            del g
         self.t_inference.fill_(t)
-        if self.config.drift_compensation.kind != "none":
+        if self._compensated():
             self.drift_alpha.copy_(self.compensation.alpha(self.drift_ref, self._readout(self.w_read)))
         else:
             self.drift_alpha.fill_(1.0)
 
     @torch.no_grad()
     def unprogram(self) -> None:
-        """Forget the programmed state: the forward uses the trained weights again."""
+        """Forget (and free) the programmed state: the forward uses the trained weights again."""
         self.programmed.fill_(False)
         self.drift_alpha.fill_(1.0)
+        for name in self._PROGRAMMED_STATE:
+            setattr(self, name, None)
 
     def conductances(self) -> dict:
         """Target, programmed and current (read at the last drift time) conductances, in µS."""
         if not bool(self.programmed):
             raise RuntimeError("conductances() needs a programmed tile: call program() first")
-        scale_cols = self.map_scale[self.slice_index]
-        w_read = self.w_read
-        return {"target_pos": self.g_target_pos.clone(), "target_neg": self.g_target_neg.clone(),
-                "prog_pos": self.g_prog_pos.clone(), "prog_neg": self.g_prog_neg.clone(),
-                "read_diff": w_read * scale_cols, "t_inference": float(self.t_inference)}
+        targets = self._pair(self.g_target)
+        g_prog = targets if self.g_prog is None else self.g_prog
+        return {"target_pos": targets[0], "target_neg": targets[1],
+                "prog_pos": g_prog[0].clone(), "prog_neg": g_prog[1].clone(),
+                "read_diff": self.w_read * self.map_scale[self.slice_index], "t_inference": float(self.t_inference)}
+
+    def _per_device(self, name: str, sign: int) -> Optional[Tensor]:
+        """Device ``sign`` (0: G⁺, 1: G⁻) of ``g_target``, ``g_prog`` or ``nu`` [N, K] (None unprogrammed)."""
+        if not bool(self.programmed):
+            return None
+        if name == "g_target" or (name == "g_prog" and self.g_prog is None):
+            return self._pair(self.g_target)[sign]
+        if self.nu is None:
+            return torch.zeros_like(self.g_target)
+        return getattr(self, name)[sign]
+
+    # the per-device [N, K] arrays under the names of the buffers they were before the state was lazy
+    g_target_pos = property(lambda self: self._per_device("g_target", 0), doc="G⁺ targets, µS")
+    g_target_neg = property(lambda self: self._per_device("g_target", 1), doc="G⁻ targets, µS")
+    g_prog_pos = property(lambda self: self._per_device("g_prog", 0), doc="G⁺ programmed, µS")
+    g_prog_neg = property(lambda self: self._per_device("g_prog", 1), doc="G⁻ programmed, µS")
+    nu_pos = property(lambda self: self._per_device("nu", 0), doc="G⁺ drift exponents")
+    nu_neg = property(lambda self: self._per_device("nu", 1), doc="G⁻ drift exponents")
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        """Shape the programmed state like the incoming one before loading it: allocate what a
+        programmed state holds (so a missing part is reported as missing), drop everything [N, K] for
+        an unprogrammed one, and accept the per-device [N, K] buffers of earlier checkpoints (zeros
+        when unprogrammed)."""
+        state = {k: v for k, v in state_dict.items() if k.startswith(prefix)}
+        flag = state.get(prefix + "programmed")
+        flag = bool(flag) if isinstance(flag, Tensor) and flag.numel() == 1 else None
+        legacy = [prefix + name for name in self._LEGACY_STATE]
+        if flag is False:
+            for name in (*self._LEGACY_STATE, *self._PROGRAMMED_STATE):
+                state.pop(prefix + name, None)
+            for name in self._PROGRAMMED_STATE:
+                setattr(self, name, None)
+        else:
+            had_legacy = any(key in state for key in legacy)
+            shape = (self.out_features, self.in_features)
+            if all(isinstance(state.get(key), Tensor) and tuple(state[key].shape) == shape for key in legacy):
+                pos, neg, g_pos, g_neg, nu_pos, nu_neg = (state.pop(key) for key in legacy)
+                state[prefix + "g_target"] = pos - neg
+                state[prefix + "g_prog"] = torch.stack((g_pos, g_neg))
+                state[prefix + "nu"] = torch.stack((nu_pos, nu_neg))
+            pair = had_legacy or any(prefix + name in state for name in ("g_prog", "nu"))
+            for name, planes in self._PROGRAMMED_STATE.items():
+                required = flag and (planes == 1 or pair)
+                if prefix + name in state or required:
+                    setattr(self, name, self.weight.new_zeros(shape if planes == 1 else (planes, *shape)))
+                elif flag:
+                    setattr(self, name, None)
+        super()._load_from_state_dict(state, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     # ---------------------------------------------------------------------------------------------
     # transposed read (in-memory training) and helpers
