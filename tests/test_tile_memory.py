@@ -180,3 +180,16 @@ def test_drift_time_beyond_the_limit_is_refused_early_and_the_limit_works():
     tile.drift(1e18, gen(0))
     assert torch.isfinite(tile.w_read).all() and torch.isfinite(tile.drift_alpha).all()
     assert float(tile.t_inference) == pytest.approx(1e18, rel=1e-6)
+
+
+def test_compensation_reads_out_each_physical_tile_on_its_own():
+    """With an exact MVM the one-hot read-out of slice s is W_s itself: ref_s = mean|W_prog[:, slice s]|,
+    and α(t) = ref_s / mean|W(t)[:, slice s]|."""
+    config = AnalogConfig(forward=presets.perfect().forward, mapping=PCM.mapping, noise_model=PCM.noise_model,
+                          drift_compensation=DriftCompensationParameters("per_column"))
+    tile = programmed_tile(config)
+    w_prog = tile._weights_from(tile.g_prog[0], tile.g_prog[1])
+    ref = torch.stack([w.abs().mean(dim=1) for w in w_prog.split(16, dim=1)])  # [S, N]
+    torch.testing.assert_close(tile.drift_ref, ref)
+    now = torch.stack([w.abs().mean(dim=1) for w in tile.w_read.split(16, dim=1)])
+    torch.testing.assert_close(tile.drift_alpha, ref / now.clamp(min=1e-4))
