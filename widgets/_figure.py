@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import gzip
 from functools import lru_cache
 from pathlib import Path
@@ -224,9 +225,10 @@ export default {
 class Figure(anywidget.AnyWidget):
     """A plotly figure shown as a widget and updated in place (see the module docstring).
 
-    ``Figure(go.Figure(...))``; ``figure.data``, ``figure.layout``, ``figure.batch_update()``,
-    ``figure.update_layout(...)`` act on the underlying ``go.Figure`` (``figure.plotly``), and every
-    change reaches every view, including views that attach later (Voila, a reloaded page).
+    ``Figure(go.Figure(...))``; ``figure.data``, ``figure.layout``, ``figure.batch_update()`` and the
+    methods of ``go.Figure`` (``update_layout``, ``add_scatter``, ...) act on the underlying figure
+    (``figure.plotly``) as on a ``FigureWidget``, and every change reaches every view, including views
+    that attach later (Voila, a reloaded page).
     """
 
     _esm = _ESM
@@ -247,10 +249,22 @@ class Figure(anywidget.AnyWidget):
     def layout(self):
         return self.plotly.layout
 
-    def update_layout(self, *args, **kwargs) -> "Figure":
-        with self.batch_update():
-            self.plotly.update_layout(*args, **kwargs)
-        return self
+    def __getattr__(self, name: str):
+        """Any other public method of ``go.Figure`` (``add_scatter``, ``update_xaxes``, ``add_hline``,
+        ...), applied as one batch (one message); a method returning the figure returns this widget,
+        so calls chain as on a ``FigureWidget``."""
+        plotly_figure = self.__dict__.get("plotly")
+        if name.startswith("_") or plotly_figure is None or not callable(getattr(go.Figure, name, None)):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        method = getattr(plotly_figure, name)
+
+        @functools.wraps(method)
+        def batched(*args, **kwargs):
+            with self.batch_update():
+                result = method(*args, **kwargs)
+            return self if result is plotly_figure else result
+
+        return batched
 
     @contextlib.contextmanager
     def batch_update(self) -> Iterator[None]:

@@ -70,6 +70,35 @@ def _stop(procs) -> None:
         log.close()
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, s) of a process and all its descendants, from /proc."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            continue
+        todo.extend(int(c) for c in children)
+    return total
+
+
+def _wait_until_idle(pid: int, deadline: float, quiet_s: float = 3.0) -> None:
+    """Wait until a process tree uses less than 5 % of a core for ``quiet_s`` seconds."""
+    last, quiet_since = _cpu_seconds(pid), time.time()
+    while time.time() < deadline:
+        time.sleep(0.5)
+        now = _cpu_seconds(pid)
+        if now - last > 0.025:
+            quiet_since = time.time()
+        elif time.time() - quiet_since >= quiet_s:
+            return
+        last = now
+    raise RuntimeError("the server's preheated kernel did not go idle within 300 s")
+
+
 def _env() -> dict:
     env = dict(os.environ)
     env.setdefault("AIMC_LAB_FAST", "1")
@@ -126,6 +155,8 @@ def voila(request):
             if time.time() > deadline:
                 raise RuntimeError(f"voila's preheated kernel was not ready within 300 s; see {log_name}")
             time.sleep(0.5)
+        if preheat:   # the pooled kernel has started; wait until it has run the notebook (goes idle)
+            _wait_until_idle(procs[-1][0].pid, deadline)
         return url
 
     ARTIFACTS.mkdir(exist_ok=True)

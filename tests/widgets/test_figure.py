@@ -65,3 +65,14 @@ def test_outside_batch_every_change_is_sent(figure):
     np.testing.assert_array_equal(np.frombuffer(figure.state.data[0]["x"]["buffer"], np.float32), [0, 2, 4, 6])
     figure.update_layout(yaxis_range=[0, 1])
     assert figure.state.layout["yaxis"]["range"] == [0, 1]
+
+
+def test_figure_methods_apply_as_one_batch(figure):
+    assert figure.add_scatter(x=[0, 1], y=[1, 0], name="new").update_xaxes(type="log") is figure
+    assert len(figure.data) == 3 and figure.layout.xaxis.type == "log"
+    assert len(figure.sent) == 2   # one message per call
+    assert figure.state.data[2]["name"] == "new" and figure.state.layout["xaxis"]["type"] == "log"
+    with pytest.raises(AttributeError):
+        figure.no_such_method
+    with pytest.raises(AttributeError):
+        figure._private
