@@ -3,8 +3,8 @@
 Protocol: build the widget (not timed), 3 warm-up changes, then 20 timed changes of one control
 (alternating between values so every change recomputes); each time runs from setting the control's
 value to the return of the observer, i.e. after the figure's data was updated and its state message
-was built (serialising included; no frontend here). Reports median and 90th percentile. The browser's share (message,
-decoding, drawing) is measured by tests/browser/test_dashboards.py, which prints it.
+was built (serialising included; no frontend here). Reports median and 90th percentile. The
+browser's share (message, decoding, drawing) is measured by tests/browser/test_dashboards.py.
 Targets: <= 100 ms without the PCM model, <= 250 ms with PCM drift on.
 
     .venv/bin/python benchmarks/bench_widgets.py [--threads 1] [--csv out.csv]
