@@ -48,7 +48,8 @@ def test_wheel_contains_every_subpackage_and_the_notebooks(wheel):
     for required in ("aimc_lab/__init__.py", "aimc_lab/__main__.py", "aimc_lab/cli.py", "aimc_lab/tutorials.py",
                      "aimc_lab/tile.py", "aimc_lab/kernels/__init__.py", "aimc_lab/kernels/backend.py",
                      "aimc_lab/kernels/analog_mvm/reference.py", "aimc_lab/kernels/analog_mvm/triton_impl.py",
-                     "aimc_lab/widgets/__init__.py", "aimc_lab/notebooks/dashboards/README.md",
+                     "aimc_lab/widgets/__init__.py", "aimc_lab/widgets/digit_models.pt",
+                     "aimc_lab/notebooks/dashboards/README.md",
                      "aimc_lab/notebooks/dashboards/tile_lab.ipynb", "aimc_lab/notebooks/dashboards/drift_lab.ipynb",
                      *(f"aimc_lab/notebooks/{name}" for name in TUTORIALS)):
         assert required in names, f"{required} missing from {wheel.name}"
