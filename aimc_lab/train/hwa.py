@@ -2,8 +2,10 @@
 
 The forward-time parts of hardware-aware training live in the tile: weight-noise injection
 (``config.modifier``, drawn once per forward in training mode, gradients to the clean weights), the
-noisy MVM with straight-through gradients, and the learned input range. This module adds the
-*post-step* parts, applied per tile according to that tile's own config after every optimizer step:
+noisy MVM with straight-through gradients, and the learned input range (its gradient relative to the
+range and the input gradient straight through the clip, as in the reference toolkit; switch either off
+with ``InputRangeParameters.gradient_relative`` / ``straight_through``, docs/physics.md §3). This module
+adds the *post-step* parts, applied per tile according to that tile's own config after every optimizer step:
 
 1. **Clipping** (``config.clip``), on the tile weights W (tile units, |w| <= 1 ↔ g_max):
    ``fixed``: W ← clip(W, −c, c) with c = ``fixed_value``;
