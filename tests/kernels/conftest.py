@@ -12,5 +12,6 @@ try:
     import triton
 
     triton.knobs.runtime.interpret = True
-except ImportError:  # pragma: no cover - triton is a dependency on Linux x86-64
-    pass
+except ImportError:  # a CPU install without the gpu extra: the kernel-vs-reference tests cannot run
+    collect_ignore = ["test_analog_mvm_triton.py", "test_analog_mvm_triton_compile.py", "test_backend.py",
+                      "test_elementwise_triton.py", "test_pulsed_update.py"]
