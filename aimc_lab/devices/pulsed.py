@@ -13,12 +13,14 @@ Shared parameters (PHYSICS §4 defaults). Per device, drawn once:
 * bounds b_max = w_max·(1 + w_max_dtod·ξ), b_min = w_min·(1 + w_min_dtod·ξ) (b_min <= b_max enforced
   by clamping b_max >= b_min).
 
-Per pulse: the step magnitude s(w) of the model (table below) gets cycle-to-cycle noise, then the
-weight is clipped to its bounds:
+Per pulse (:meth:`PulsedDevice.pulse`, the one implementation every pulse path calls): the step
+magnitude s(w) = Δ^d·f(w) of the model (table below, clamped at >= 0) gets cycle-to-cycle noise
+scaled by the device's own step in that direction, then the weight is clipped to its bounds:
 
-* ``mult_noise=True`` (PHYSICS): s·(1 + dw_min_std·ξ);
+* ``mult_noise=True``: s·(1 + dw_min_std·ξ) (vanishes where s = 0, e.g. at a soft bound);
 * ``mult_noise=False`` (the convention of AIHWKIT's soft-bounds / exp-step presets, whose
-  ``dw_min_std`` values of 3.75 or 5 only make sense additively): s + dw_min_std·dw_min·ξ.
+  ``dw_min_std`` values of 3.75 or 5 only make sense additively): s + dw_min_std·Δ^d·ξ, on every
+  pulse, so a device at its bound diffuses off it.
 
 | model         | step magnitude for one pulse in direction d                                        |
 |---------------|------------------------------------------------------------------------------------|
@@ -30,11 +32,17 @@ weight is clipped to its bounds:
 | PowStep       | ω = (b_max − w)/(b_max − b_min); up Δ⁺·ω^γ, down Δ⁻·(1 − ω)^γ                       |
 | PiecewiseStep | Δ^d × linear interpolation of the node values over [b_min, b_max]                  |
 
+Parameters are finite and range-checked in ``__post_init__`` (errors name the field, the value and
+the allowed range): relative spreads in [0, MAX_SPREAD], dw_min_std <= MAX_STEP_NOISE, |weights|,
+dw_min, slopes <= MAX_MAGNITUDE; LinearStep needs w_max > 0 for gamma_up > 0 and w_min < 0 for
+gamma_down > 0. Bounds drawn with spread may still lie beyond 0 or within one step of it: every
+model stays finite there (ExpStep's exponents are capped at 60, a zero bound counts as 1e-30).
+
 Other per-device effects: **write noise** (``write_noise_std`` in units of dw_min): the forward pass
 sees w + σ_wn·dw_min·ξ, redrawn for every device a pulse touched (updates act on the hidden w);
 **decay** (``lifetime`` > 0, in update calls): w ← reset + (w − reset)·(1 − 1/τ) after each update,
 τ per device with ``lifetime_dtod``; **diffusion**: w += diffusion·ξ after each update (rate per device
-with ``diffusion_dtod``); **reset**: w ← reset·(1 + reset_dtod·ξ_d) + reset_std·ξ on request.
+with ``diffusion_dtod``), both followed by clipping to the bounds; **reset**: w ← reset·(1 + reset_dtod·ξ_d) + reset_std·ξ on request.
 
 **Reference device** (``subtract_symmetry_point``): a second, programmed device per cross point holds
 each device's symmetry point w* (plus ``reference_std`` programming error) and is subtracted, so the
@@ -551,13 +559,15 @@ class DeviceArray(nn.Module):
 
     @torch.no_grad()
     def after_update(self, generator: Optional[torch.Generator]) -> None:
-        """Decay (lifetime) and diffusion, once per update call."""
+        """Decay (lifetime) and diffusion, once per update call; then clip to the bounds (a reset value
+        outside a device's drawn bounds must not pull it out of them)."""
         p = self.device_params
         if p.lifetime > 0:
             self.w.sub_((self.w - self.reset_value) * self.decay_rate)
         if p.diffusion > 0:
             noise = torch.randn(self.shape, generator=generator, dtype=self.w.dtype, device=self.w.device)
             self.w.add_(self.diffusion_rate * noise)
+        if p.lifetime > 0 or p.diffusion > 0:
             self.w.copy_(self.clip(self.w))
 
     @torch.no_grad()

@@ -15,7 +15,8 @@ On the hardware batch rows are applied one after the other (see **Blocks** below
    pulses, E[n_ij] = BL·p_j·q_i = η·|x_mj·d_mi|/dw_min while no probability is clipped at 1, so the
    expected update is −η·x_mj·d_mi for a device whose step is dw_min.
 4. The n_ij pulses (all in one direction within a row) are applied with the device's actual step,
-   cycle-to-cycle noise per pulse and clipping to the bounds after each pulse.
+   cycle-to-cycle noise per pulse and clipping to the bounds after each pulse
+   (:meth:`PulsedDevice.pulse`, docs/physics.md §4).
 
 x_max and d_max are taken per batch row (AIHWKIT's documentation leaves this to the implementation);
 a row with x_max = 0 or d_max = 0 gives no pulses.
@@ -27,21 +28,31 @@ coincidence counts come from matmuls (``block_pulse_counts``: total = Dᵀ·X an
 bf16 matmuls in chunks of <= 256 slots, exact because the counts are integers <= 256). The n_up up and
 n_down down pulses are then applied once per block, uniformly interleaved (``apply_mixed_counts``). The
 random bits have exactly the spec's distribution; only the order of the pulses inside a block differs
-from the hardware's: for ConstantStep the update is identical in distribution except for devices that
-hit a bound inside the block (one clip at the end instead of after each pulse); for state-dependent
-models the interleaving is the even one. ``exact=True`` (or ``block_rows=1`` with the closed forms) is
+from the hardware's (evenly interleaved instead of slot order): for ConstantStep away from the bounds
+the order does not matter; for state-dependent models and near bounds the interleaving is the even
+one. ``exact=True`` (or ``block_rows=1`` with the closed forms) is
 the row-by-row order of the hardware. Memory: O(N·K + chunk·(N + K)), never M×N×K×BL.
 
-Applying n same-direction pulses (``apply_pulse_counts``, used by transfers and ``exact``):
+Applying n pulses per device at once (``apply_pulse_counts``, ``apply_mixed_counts``, transfers): the
+spec is the pulse loop, each pulse :meth:`PulsedDevice.pulse` (noise on every pulse, scaled by the
+device's own Δ^d, clipping after each pulse), up and down pulses evenly interleaved (Bresenham).
 
-* models with a closed form (ConstantStep, LinearStep, SoftBounds: s(w) = Δ·(1 + γ·w)) use the exact
-  noise-free n-pulse map w_n = q^n·w + dΔ·(q^n − 1)/(q − 1), q = 1 + dΔγ, plus the sum of the n
-  cycle-to-cycle noise terms as one Gaussian (multiplicative: variance σ²·Σ_k s_k², s_k = s_0·q^k;
-  additive: n·(σ·dw_min)²), then one clip. This equals pulse-by-pulse application for ConstantStep
-  (same-direction pulses cannot leave and re-enter the bounds) and, for the others, neglects only the
-  second-order effect of one pulse's noise on the later steps of the same row;
-* all other models (ExpStep, PowStep, PiecewiseStep) loop pulse by pulse over the devices that still
-  have pulses left (``exact=True`` forces this loop for every model).
+* **Exact in distribution**: for the linear family (ConstantStep, LinearStep, SoftBounds) one
+  noise-free pulse is w ↦ q·w + dΔ (q = 1 + c, c = dΔγ), so n pulses give
+  w_n = qⁿ·w + dΔ·(qⁿ − 1)/c; additive noise adds exactly N(0, (σΔ)²·(q²ⁿ − 1)/(q² − 1)); for
+  ConstantStep with both directions w + n⁺Δ⁺ − n⁻Δ⁻ + N(0, σ²(n⁺Δ⁺² + n⁻Δ⁻²)) for either noise type.
+  Used only where the whole path, widened by ``MARGIN_SIGMAS`` = 8 standard deviations of its
+  accumulated noise (and by Δ⁺ + Δ⁻ for interleaving), stays inside the bounds, where the step is
+  unclamped (1 + γw >= 0) and q > 0: there clipping never acts (probability < 1e-15), so the closed
+  form and the loop have the same law. Every other device (at or near a bound, a bound nearer than
+  one step, beyond a fixed point, q > 1 for mixed pulses) runs the pulse loop.
+* **Approximated**: multiplicative noise of LinearStep/SoftBounds (γ ≠ 0) is drawn as a Gaussian with
+  the exact mean and variance, (s₀σ)²·q^{2(n−1)}·((1 + x)ⁿ − 1)/x with x = (cσ/q)²; the true law is a
+  product of n factors q + cσξ (skewness about 3·√n·|c|·σ, ~1e-3 for the presets). Up *and* down
+  pulses of the LinearStep family (γ ≠ 0): the continuous-interleaving limit (``apply_mixed_counts``),
+  whose mean differs from the even interleaving by well under one step; its noise variance integrates
+  the per-pulse variance along that path (Simpson for multiplicative noise).
+* ExpStep, PowStep, PiecewiseStep and ``exact=True``: always the pulse loop.
 
 The Ideal device gets the exact floating-point update ΔW = −η·Σ_m d_m x_mᵀ, clipped to the bounds.
 
@@ -103,6 +114,11 @@ def _clip(w: Tensor, b_max: Tensor, b_min: Tensor) -> Tensor:
 #: between a device's whole pulse path and its bounds (and the zero of its step); nearer devices run
 #: the pulse loop. P(|N(0, 1)| > 8) ≈ 1e-15: the closed forms differ from the loop only in that tail.
 MARGIN_SIGMAS = 8.0
+
+
+#: Largest |q − 1| = Δ·|γ| of a direction for the mixed (up and down) closed form of the LinearStep
+#: family; steps that large run the pulse loop (the continuous limit drifts from the even interleaving).
+MAX_MIXED_C = 0.05
 
 
 def _sub(t: DeviceTensors, idx: Tensor) -> DeviceTensors:
@@ -327,24 +343,19 @@ def apply_mixed_counts(w: Tensor, n_up: Tensor, n_down: Tensor, device: PulsedDe
     """Apply n_up up pulses and n_down down pulses per device (tensors of equal shape); returns new w.
 
     The hardware interleaves the two directions in an order set by the random slots; here they are
-    applied **uniformly interleaved**:
+    applied **evenly interleaved** (the pulse loop, Bresenham). Closed forms (module doc) serve the
+    devices whose path stays safely inside the valid region:
 
-    * closed-form models (s^d(w) = Δ^d·(1 + γ^d·w)): one pulse is the affine map
-      w ↦ w*^d + (w − w*^d)·q^d (fixed point w*^d = −1/γ^d). We use the continuous-interleaving limit
-      w_new = e^β·w + α·(e^β − 1)/β with β = n⁺·ln q⁺ + n⁻·ln q⁻, α = n⁺·ln q⁺/γ⁺ + n⁻·ln q⁻/γ⁻
-      (q⁺ = 1 + Δ⁺γ⁺, q⁻ = 1 − Δ⁻γ⁻; ln q/γ → ±Δ for γ → 0). It equals the exact n-pulse map when
-      only one direction fires (so a block of one row is the per-row closed form) and the exact sum
-      Σ = n⁺Δ⁺ − n⁻Δ⁻ for ConstantStep. A direction whose unclamped step is negative at w (w beyond
-      its fixed point) is dropped (the clamped model does not move that way). Devices with a
-      repelling fixed point (q > 1; only degenerate bounds such as b_min > 0) use the pulse loop.
-      Cycle-to-cycle noise: one Gaussian, variance σ²·V·(e^{2β} − 1)/(2β) (noise injected
-      uniformly and contracted by the later pulses; V = Σ_d n^d·s^d(w)² multiplicative,
-      V = (n⁺ + n⁻)·dw_min² additive, steps taken at the start value), exact for ConstantStep.
-      Then one clip to the bounds (pulse-by-pulse clipping could differ only
-      for devices that reach a bound within the block);
-    * other models, or ``exact=True``: pulse by pulse, each device's sequence interleaved evenly
-      (Bresenham: pulse k of T = n⁺ + n⁻ is up when ⌊k·n⁺/T⌋ > ⌊(k − 1)·n⁺/T⌋), with per-pulse
-      noise and clipping.
+    * ConstantStep: w + n⁺Δ⁺ − n⁻Δ⁻ plus one Gaussian of variance σ²(n⁺Δ⁺² + n⁻Δ⁻²), exact;
+    * LinearStep family, one direction only: the exact n-pulse form (``apply_pulse_counts``);
+    * LinearStep family, both directions: the continuous-interleaving limit of the affine maps
+      w ↦ w*^d + (w − w*^d)·q^d, w_new = e^β·w + α·(e^β − 1)/β with β = n⁺·ln q⁺ + n⁻·ln q⁻,
+      α = n⁺·ln q⁺/γ⁺ + n⁻·ln q⁻/γ⁻ (q⁺ = 1 + Δ⁺γ⁺, q⁻ = 1 − Δ⁻γ⁻; ln q/γ → ±Δ for γ → 0), plus one
+      Gaussian: additive σ²·Σ_d n^d·Δ^d²·(2 ln q^d/(q^d² − 1))·(e^{2β} − 1)/(2β), multiplicative
+      σ²·∫₀¹ Σ_d n^d·s^d(w(τ))²·e^{2β(1−τ)} dτ (Simpson) — an approximation (module doc);
+    * devices near a bound or the zero of their step, with q ≤ 0, or (both directions) with
+      |q − 1| > MAX_MIXED_C or q > 1 for a firing direction, other models, and ``exact=True``: the
+      pulse loop.
     """
     return _apply_mixed(w, n_up.clone(), n_down.clone(), device, t, generator, exact)
 
@@ -404,8 +415,10 @@ def _linear_counts(w, n_up, n_down, device, t, generator):
     d_up, g_up = device.linear_coefficients(ones, *t)
     d_dn, g_dn = device.linear_coefficients(~ones, *t)
     c_up, c_dn = d_up * g_up, -d_dn * g_dn  # q − 1 per direction
-    # a firing direction needs an attracting map, 0 < q <= 1 (q > 1 only for degenerate bounds)
-    ok = (((c_up > -1) & (c_up <= 0)) | (n_up == 0)) & (((c_dn > -1) & (c_dn <= 0)) | (n_down == 0))
+    # a firing direction needs an attracting map close to the identity, 1 − MAX_MIXED_C <= q <= 1: the
+    # continuous limit of the interleaving is accurate for small steps (q > 1: degenerate bounds)
+    ok = (((c_up >= -MAX_MIXED_C) & (c_up <= 0)) | (n_up == 0)) & \
+        (((c_dn >= -MAX_MIXED_C) & (c_dn <= 0)) | (n_down == 0))
     zero = torch.zeros_like(w)
     c_up = torch.where(c_up > -1, c_up, zero)
     c_dn = torch.where(c_dn > -1, c_dn, zero)

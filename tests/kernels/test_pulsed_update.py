@@ -6,10 +6,24 @@ import torch
 from aimc_lab.devices import pulsed as P
 from aimc_lab.kernels import backend
 from aimc_lab.kernels.pulsed_update import pulsed_update
-from aimc_lab.kernels.pulsed_update.reference import (apply_mixed_counts, block_pulse_counts, pulse_train_factors,
+from aimc_lab.kernels.pulsed_update.reference import (apply_mixed_counts, apply_pulse_counts, block_pulse_counts,
+                                                      pulse_train_factors,
                                                       pulsed_update as reference)
 
 NO_SPREAD = dict(dw_min_dtod=0.0, up_down_dtod=0.0, w_max_dtod=0.0, w_min_dtod=0.0)
+
+try:  # a jitted helper resolves names in this module's globals
+    import triton
+    import triton.language as tl
+
+    from aimc_lab.kernels.pulsed_update.triton_impl import _philox_offset
+
+    @triton.jit
+    def _offsets_kernel(out_ptr, slot, BLOCK: tl.constexpr):
+        idx = tl.arange(0, BLOCK) * 16383  # element offsets up to 512·512
+        tl.store(out_ptr + tl.arange(0, BLOCK), _philox_offset(slot, idx))
+except ImportError:  # pragma: no cover - triton is a dependency on Linux x86-64
+    _offsets_kernel = None
 
 
 def mean_update(device, x, d, lr, trials, seed=0, **kw):
@@ -218,3 +232,110 @@ def test_block_update_matches_row_by_row(device):
     assert abs(block.std() / exact.std() - 1) < 0.05
     with pytest.raises(ValueError, match="block_rows"):
         reference(array.w, x, d, 0.1, device, array.tensors, block_rows=0)
+
+
+@pytest.mark.parametrize("device", [P.reram_sb(), P.SoftBounds(), P.LinearStep(gamma_up=0.5, gamma_down=0.5)])
+def test_update_stays_finite_when_bounds_lie_within_a_step(device):
+    """Issue: one lr-0.1 step wrote NaN where a bound drawn with spread lies nearer to 0 than one step
+    (log1p of a value below −1), and into devices without pulses (0·NaN)."""
+    array = P.DeviceArray(device, 256, 256, seed=0)
+    gen = torch.Generator().manual_seed(0)
+    x, d = torch.randn(32, 256, generator=gen), torch.randn(32, 256, generator=gen)
+    d[:, :8] = 0  # rows of devices that get no pulse
+    out = reference(array.w, x, d, 0.1, device, array.tensors, generator=gen)
+    assert torch.isfinite(out).all()
+    assert torch.equal(out[:8], array.w[:8])
+    assert (out <= array.b_max).all() and (out >= array.b_min).all()
+
+
+def hand_tensors(b_max, b_min, dw_up=0.01, dw_down=0.01):
+    n = len(b_max)
+    return P.DeviceTensors(torch.full((n,), dw_up), torch.full((n,), dw_down), torch.tensor(b_max),
+                           torch.tensor(b_min))
+
+
+@pytest.mark.parametrize("device", [P.SoftBounds(dw_min_std=0.0), P.LinearStep(gamma_up=2.0, gamma_down=0.3,
+                                                                               dw_min_std=0.0),
+                                    P.ConstantStep(dw_min_std=0.0)])
+def test_closed_forms_equal_the_recursion_in_corner_cases(device):
+    """Noise-free: bounds of either sign, a bound nearer than one step, start at a bound, beyond the
+    fixed point; the n-pulse forms equal one pulse at a time."""
+    t = hand_tensors([0.005, 0.6, 0.6, -0.1, 0.3, 0.02, 1e-4], [-0.6, -0.004, -0.6, -0.3, 0.1, -0.02, -1e-4])
+    w = torch.tensor([0.0, 0.0, 0.6, -0.2, 0.2, 0.02, 0.0])
+    for n in (1, 3, 40):
+        for up in (True, False):
+            n_t, up_t = torch.full((7,), float(n)), torch.full((7,), up)
+            fast = apply_pulse_counts(w, n_t, up_t, device, t, None)
+            slow = apply_pulse_counts(w, n_t, up_t, device, t, None, exact=True)
+            assert torch.isfinite(fast).all()
+            torch.testing.assert_close(fast, slow, atol=1e-6, rtol=1e-5)
+        n_up, n_down = torch.tensor([3.0, 0, 5, 2, 7, 1, 4]), torch.tensor([2.0, 4, 0, 6, 7, 9, 4])
+        fast = apply_mixed_counts(w, n_up, n_down, device, t, None)
+        slow = apply_mixed_counts(w, n_up, n_down, device, t, None, exact=True)
+        assert torch.isfinite(fast).all()
+        torch.testing.assert_close(fast, slow, atol=2e-4, rtol=0)  # continuous vs even interleaving
+
+
+@pytest.mark.parametrize("device", [P.ConstantStep(dw_min=0.01, dw_min_std=0.5, mult_noise=False, up_down=0.3),
+                                    P.SoftBounds(dw_min=0.01, dw_min_std=1.0, mult_noise=False),
+                                    P.LinearStep(dw_min=0.01, gamma_up=0.5, gamma_down=0.5, dw_min_std=0.5)])
+def test_multi_pulse_noise_has_the_distribution_of_single_pulses(device):
+    """n noisy pulses at once (closed form, pulse loop near the bounds) vs one at a time: mean, spread and
+    the mass at the bound agree, for devices far from and right at their bounds (~10⁴ devices)."""
+    array = P.DeviceArray(device, 100, 100, seed=0)
+    start = torch.where(torch.arange(100)[:, None] < 50, torch.tensor(0.0), array.b_max)  # half at b_max
+    array.w.copy_(start)
+    n_up = torch.randint(0, 30, (100, 100), generator=torch.Generator().manual_seed(1)).float()
+    n_down = torch.where(torch.arange(100)[None, :] < 50, torch.zeros(()), n_up.flip(0))  # single and mixed
+    g = torch.Generator().manual_seed(2)
+    fast = apply_mixed_counts(array.w, n_up, n_down, device, array.tensors, g)
+    slow = apply_mixed_counts(array.w, n_up, n_down, device, array.tensors, g, exact=True)
+    for part in (slice(0, 50), slice(50, 100)):
+        a, b = (fast - array.w)[part], (slow - array.w)[part]
+        se = b.std().item() / b.numel() ** 0.5
+        assert abs(a.mean().item() - b.mean().item()) < 5 * se * 2 ** 0.5 + 2e-4 * b.abs().mean().item()
+        assert abs(a.std().item() / b.std().item() - 1) < 0.05
+        at_a = (fast[part] == array.b_max[part]).float().mean().item()
+        assert abs(at_a - (slow[part] == array.b_max[part]).float().mean().item()) < 0.02
+
+
+def test_triton_offsets_are_64_bit_and_the_launcher_checks_sizes():
+    """32-bit offsets slot·N·K + offs overflowed for a 512×512 tile from 265 rows (BL 31) on."""
+    if _offsets_kernel is None:
+        pytest.skip("triton is not installed")
+    from aimc_lab.kernels.pulsed_update import triton_impl
+
+    out = torch.empty(16, dtype=torch.int64)
+    slot = 300 * 31
+    _offsets_kernel[(1,)](out, slot, BLOCK=16)
+    expected = slot * 2 ** 32 + torch.arange(16, dtype=torch.int64) * 16383
+    assert torch.equal(out, expected)  # distinct and never wrapped (int32 would have wrapped)
+    triton_impl.check_launch_size(10 ** 6, 512, 512, 31)  # a large batch is fine
+    with pytest.raises(ValueError, match="N·K"):
+        triton_impl.check_launch_size(1, 2 ** 16, 2 ** 15, 31)
+    with pytest.raises(ValueError, match="M·BL"):
+        triton_impl.check_launch_size(2 ** 27, 16, 16, 31)
+
+
+def test_triton_follows_the_per_pulse_noise_rule_at_the_bounds():
+    """Additive noise σ·Δ^d on every pulse: the kernel (interpreter) and the reference's pulse loop give
+    the same mean and spread for devices at b_max getting up pulses and for asymmetric up/down steps."""
+    pytest.importorskip("triton")
+    from aimc_lab.kernels.pulsed_update import triton_impl
+
+    device = P.SoftBounds(dw_min=0.02, up_down=0.4, dw_min_std=1.0, mult_noise=False, dw_min_dtod=0.2)
+    array = P.DeviceArray(device, 16, 16, seed=0)
+    array.w.copy_(torch.where(torch.arange(16)[:, None] < 8, array.b_max, torch.zeros(())))
+    x = torch.ones(1, 16)
+    d = torch.cat([-torch.ones(8), torch.ones(8)])[None, :] * 0.35  # rows 0-7 up, 8-15 down; q = 0.875
+    kw = dict(desired_bl=8, bl_management=False, update_management=False)
+    tri = torch.stack([triton_impl.pulsed_update(array.w, x, d, 1.0, device, array.tensors,
+                                                 generator=torch.Generator().manual_seed(s), **kw)
+                       for s in range(6)])
+    ref = torch.stack([reference(array.w, x, d, 1.0, device, array.tensors, exact=True,
+                                 generator=torch.Generator().manual_seed(100 + s), **kw) for s in range(24)])
+    for part in (slice(0, 8), slice(8, 16)):
+        a, b = tri[:, part] - array.w[part], ref[:, part] - array.w[part]
+        assert abs(a.mean().item() - b.mean().item()) < 0.1 * b.abs().mean().item()
+        assert abs(a.std().item() / b.std().item() - 1) < 0.1
+    assert (tri[:, :8] < array.b_max[:8]).float().mean() > 0.5  # off the bound, not frozen at it
