@@ -9,7 +9,7 @@ inside the models' validated ranges (bounds at zero, spreads that flip a bound's
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import HealthCheck, example, given, reject, settings
 from hypothesis import strategies as st
 
 from aimc_lab.devices import pulsed as P
@@ -79,6 +79,8 @@ def devices(draw):
 @settings(max_examples=6, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(device=devices(), seed=st.integers(0, 2 ** 31), lr=st.floats(1e-3, 10.0), scale=st.floats(1e-2, 1e2))
+@example(device=P.SoftBounds(dw_min=0.01, dw_min_dtod=0.0, dw_min_std=5.0, up_down=-1.0, up_down_dtod=1.0, w_max=0.05,
+                             w_min=-0.05, w_max_dtod=0.0, w_min_dtod=0.0), seed=1, lr=1.0, scale=1.0)
 def test_state_stays_finite_on_random_devices(algorithm, device, seed, lr, scale):
     config = training_config(algorithm, device=device, transfer_columns=K)
     tile = InMemoryTile(N, K, config, seed=seed)
