@@ -33,7 +33,7 @@ from aimc_lab.widgets._util import (SLIDER_LAYOUT, SLIDER_STYLE, Quiet, backend_
 
 __all__ = ["TileExplorer", "tile_config", "reference_data"]
 
-N_SCATTER = 3000
+N_SCATTER = 2000
 N_BINS = 61
 
 
