@@ -42,7 +42,8 @@ Other per-device effects: **write noise** (``write_noise_std`` in units of dw_mi
 sees w + σ_wn·dw_min·ξ, redrawn for every device a pulse touched (updates act on the hidden w);
 **decay** (``lifetime`` > 0, in update calls): w ← reset + (w − reset)·(1 − 1/τ) after each update,
 τ per device with ``lifetime_dtod``; **diffusion**: w += diffusion·ξ after each update (rate per device
-with ``diffusion_dtod``), both followed by clipping to the bounds; **reset**: w ← reset·(1 + reset_dtod·ξ_d) + reset_std·ξ on request.
+with ``diffusion_dtod``), both followed by clipping to the bounds; **reset**:
+w ← reset·(1 + reset_dtod·ξ_d) + reset_std·ξ on request.
 
 **Reference device** (``subtract_symmetry_point``): a second, programmed device per cross point holds
 each device's symmetry point w* (plus ``reference_std`` programming error) and is subtracted, so the
@@ -59,7 +60,6 @@ ExpStep constants; ExpStep's ``dw_min_std_add``/``dw_min_std_slope`` noise terms
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import NamedTuple, Optional, Tuple, Union
@@ -243,6 +243,13 @@ class ConstantStep(PulsedDevice):
 
     def step(self, w, up, dw_up, dw_down, b_max, b_min):
         return torch.where(up, dw_up, dw_down).expand_as(w)
+
+    def pulse(self, w, up, t, xi):
+        """:meth:`PulsedDevice.pulse` with f = 1, where both noise types read Δ^d·(1 + σ·ξ) (fewer ops)."""
+        inc = torch.where(up, t.dw_up, -t.dw_down)
+        if xi is not None and self.dw_min_std > 0:
+            inc = torch.addcmul(inc, inc, xi, value=self.dw_min_std)
+        return torch.clamp(w + inc, min=t.b_min, max=t.b_max)
 
     def linear_coefficients(self, up, dw_up, dw_down, b_max, b_min):
         delta = torch.where(up, dw_up, dw_down)

@@ -166,9 +166,9 @@ def _pulse_loop(w: Tensor, n_up: Tensor, n_down: Tensor, device: PulsedDevice, t
             keep = active.nonzero().squeeze(-1)
             idx, wi, ui, ti, rem, ts = idx[keep], wi[keep], ui[keep], ti[keep], rem[keep], _sub(ts, keep)
             active = None
-        rem = rem + ui
+        rem.add_(ui)
         up = rem >= ti
-        rem = torch.where(up, rem - ti, rem)
+        rem.sub_(ti * up)
         xi = torch.randn(wi.shape, generator=generator, dtype=w.dtype, device=w.device) if noisy else None
         stepped = device.pulse(wi, up, ts, xi)
         wi = stepped if active is None else torch.where(active, stepped, wi)
@@ -180,6 +180,11 @@ def _finish(w_new: Tensor, safe: Tensor, w: Tensor, n_up: Tensor, n_down: Tensor
             t: DeviceTensors, generator: Optional[torch.Generator]) -> Tensor:
     """Keep the closed-form result where ``safe``; the other devices run the pulse loop."""
     bad = (~safe).nonzero().squeeze(-1)
+    if 2 * bad.numel() > safe.numel():  # mostly unsafe: loop on the whole arrays (no gathers)
+        zero = torch.zeros_like(n_up)
+        looped = _pulse_loop(w, torch.where(safe, zero, n_up), torch.where(safe, zero, n_down), device, t,
+                             generator)
+        return torch.where(safe, w_new, looped)
     if bad.numel():
         w_new[bad] = _pulse_loop(w[bad], n_up[bad], n_down[bad], device, _sub(t, bad), generator)
     return w_new
@@ -392,17 +397,17 @@ def _constant_step_counts(w, n_up, n_down, device, t, generator):
     deviations inside its bounds; the others run the pulse loop."""
     w_new = torch.addcmul(w, n_up, t.dw_up)
     w_new.addcmul_(n_down, t.dw_down, value=-1.0)
-    lo = torch.minimum(w, w_new).sub_(t.dw_up).sub_(t.dw_down)
-    hi = torch.maximum(w, w_new)
+    room_lo = torch.minimum(w, w_new).sub_(t.b_min).sub_(t.dw_up).sub_(t.dw_down)  # path to b_min
+    room_hi = torch.maximum(w, w_new).sub_(t.b_max).neg_()  # path to b_max
     sigma = device.dw_min_std
     if sigma > 0:
         sd = (n_up * t.dw_up).mul_(t.dw_up).addcmul_(n_down * t.dw_down, t.dw_down).sqrt_()
         margin = sd * (sigma * MARGIN_SIGMAS)
-        lo.sub_(margin)
-        hi.add_(margin)
+        safe = (room_lo >= margin).logical_and_(room_hi >= margin)
         noise = torch.randn(w.shape, generator=generator, dtype=w.dtype, device=w.device)
         w_new.addcmul_(sd, noise, value=sigma)
-    safe = _path_inside(lo, hi, t).logical_or_((n_up + n_down) == 0)
+    else:
+        safe = (room_lo >= 0).logical_and_(room_hi >= 0)
     w_new = torch.clamp(w_new, min=t.b_min, max=t.b_max, out=w_new)
     return _finish(w_new, safe, w, n_up, n_down, device, t, generator)
 

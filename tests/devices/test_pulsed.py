@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from aimc_lab.config import AnalogConfig, from_dict, to_dict
+from aimc_lab.config import from_dict, to_dict
 from aimc_lab.devices import pulsed as P
 from aimc_lab.kernels.pulsed_update.reference import apply_pulse_counts
 
