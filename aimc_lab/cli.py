@@ -199,8 +199,10 @@ def _serve(args: argparse.Namespace) -> int:
     if not _port_free(args.port):
         args.parser.error(f"--port {args.port} is in use on 127.0.0.1; choose another port")
     # port_retries=0: Voila fails instead of silently listening on another port than the one printed.
+    # preheat_kernel: the dashboard is executed in a waiting kernel before anyone asks for it, so the
+    # first page shows its widgets in ~7 s instead of ~15 s (measured by tests/browser).
     cmd = [voila, "--no-browser", f"--port={args.port}", "--Voila.port_retries=0", "--Voila.ip=127.0.0.1",
-           str(notebook)]
+           "--preheat_kernel=True", str(notebook)]
     print(f"serving {notebook} at http://127.0.0.1:{args.port}/  (Ctrl-C stops it)", flush=True)
     return _supervise(cmd)
 
