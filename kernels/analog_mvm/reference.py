@@ -289,7 +289,7 @@ def _backward(grad_y: Tensor, w: Tensor, io: IOParameters, out_scales: Optional[
         gx = torch.bmm(g, ws.transpose(1, 2))  # [S, M, Kp]
         if in_pass is not None:
             gx = gx * in_pass
-        grad_x = gx.transpose(0, 1).reshape(grad_y.shape[0], -1)[:, :K]
+        grad_x = gx.transpose(0, 1).reshape(gx.shape[1], S * gx.shape[2])[:, :K]  # sizes explicit: M may be 0
     if need_w:
         gw_scale = g * factor.unsqueeze(-1) if factor is not None else g
         grad_w = _unslice_w(torch.bmm(xt.transpose(1, 2), gw_scale), K)  # [S, Kp, N] -> [N, K]

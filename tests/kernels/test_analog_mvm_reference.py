@@ -215,3 +215,14 @@ def test_bad_inputs_raise_clear_errors():
         analog_mvm(torch.ones(2, 3), torch.ones(4, 3), cfg, out_scales=torch.ones(2, 4))
     with pytest.raises(TypeError, match="IOParameters"):
         analog_mvm(torch.ones(2, 3), torch.ones(4, 3), {"out_noise": 0.1})
+
+
+def test_empty_batch_forward_and_backward():
+    """M = 0 rows: an empty output and empty/zero gradients (the backward reshaped with -1 and failed)."""
+    x = torch.zeros(0, 10, requires_grad=True)
+    w = torch.randn(4, 10, requires_grad=True)
+    y = analog_mvm(x, w, IOParameters(), in_size=4)  # 3 slices, the last one padded
+    assert y.shape == (0, 4)
+    y.sum().backward()
+    assert x.grad.shape == (0, 10)
+    assert torch.equal(w.grad, torch.zeros_like(w))
