@@ -178,7 +178,9 @@ def _pulse_loop(w: Tensor, n_up: Tensor, n_down: Tensor, device: PulsedDevice, t
 
 def _finish(w_new: Tensor, safe: Tensor, w: Tensor, n_up: Tensor, n_down: Tensor, device: PulsedDevice,
             t: DeviceTensors, generator: Optional[torch.Generator]) -> Tensor:
-    """Keep the closed-form result where ``safe``; the other devices run the pulse loop."""
+    """Keep the closed-form result where ``safe`` and finite (its variance can overflow fp32 for large
+    noise, e.g. 0·inf at a soft bound); the other devices run the pulse loop."""
+    safe = safe & torch.isfinite(w_new)
     bad = (~safe).nonzero().squeeze(-1)
     if 2 * bad.numel() > safe.numel():  # mostly unsafe: loop on the whole arrays (no gathers)
         zero = torch.zeros_like(n_up)

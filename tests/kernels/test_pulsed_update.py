@@ -339,3 +339,18 @@ def test_triton_follows_the_per_pulse_noise_rule_at_the_bounds():
         assert abs(a.mean().item() - b.mean().item()) < 0.1 * b.abs().mean().item()
         assert abs(a.std().item() / b.std().item() - 1) < 0.1
     assert (tri[:, :8] < array.b_max[:8]).float().mean() > 0.5  # off the bound, not frozen at it
+
+
+def test_closed_form_with_overflowing_noise_variance_falls_back_to_the_loop():
+    """31 down pulses with huge multiplicative noise on a device at its soft bound: the closed form's
+    variance is 0·inf (NaN) in fp32; the result must be the loop's (the device stays at its bound)."""
+    dev = P.SoftBounds(dw_min=0.01, dw_min_dtod=0.0, dw_min_std=5.0, mult_noise=True, up_down=-1.0,
+                       up_down_dtod=1.0, w_max=0.05, w_min=-0.05, w_max_dtod=0.0, w_min_dtod=0.0)
+    # values from a hypothesis run: with these fp32 numbers 1 + γ·w is exactly 0 at the bound
+    t = P.DeviceTensors(torch.zeros(1, 1), torch.full((1, 1), 0.025726651772856712),
+                        torch.full((1, 1), 0.05000000074505806), torch.full((1, 1), -0.05000000074505806))
+    w = torch.full((1, 1), -0.05000000074505806)
+    for seed in range(20):
+        out = apply_mixed_counts(w, torch.zeros(1, 1), torch.full((1, 1), 31.0), dev, t,
+                                 torch.Generator().manual_seed(seed))
+        assert torch.equal(out, w), (seed, out)
