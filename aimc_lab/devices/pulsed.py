@@ -34,9 +34,10 @@ scaled by the device's own step in that direction, then the weight is clipped to
 
 Parameters are finite and range-checked in ``__post_init__`` (errors name the field, the value and
 the allowed range): relative spreads in [0, MAX_SPREAD], dw_min_std <= MAX_STEP_NOISE, |weights|,
-dw_min, slopes <= MAX_MAGNITUDE; LinearStep needs w_max > 0 for gamma_up > 0 and w_min < 0 for
-gamma_down > 0. Bounds drawn with spread may still lie beyond 0 or within one step of it: every
-model stays finite there (ExpStep's exponents are capped at 60, a zero bound counts as 1e-30).
+dw_min, slopes <= MAX_MAGNITUDE, lifetime 0 or in [1, MAX_LIFETIME]; bools are refused as real numbers;
+LinearStep needs w_max > 0 for gamma_up > 0 and w_min < 0 for gamma_down > 0. Bounds drawn with
+spread may still lie beyond 0 or within one step of it: every model stays finite there (ExpStep's
+exponents are capped at 60, a zero bound counts as 1e-30).
 
 Other per-device effects: **write noise** (``write_noise_std`` in units of dw_min): the forward pass
 sees w + σ_wn·dw_min·ξ, redrawn for every device a pulse touched (updates act on the hidden w);
@@ -61,13 +62,14 @@ ExpStep constants; ExpStep's ``dw_min_std_add``/``dw_min_std_slope`` noise terms
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import NamedTuple, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
-from aimc_lab.config import _check_bool, _err, register_config_class
+from aimc_lab.config import _check_bool, _check_real, _check_zero_or_real, _err, _real_value, register_config_class
 
 __all__ = [
     "PulsedDevice", "Ideal", "ConstantStep", "LinearStep", "SoftBounds", "ExpStep", "PowStep",
@@ -95,21 +97,10 @@ MAX_SPREAD = 10.0
 MAX_STEP_NOISE = 100.0
 #: Largest write noise, in units of dw_min.
 MAX_WRITE_NOISE = 1.0e4
+#: Largest decay lifetime, in update calls (decay 1/τ per call stays a normal float32 also with spread).
+MAX_LIFETIME = 1.0e12
 _RELATIVE_SPREADS = ("dw_min_dtod", "up_down_dtod", "w_max_dtod", "w_min_dtod", "lifetime_dtod",
                      "diffusion_dtod", "reset_dtod")
-
-
-def _check_finite(obj, name: str, lo: float, hi: float, lo_open: bool = False) -> None:
-    """A finite real number in [lo, hi] (or (lo, hi] with ``lo_open``); the error names the field."""
-    value = getattr(obj, name)
-    if math.isinf(hi):
-        allowed = f"a finite number {'>' if lo_open else '>='} {lo}"
-    else:
-        allowed = f"a finite number in {'(' if lo_open else '['}{lo}, {hi}]"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{type(obj).__name__}.{name} must be a number, got {type(value).__name__} {value!r}")
-    if not math.isfinite(value) or (value <= lo if lo_open else value < lo) or value > hi:
-        raise _err(obj, name, value, allowed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,23 +138,21 @@ class PulsedDevice:
     closed_form = False
 
     def __post_init__(self) -> None:
-        _check_finite(self, "dw_min", 0.0, MAX_MAGNITUDE, lo_open=True)
+        _check_real(self, "dw_min", 0.0, MAX_MAGNITUDE, lo_open=True)
         for name in _RELATIVE_SPREADS:
-            _check_finite(self, name, 0.0, MAX_SPREAD)
-        _check_finite(self, "dw_min_std", 0.0, MAX_STEP_NOISE)
-        _check_finite(self, "write_noise_std", 0.0, MAX_WRITE_NOISE)
-        _check_finite(self, "lifetime", 0.0, math.inf)
+            _check_real(self, name, 0.0, MAX_SPREAD)
+        _check_real(self, "dw_min_std", 0.0, MAX_STEP_NOISE)
+        _check_real(self, "write_noise_std", 0.0, MAX_WRITE_NOISE)
+        _check_zero_or_real(self, "lifetime", 1.0, MAX_LIFETIME)
         for name in ("diffusion", "reset_std", "reference_std"):
-            _check_finite(self, name, 0.0, MAX_MAGNITUDE)
+            _check_real(self, name, 0.0, MAX_MAGNITUDE)
         for name in ("dw_min_dtod_log_normal", "mult_noise", "subtract_symmetry_point"):
             _check_bool(self, name)
-        _check_finite(self, "up_down", -1.0, 1.0)
+        _check_real(self, "up_down", -1.0, 1.0)
         for name in ("w_max", "w_min", "reset"):
-            _check_finite(self, name, -MAX_MAGNITUDE, MAX_MAGNITUDE)
+            _check_real(self, name, -MAX_MAGNITUDE, MAX_MAGNITUDE)
         if self.w_min >= self.w_max:
             raise _err(self, "w_min", self.w_min, f"< w_max = {self.w_max}")
-        if 0 < self.lifetime < 1:
-            raise _err(self, "lifetime", self.lifetime, "0 (no decay) or >= 1 update")
         self._validate_model()
 
     def _validate_model(self) -> None:
@@ -265,8 +254,8 @@ class LinearStep(PulsedDevice):
     closed_form = True
 
     def _validate_model(self) -> None:
-        _check_finite(self, "gamma_up", 0.0, MAX_MAGNITUDE)
-        _check_finite(self, "gamma_down", 0.0, MAX_MAGNITUDE)
+        _check_real(self, "gamma_up", 0.0, MAX_MAGNITUDE)
+        _check_real(self, "gamma_down", 0.0, MAX_MAGNITUDE)
         if self.gamma_up > 0 and not self.w_max > 0:
             raise _err(self, "w_max", self.w_max, f"> 0 when gamma_up = {self.gamma_up} > 0 (γ⁺ = −gamma_up/b_max)")
         if self.gamma_down > 0 and not self.w_min < 0:
@@ -292,8 +281,11 @@ class SoftBounds(LinearStep):
 
     def _validate_model(self) -> None:
         for name in ("gamma_up", "gamma_down"):
-            if getattr(self, name) != 1.0:
-                raise _err(self, name, getattr(self, name), "1.0 (use LinearStep for other slopes)")
+            value = getattr(self, name)
+            try:
+                _check_real(self, name, 1.0, 1.0)
+            except ValueError:
+                raise _err(self, name, value, "1.0 (use LinearStep for other slopes)") from None
         if not self.w_max > 0:
             raise _err(self, "w_max", self.w_max, "> 0 for soft bounds (w_min < 0 < w_max)")
         if not self.w_min < 0:
@@ -313,7 +305,7 @@ class ExpStep(PulsedDevice):
 
     def _validate_model(self) -> None:
         for name in ("A_up", "A_down", "gamma_up", "gamma_down", "a", "b"):
-            _check_finite(self, name, -MAX_MAGNITUDE, MAX_MAGNITUDE)
+            _check_real(self, name, -MAX_MAGNITUDE, MAX_MAGNITUDE)
 
     def step(self, w, up, dw_up, dw_down, b_max, b_min):
         # exponents capped at 60 (a step of e^60·A·Δ overshoots any bound): finite in float32
@@ -330,7 +322,7 @@ class PowStep(PulsedDevice):
     pow_gamma: float = 1.0
 
     def _validate_model(self) -> None:
-        _check_finite(self, "pow_gamma", 0.0, MAX_MAGNITUDE, lo_open=True)
+        _check_real(self, "pow_gamma", 0.0, MAX_MAGNITUDE, lo_open=True)
 
     def step(self, w, up, dw_up, dw_down, b_max, b_min):
         omega = ((b_max - w) / (b_max - b_min).clamp(min=1e-12)).clamp(0, 1)
@@ -345,18 +337,21 @@ class PiecewiseStep(PulsedDevice):
     piecewise_down: Tuple[float, ...] = (1.0, 1.0)
 
     def _validate_model(self) -> None:
-        allowed = f"a tuple of at least two finite node values in [0, {MAX_MAGNITUDE}]"
+        allowed = f"a tuple of at least two finite node values in [0, {MAX_MAGNITUDE:g}]"
         for name in ("piecewise_up", "piecewise_down"):
             value = getattr(self, name)
-            try:
-                nodes = tuple(float(v) for v in value)
-            except (TypeError, ValueError):
-                raise TypeError(f"{type(self).__name__}.{name} must be {allowed}, got {value!r}") from None
-            bad = [i for i, v in enumerate(nodes) if not (math.isfinite(v) and 0 <= v <= MAX_MAGNITUDE)]
-            if len(nodes) < 2 or bad:
-                where = f" (node {bad[0]} = {nodes[bad[0]]})" if bad else ""
-                raise _err(self, name, value, allowed + where)
-            object.__setattr__(self, name, nodes)
+            if not isinstance(value, (tuple, list)) or any(isinstance(v, bool) or not isinstance(v, numbers.Real)
+                                                           for v in value):
+                raise TypeError(f"{type(self).__name__}.{name} must be {allowed}, got {type(value).__name__} "
+                                f"{value!r}")
+            if len(value) < 2:
+                raise _err(self, name, value, allowed)
+            for i, v in enumerate(value):
+                try:
+                    _real_value(self, name, v, 0.0, MAX_MAGNITUDE, False, False, False)
+                except ValueError:
+                    raise _err(self, name, value, f"{allowed} (node {i} = {v!r})") from None
+            object.__setattr__(self, name, tuple(float(v) for v in value))
 
     @staticmethod
     def _interp(nodes: Tuple[float, ...], w: Tensor, b_max: Tensor, b_min: Tensor) -> Tensor:

@@ -285,3 +285,49 @@ def test_pulse_response_starts_from_the_effective_weight():
     torch.testing.assert_close(w[:, 0], array.clip(array.reference + 0.1).reshape(-1))
     with pytest.raises(ValueError, match="w0"):
         P.pulse_response(dev, w0=float("nan"))
+
+
+# --- every real-valued field: huge ints, bools and float32-unsafe lifetimes are refused up front ---
+
+MODELS = [P.Ideal, P.ConstantStep, P.LinearStep, P.SoftBounds, P.ExpStep, P.PowStep, P.PiecewiseStep]
+
+
+def real_fields(model):
+    """(name, is_tuple) of every real-valued field of ``model``."""
+    return [(f.name, "Tuple" in str(f.type)) for f in dataclasses.fields(model) if "float" in str(f.type)]
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)
+def test_int_too_large_for_a_float_raises_value_error_naming_the_field(model):
+    from aimc_lab.config import replace_path
+    from aimc_lab.train import training_config
+
+    config = training_config("sgd", device=model())
+    for name, is_tuple in real_fields(model):
+        huge = (10 ** 400, 1.0) if is_tuple else 10 ** 400
+        pattern = rf"{model.__name__}\.{name}.* is invalid; allowed: "
+        with pytest.raises(ValueError, match=pattern):
+            model(**{name: huge})
+        with pytest.raises(ValueError, match=pattern):
+            replace_path(config, f"training.device.{name}", huge)
+        with pytest.raises(ValueError, match=pattern):
+            from_dict(None, dict(to_dict(model()), **{name: list(huge) if is_tuple else huge}))
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)
+def test_bools_are_refused_for_real_valued_fields(model):
+    for name, is_tuple in real_fields(model):
+        with pytest.raises(TypeError, match=rf"{model.__name__}\.{name}"):
+            model(**{name: (True, 1.0) if is_tuple else True})
+        with pytest.raises(TypeError, match=rf"{model.__name__}\.{name}"):
+            model(**{name: (1.0, False) if is_tuple else False})
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)
+def test_lifetime_has_a_float32_safe_upper_limit(model):
+    with pytest.raises(ValueError, match=rf"{model.__name__}\.lifetime = 1e\+300 is invalid; allowed: .*1e\+12"):
+        model(lifetime=1e300)
+    array = P.DeviceArray(model(lifetime=P.MAX_LIFETIME, lifetime_dtod=10.0), 4, 4, seed=0)
+    array.after_update(torch.Generator().manual_seed(0))
+    assert torch.isfinite(array.decay_rate).all() and (array.decay_rate > 0).all()
+    assert torch.isfinite(array.w).all()
