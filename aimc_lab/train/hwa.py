@@ -16,6 +16,15 @@ adds the *post-step* parts, applied per tile according to that tile's own config
    W_i ← W_i / max_j|W_ij|; the factor moves into the digital ``out_scale`` so the logical weights
    ``get_weights()`` = W·out_scale are unchanged (:meth:`aimc_lab.tile.AnalogTile.remap`).
 
+3. **Non-finite values** are refused, not clipped: before the step, a NaN or inf gradient of any
+   parameter of the model (typically from a loss that overflowed on huge inputs) raises ``ValueError``
+   naming the parameter, and nothing is written (weights and optimizer state as before the step); after
+   the step (and before clipping), tile weights or output scales that became NaN or inf (an update that
+   overflowed with finite gradients, e.g. an infinite learning rate or Adam's moments) raise
+   ``ValueError`` naming them. That second case cannot be undone cheaply, so the layer is left as the
+   optimizer wrote it: restore it from a checkpoint (and rebuild the optimizer, whose state is likely
+   non-finite too); the error comes from ``optimizer.step()``, before any forward uses the weights.
+
 Clipping runs before remapping (AIHWKIT's order), so after a step the tile weights satisfy
 max|W| = 1 (per layer or column) and outliers beyond the clip value are cut first. Note what this
 means for the standard preset (fixed clip at 1 plus remapping): the tile weights can never exceed 1,
@@ -90,15 +99,60 @@ def remap_weights(model: nn.Module) -> nn.Module:
     return model
 
 
+_OVERFLOW_HINT = "likely from an overflowing loss or huge inputs: scale them down, or lower the learning rate"
+
+
+@torch.no_grad()
+def _check_gradients(model: nn.Module) -> None:
+    """ValueError naming the first parameter of ``model`` whose gradient has a NaN or inf."""
+    named = [(name, p.grad) for name, p in model.named_parameters() if p.grad is not None]
+    if not named:
+        return
+    finite = torch.stack([torch.isfinite(g).all() for _, g in named])
+    if bool(finite.all()):
+        return
+    bad = [name for (name, _), ok in zip(named, finite.tolist()) if not ok]
+    raise ValueError(f"attach_hwa: the gradient of {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} "
+                     f"contains NaN or inf ({_OVERFLOW_HINT}); the optimizer step was "
+                     "refused and nothing was changed")
+
+
+@torch.no_grad()
+def _check_tiles(model: nn.Module) -> None:
+    """ValueError naming the tile tensors the optimizer step left with a NaN or inf."""
+    names = {id(m): n for n, m in model.named_modules()}
+    for tile in _tiles(model):
+        for attr in ("weight", "out_scale", "input_range"):
+            value = getattr(tile, attr)
+            if value is not None and not bool(torch.isfinite(value).all()):
+                where = names.get(id(tile), "")
+                raise ValueError(f"attach_hwa: {where + '.' if where else ''}{attr} became NaN or inf after "
+                                 f"the optimizer step ({_OVERFLOW_HINT}); the layer now "
+                                 "holds these values: restore it from a checkpoint and rebuild the optimizer")
+
+
 def _post_step(model: nn.Module) -> None:
+    _check_tiles(model)
     for tile in _tiles(model):
         clip_tile(tile)
         tile.remap(tile.config.remap.kind)
 
 
+class _Handles:
+    """The pre-step (gradient check) and post-step (clip, remap) hook handles of :func:`attach_hwa`."""
+
+    def __init__(self, *handles) -> None:
+        self.handles = handles
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
 def attach_hwa(optimizer: torch.optim.Optimizer, model: nn.Module):
-    """Register a step post-hook on ``optimizer`` that clips, then remaps, every analog tile of
-    ``model`` after each ``optimizer.step()``. Attaching twice to the same optimizer replaces the
+    """Register step hooks on ``optimizer`` that refuse non-finite gradients before, and clip, then
+    remap, every analog tile of ``model`` after each ``optimizer.step()`` (non-finite values: see the
+    module docstring). Attaching twice to the same optimizer replaces the
     earlier hook. Returns the hook handle (``handle.remove()`` or :func:`detach_hwa` to undo)."""
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
@@ -107,12 +161,17 @@ def attach_hwa(optimizer: torch.optim.Optimizer, model: nn.Module):
     detach_hwa(optimizer)
     model_ref = weakref.ref(model)
 
+    def pre_hook(opt, args, kwargs) -> None:
+        m = model_ref()
+        if m is not None:
+            _check_gradients(m)
+
     def hook(opt, args, kwargs) -> None:
         m = model_ref()
         if m is not None:
             _post_step(m)
 
-    handle = optimizer.register_step_post_hook(hook)
+    handle = _Handles(optimizer.register_step_pre_hook(pre_hook), optimizer.register_step_post_hook(hook))
     _ATTACHED[optimizer] = handle
     return handle
 

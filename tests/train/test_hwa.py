@@ -400,3 +400,32 @@ def test_layer_gaussian_clip_leaves_a_layer_without_spread_unchanged():
     equal = make_tile(2, 3, w=torch.full((2, 3), -0.4), clip=clip)
     clip_weights(equal)
     assert torch.equal(equal.weight.detach(), torch.full((2, 3), -0.4))
+
+
+@pytest.mark.parametrize("cfg", [AnalogConfig(), presets.standard_hwa(0.02), presets.pcm_inference(),
+                                 dataclasses.replace(presets.standard_hwa(0.02),
+                                                     mapping=MappingParameters(max_input_size=5, max_output_size=3))],
+                         ids=["default", "standard_hwa", "pcm", "split"])
+def test_a_step_with_non_finite_gradients_is_refused_before_the_weights_change(cfg):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(AnalogLinear(12, 6, config=cfg))
+    x = torch.randn(8, 12) * 1e30  # the forward is finite, the squared loss overflows: inf gradients
+    model.train()
+    model(x).pow(2).mean().backward()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    attach_hwa(opt, model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"(?s)gradient.*0\.tile\.weight.*NaN or inf.*inputs.*refused"):
+        opt.step()
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_weights_made_non_finite_by_the_optimizer_are_refused_after_the_step():
+    model = AnalogLinear(4, 3, config=presets.standard_hwa())
+    model(torch.randn(5, 4)).sum().backward()  # finite gradients
+    opt = torch.optim.SGD(model.parameters(), lr=float("inf"))  # ...but an update that overflows
+    attach_hwa(opt, model)
+    with pytest.raises(ValueError, match=r"(?s)tile\.weight.*NaN or inf after the optimizer step"):
+        opt.step()
+
