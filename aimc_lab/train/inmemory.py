@@ -75,6 +75,12 @@ _ALIASES = {"tt": "tiki-taka", "ttv1": "tiki-taka", "tiki-taka-v1": "tiki-taka",
 _TRANSFER = ("tiki-taka", "ttv2", "c-ttv2", "agad")
 _BUFFERED = ("ttv2", "c-ttv2", "agad")  # H with the threshold transfer (momentum, forget_buffer)
 _SEED_RANGE = (-2 ** 63, 2 ** 64 - 1)  # what torch.Generator.manual_seed accepts
+#: Largest pulse-train length (desired_bl) and pulses per device per transfer (transfer_bl).
+MAX_BL = 2 ** 16
+#: Largest quantization bin count of mixed precision (finer is below float32 resolution).
+MAX_BINS = 2 ** 24
+#: Largest transfer period (update calls) and number of columns per transfer.
+MAX_TRANSFER = 2 ** 31 - 1
 
 
 @register_training_class
@@ -90,6 +96,8 @@ class InMemoryTrainingParameters:
     ``momentum``/``forget_buffer``: the H buffer after a transfer (ttv2 family).
     ``in_chop_prob``: chopper flip probability (c-ttv2) or 1/period (agad).
     ``n_x_bins``/``n_d_bins``: mixed-precision quantization (0 = off).
+    Upper limits: ``desired_bl``, ``transfer_bl`` <= MAX_BL; ``transfer_every``, ``transfer_columns``
+    <= MAX_TRANSFER; ``n_x_bins``, ``n_d_bins`` <= MAX_BINS.
 
     Settings an algorithm does not use must keep their "off" value (``fast_device`` None, ``momentum`` 0,
     ``forget_buffer`` False, ``n_x_bins``/``n_d_bins`` 0), so that nothing configured is silently
@@ -128,19 +136,19 @@ class InMemoryTrainingParameters:
         if not isinstance(self.transfer_io, IOParameters):
             raise TypeError(f"InMemoryTrainingParameters.transfer_io must be an IOParameters, got "
                             f"{type(self.transfer_io).__name__} {self.transfer_io!r}")
-        _check_int(self, "desired_bl", 1)
+        _check_int(self, "desired_bl", 1, MAX_BL)
         _check_bool(self, "update_management")
         _check_bool(self, "bl_management")
         _check_real(self, "fast_lr", 0.0, math.inf, lo_open=True, hi_open=True)
-        _check_int(self, "transfer_every", 1)
-        _check_int(self, "transfer_columns", 1)
+        _check_int(self, "transfer_every", 1, MAX_TRANSFER)
+        _check_int(self, "transfer_columns", 1, MAX_TRANSFER)
         _check_real(self, "transfer_lr", 0.0, math.inf, lo_open=True, hi_open=True)
-        _check_int(self, "transfer_bl", 1)
+        _check_int(self, "transfer_bl", 1, MAX_BL)
         _check_real(self, "momentum", 0.0, 1.0, hi_open=True)
         _check_bool(self, "forget_buffer")
         _check_real(self, "in_chop_prob", 0.0, 1.0)
-        _check_int(self, "n_x_bins", 0)
-        _check_int(self, "n_d_bins", 0)
+        _check_int(self, "n_x_bins", 0, MAX_BINS)
+        _check_int(self, "n_d_bins", 0, MAX_BINS)
         self._check_algorithm_fields()
 
     def _check_algorithm_fields(self) -> None:

@@ -343,6 +343,18 @@ def test_training_parameters_accept_the_limits():
     InMemoryTrainingParameters(algorithm="agad", in_chop_prob=1.0, fast_device=P.Ideal())
 
 
+
+@pytest.mark.parametrize("name, lo, hi", [("desired_bl", 1, 2 ** 16), ("transfer_bl", 1, 2 ** 16),
+                                          ("transfer_every", 1, 2 ** 31 - 1), ("transfer_columns", 1, 2 ** 31 - 1),
+                                          ("n_x_bins", 0, 2 ** 24), ("n_d_bins", 0, 2 ** 24)])
+def test_training_parameters_integer_fields_have_an_upper_bound(name, lo, hi):
+    algorithm = "mixed-precision" if name.startswith("n_") else "c-ttv2"
+    assert getattr(InMemoryTrainingParameters(algorithm=algorithm, **{name: hi}), name) == hi
+    for value in (hi + 1, 10 ** 40):
+        with pytest.raises(ValueError, match=rf"InMemoryTrainingParameters\.{name} = {value} is invalid; "
+                                             rf"allowed: an integer in \[{lo}, {hi}\]"):
+            InMemoryTrainingParameters(algorithm=algorithm, **{name: value})
+
 # -- make_tile: keyword arguments reach the tile or are refused -----------------------------------
 
 def test_make_tile_passes_the_seed_and_refuses_unknown_keywords():
