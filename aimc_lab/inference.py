@@ -78,16 +78,65 @@ def unprogram(model: nn.Module) -> nn.Module:
 Data = Union[Tuple[Tensor, Tensor], Iterable[Tuple[Tensor, Tensor]]]
 
 
+_DATA_ALLOWED = "an (x, y) pair of tensors (x [M, ...], y integer class labels [M]) or an iterable of such batches"
+
+
+def _is_pair(data) -> bool:
+    return isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], Tensor)
+
+
+def check_batch(batch, name: str = "data", index: Optional[int] = None, integer_labels: bool = True):
+    """``(x, y)`` of one batch, after checking it: a pair of tensors with as many labels as inputs
+    (x [M, ...], y [M, ...]) and, with ``integer_labels``, integer labels; TypeError/ValueError naming
+    ``name`` (and the batch ``index``) otherwise."""
+    where = name if index is None else f"{name}: batch {index}"
+    if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+        got = f"a {type(batch).__name__}" + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
+        raise TypeError(f"{where} must be an (x, y) pair of tensors, got {got}; allowed: {_DATA_ALLOWED}")
+    x, y = batch
+    for part, value in (("x", x), ("labels y", y)):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{where}: {part} must be a tensor, got a {type(value).__name__}; allowed: {_DATA_ALLOWED}")
+    if x.dim() == 0 or y.dim() == 0 or y.shape[0] != x.shape[0]:
+        raise ValueError(f"{where}: labels y of shape {tuple(y.shape)} do not fit inputs x of shape {tuple(x.shape)}: "
+                         f"{y.shape[0] if y.dim() else 'a scalar'} labels for "
+                         f"{x.shape[0] if x.dim() else 'a scalar'} inputs; allowed: {_DATA_ALLOWED}")
+    if integer_labels and (y.is_floating_point() or y.is_complex() or y.dtype == torch.bool):
+        raise TypeError(f"{where}: labels y have dtype {y.dtype}; allowed: integer class labels "
+                        "(e.g. y.long())")
+    return x, y
+
+
+def check_data(data, name: str = "data", integer_labels: bool = True):
+    """The batches of ``data`` (one ``(x, y)`` pair, or an iterable of pairs), each checked by
+    :func:`check_batch` as it is drawn; a materialized list or tuple of batches is checked at once."""
+    if _is_pair(data):
+        return [check_batch(data, name, None, integer_labels)]
+    if isinstance(data, Tensor) or data is None or isinstance(data, (str, bytes, dict)) \
+            or not isinstance(data, Iterable):
+        raise TypeError(f"{name} must be {_DATA_ALLOWED}, got {'None' if data is None else type(data).__name__}")
+    if isinstance(data, (tuple, list)):
+        return [check_batch(batch, name, i, integer_labels) for i, batch in enumerate(data)]
+    return (check_batch(batch, name, i, integer_labels) for i, batch in enumerate(data))
+
+
 @torch.no_grad()
 def accuracy(model: nn.Module, data: Data) -> float:
-    """Top-1 accuracy in % of ``model`` on ``(x, y)`` tensors or an iterable of batches."""
-    batches = [data] if isinstance(data, tuple) and isinstance(data[0], Tensor) else data
+    """Top-1 accuracy in % of ``model`` on ``(x, y)`` tensors or an iterable of batches.
+
+    ``data`` is checked (:func:`check_data`): not an (x, y) pair or batches of pairs, labels that are
+    not integers: TypeError naming ``data``; labels that do not fit the inputs or the predictions:
+    ValueError."""
+    batches = check_data(data)
     was_training = model.training
     model.eval()
     correct = total = 0
     try:
         for x, y in batches:
             pred = model(x).argmax(dim=-1)
+            if pred.shape != y.shape:
+                raise ValueError(f"data: labels y of shape {tuple(y.shape)} do not fit the model's predictions "
+                                 f"of shape {tuple(pred.shape)}; allowed: {_DATA_ALLOWED}")
             correct += int((pred == y).sum())
             total += int(y.numel())
     finally:
@@ -109,10 +158,13 @@ def evaluate_over_time(model: nn.Module, data: Data, times: Sequence[float] = TI
     otherwise one programming is drifted ``repeats`` times (read noise only). Randomness comes from
     one generator seeded with ``seed``. ``progress``: True for a tqdm bar, or a callable
     ``(done, total)``. Returns a tidy table with columns ``time_s, time, mean, std, n`` (or, with
-    ``raw=True``, one row per ``time_s, repeat, value``). The model is left unprogrammed.
+    ``raw=True``, one row per ``time_s, repeat, value``). The model is left unprogrammed. With the
+    default ``metric``, ``data`` is checked first as by :func:`accuracy`.
     """
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats = {repeats!r} is invalid; allowed: an integer >= 1")
+    if metric is accuracy:  # another metric decides what its data looks like
+        check_data(data)
     times = [check_time(t) for t in times]
     if not times:
         raise ValueError("times is empty; give at least one inference time in seconds")

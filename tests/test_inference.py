@@ -54,3 +54,24 @@ def test_perfect_model_accuracy_constant_over_time():
 def test_time_labels():
     assert [time_label(t) for t in (1.0, 3600.0, 86400.0, 3.1536e7, 2 * 86400.0)] == [
         "1 s", "1 h", "1 day", "1 year", "2 days"]
+
+
+def test_accuracy_and_evaluate_over_time_refuse_bad_data_naming_it():
+    model = small_model(al.presets.pcm_inference())
+    x, y = data()
+    for bad, error, match in [
+            (x, TypeError, r"data must be an \(x, y\) pair.*got Tensor"),
+            (None, TypeError, r"data must be an \(x, y\) pair.*got None"),
+            ((x, y.float()), TypeError, r"data.*labels y.*float32.*integer"),
+            ((x, y[:3]), ValueError, r"data.*labels y.*3.*200"),
+            ((x.tolist(), y), TypeError, r"data.*x.*list.*tensor"),
+            ([(x, y), x], TypeError, r"data.*batch 1.*\(x, y\)")]:
+        with pytest.raises(error, match=match):
+            al.accuracy(model, bad)
+        with pytest.raises(error, match=match):
+            al.evaluate_over_time(model, bad, times=[1.0], repeats=1)
+    assert not any(bool(t.programmed) for t in al.inference.tiles(model))
+    assert 0 <= al.accuracy(model, [(x[:100], y[:100]), (x[100:], y[100:])]) <= 100
+    # another metric decides what its data looks like
+    table = al.evaluate_over_time(model, x, times=[1.0], repeats=1, metric=lambda m, d: float(m(d).mean()))
+    assert len(table) == 1
