@@ -45,11 +45,12 @@ Usage::
 from __future__ import annotations
 
 import weakref
-from typing import Callable, Iterable, List, Optional, Tuple
+from typing import Callable, List, Optional
 
 import torch
 from torch import Tensor, nn
 
+from aimc_lab.inference import check_data
 from aimc_lab.tile import AnalogTile
 
 __all__ = ["attach_hwa", "detach_hwa", "clip_tile", "clip_weights", "remap_weights", "hwa_train"]
@@ -185,10 +186,15 @@ def detach_hwa(optimizer: torch.optim.Optimizer) -> bool:
     return True
 
 
-def _batches(loader) -> Iterable[Tuple[Tensor, Tensor]]:
-    if isinstance(loader, (tuple, list)) and len(loader) == 2 and isinstance(loader[0], Tensor):
-        return [tuple(loader)]
-    return loader
+def _check_class_labels(y: Tensor) -> None:
+    """TypeError unless ``y`` is a cross-entropy target: class indices, or class probabilities [M, C]."""
+    if y.is_floating_point() and y.dim() >= 2 and bool(torch.isfinite(y).all()):
+        return
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(f"loader: labels y have dtype {y.dtype} and shape {tuple(y.shape)}"
+                        f"{'' if y.is_complex() or bool(torch.isfinite(y).all()) else ' with NaN or inf'}; allowed "
+                        "with the default cross-entropy loss: integer class indices [M] (e.g. y.long()) or finite "
+                        "class probabilities [M, C]")
 
 
 def hwa_train(model: nn.Module, loader, epochs: int = 1, optimizer: Optional[torch.optim.Optimizer] = None,
@@ -197,12 +203,17 @@ def hwa_train(model: nn.Module, loader, epochs: int = 1, optimizer: Optional[tor
     """Train ``model`` hardware-aware for ``epochs`` passes over ``loader`` (batches ``(x, y)``, or one
     ``(x, y)`` pair); returns the mean training loss per epoch.
 
+    ``loader`` is checked before anything changes (not an iterable of ``(x, y)`` pairs: TypeError naming
+    it) and every batch before its step (not a pair of tensors, or not as many labels as inputs; with the
+    default loss, labels that are neither integer class indices nor class probabilities [M, C]: TypeError).
+
     ``optimizer`` defaults to ``torch.optim.Adam(model.parameters(), lr)``; the HWA post-step hook
     (:func:`attach_hwa`) is attached for the run if the optimizer has none, and removed afterwards.
     ``loss`` defaults to cross-entropy. The model is left in eval mode.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs = {epochs!r} is invalid; allowed: an integer >= 1")
+    check_data(loader, "loader", integer_labels=False)  # before anything changes
     if optimizer is None:
         if not lr > 0:
             raise ValueError(f"lr = {lr!r} is invalid; allowed: > 0")
@@ -221,7 +232,9 @@ def hwa_train(model: nn.Module, loader, epochs: int = 1, optimizer: Optional[tor
         for _ in range(epochs):
             model.train()
             total, count = 0.0, 0
-            for x, y in _batches(loader):
+            for x, y in check_data(loader, "loader", integer_labels=False):
+                if loss is None:
+                    _check_class_labels(y)
                 optimizer.zero_grad()
                 value = loss_fn(model(x), y)
                 value.backward()

@@ -429,3 +429,23 @@ def test_weights_made_non_finite_by_the_optimizer_are_refused_after_the_step():
     with pytest.raises(ValueError, match=r"(?s)tile\.weight.*NaN or inf after the optimizer step"):
         opt.step()
 
+
+def test_hwa_train_refuses_bad_loaders_and_labels_naming_them():
+    model = AnalogLinear(8, 3, config=presets.standard_hwa())
+    x, y = torch.randn(16, 8), torch.randint(0, 3, (16,))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for loader, error, match in [
+            (None, TypeError, r"loader must be .*iterable of such batches, got None"),
+            (3, TypeError, r"loader must be .*iterable of such batches, got int"),
+            (x, TypeError, r"loader must be an \(x, y\) pair.*got Tensor"),
+            ([x], TypeError, r"loader: batch 0 must be an \(x, y\) pair"),
+            ((x, y.float()), TypeError, r"loader: labels y.*float32.*integer class indices"),
+            ((x, y.float() * float("nan")), TypeError, r"loader: labels y.*float32"),
+            ((x, y[:5]), ValueError, r"labels.*5.*16")]:
+        with pytest.raises(error, match=match):
+            hwa_train(model, loader)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    soft = torch.softmax(torch.randn(16, 3), dim=1)  # class probabilities are a valid cross-entropy target
+    assert len(hwa_train(model, (x, soft))) == 1
+    assert len(hwa_train(model, (x, torch.randn(16, 3)), loss=torch.nn.functional.mse_loss)) == 1
