@@ -262,7 +262,7 @@ def convert_to_analog(model: nn.Module, config: Optional[AnalogConfig] = None, *
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    config = config or AnalogConfig()
+    config = AnalogConfig() if config is None else config
     if not isinstance(config, AnalogConfig):
         raise TypeError(f"config must be an AnalogConfig, got {type(config).__name__}")
     if copy:

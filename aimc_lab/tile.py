@@ -102,9 +102,9 @@ class AnalogTile(nn.Module):
         for name, value in (("out_features", out_features), ("in_features", in_features)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} = {value!r} is invalid; allowed: an integer >= 1")
-        config = config or AnalogConfig()
+        config = AnalogConfig() if config is None else config
         if not isinstance(config, AnalogConfig):
-            raise TypeError(f"config must be an AnalogConfig, got {type(config).__name__}")
+            raise TypeError(f"config must be an AnalogConfig or None, got {type(config).__name__}")
         self.config = config
         self.out_features, self.in_features = out_features, in_features
         N, K = out_features, in_features

@@ -9,6 +9,7 @@ from aimc_lab.convert import (analog_summary, analog_tiles, convert_to_analog, c
                               load_checkpoint, register_conversion, save_checkpoint)
 from aimc_lab.nn import (AnalogConv1d, AnalogConv2d, AnalogGRU, AnalogGRUCell, AnalogLinear, AnalogLSTM,
                          AnalogLSTMCell, AnalogRNN, AnalogRNNCell, AnalogSequential)
+from aimc_lab.tile import AnalogTile
 
 PERFECT = AnalogConfig(forward=IOParameters(is_perfect=True))
 PCM = AnalogConfig(noise_model=NoiseModelParameters(kind="pcm"))
@@ -331,3 +332,13 @@ def test_in_memory_training_tiles_are_found_summarised_and_checkpointed(tmp_path
         torch.testing.assert_close(a.get_weights(), b.get_weights(), rtol=0, atol=0)
     with pytest.raises(ValueError, match="configs do not match"):
         load_checkpoint(path, convert_to_analog(nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 2)), PCM))
+
+
+@pytest.mark.parametrize("bad", [{}, "", 0, False, [], {"forward": {}}, "standard"])
+def test_a_config_that_is_not_an_analog_config_is_refused_even_if_falsy(bad):
+    for build in (lambda: convert_to_analog(nn.Linear(4, 3), bad), lambda: AnalogLinear(4, 3, config=bad),
+                  lambda: AnalogConv1d(2, 3, 3, config=bad), lambda: AnalogConv2d(2, 3, 3, config=bad),
+                  lambda: AnalogTile(3, 4, bad)):
+        with pytest.raises(TypeError, match=r"config must be an AnalogConfig.*got " + type(bad).__name__):
+            build()
+

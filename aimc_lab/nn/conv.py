@@ -157,7 +157,7 @@ class AnalogConv1d(nn.Module):
         self.kernel_size = self.geometry.kernel[1:]
         self.stride, self.dilation = self.geometry.stride[1:], self.geometry.dilation[1:]
         self.padding_mode = padding_mode
-        self.config = config or AnalogConfig()
+        self.config = AnalogConfig() if config is None else config
         self.tile = make_tile(out_channels, in_channels * self.kernel_size[0], self.config, **tile_kwargs)
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         self.reset_parameters()
@@ -204,7 +204,7 @@ class AnalogConv2d(nn.Module):
         g = self.geometry
         self.kernel_size, self.stride, self.dilation = g.kernel, g.stride, g.dilation
         self.padding_mode = padding_mode
-        self.config = config or AnalogConfig()
+        self.config = AnalogConfig() if config is None else config
         self.tile = make_tile(out_channels, in_channels * math.prod(self.kernel_size), self.config, **tile_kwargs)
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         self.reset_parameters()

@@ -21,7 +21,7 @@ class AnalogLinear(nn.Module):
                  config: Optional[AnalogConfig] = None, **tile_kwargs) -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        self.config = config or AnalogConfig()
+        self.config = AnalogConfig() if config is None else config
         self.tile = make_tile(out_features, in_features, self.config, **tile_kwargs)
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
         self.reset_parameters()
