@@ -60,6 +60,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.graph import get_gradient_edge
 
+from aimc_lab._checks import check_tile_input
 from aimc_lab.config import (AnalogConfig, IOParameters, _check_bool, _check_choice, _check_int, _check_real,
                              _err, register_training_class)
 from aimc_lab.devices.pulsed import ConstantStep, DeviceArray, PulsedDevice, make_generator
@@ -369,8 +370,9 @@ class InMemoryTile(nn.Module):
     # -- forward / backward --------------------------------------------------------------------
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.shape[-1] != self.in_features:
-            raise ValueError(f"expected inputs [..., {self.in_features}], got {tuple(x.shape)}")
+        """y [..., N] = analog(x [..., K] @ W.T); the input is checked before anything changes
+        (not a tensor or not of the tile's dtype: TypeError; wrong shape or NaN/inf: ValueError)."""
+        check_tile_input(x, self.in_features, self.C.w.dtype, leading_dims=True)
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
         weights = self.C.read()

@@ -467,3 +467,54 @@ def test_copied_tile_keeps_training(how, tmp_path):
         clone(torch.randn(8, K, dtype=torch.float64)).sum().backward()
         opt.step()
     assert not torch.equal(clone.get_weights(), w)
+
+
+# -- the forward checks its input before anything changes (as AnalogTile.forward) ----------------
+
+def tile_state(module):
+    """Every tensor of the state dict, extra state (the runtime generators) included, cloned."""
+    out = {}
+    for key, value in module.state_dict().items():
+        items = value.items() if isinstance(value, dict) else [("", value)]
+        for sub, v in items:
+            out[f"{key}{sub}"] = v.clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
+    return out
+
+
+def same_state(a, b):
+    return a.keys() == b.keys() and all(
+        torch.equal(a[k], b[k]) if isinstance(a[k], torch.Tensor) else a[k] == b[k] for k in a)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize("layer", ["linear", "conv2d"])
+@pytest.mark.parametrize("bad", [float("inf"), -float("inf"), float("nan")])
+@pytest.mark.parametrize("train", [False, True])
+def test_layers_refuse_non_finite_input_before_any_change(algorithm, layer, bad, train):
+    from aimc_lab.nn import AnalogConv2d, AnalogLinear
+
+    config = training_config(algorithm, device=P.SoftBounds())
+    if layer == "linear":
+        model, x = AnalogLinear(K, N, config=config, seed=0), torch.rand(3, K)
+    else:
+        model, x = AnalogConv2d(2, 3, 3, config=config, seed=0), torch.rand(2, 2, 5, 5)
+    model.train(train)
+    x.view(-1)[4] = bad
+    before = tile_state(model)
+    with pytest.raises(ValueError, match="tile input x contains NaN or inf .*allowed: finite values"):
+        model(x)
+    assert same_state(before, tile_state(model))
+
+
+@pytest.mark.parametrize("x, error, match", [
+    ([[0.0] * K], TypeError, "must be a torch.Tensor"), (torch.zeros(2, K, dtype=torch.float64), TypeError, "dtype"),
+    (torch.zeros(2, K, dtype=torch.int64), TypeError, "dtype"), (torch.zeros(2, K + 1), ValueError, "shape"),
+    (torch.zeros(()), ValueError, "shape"), (torch.full((2, K), float("inf")), ValueError, "NaN or inf"),
+])
+def test_tile_forward_refuses_bad_input_before_any_change(x, error, match):
+    tile = InMemoryTile(N, K, training_config("c-ttv2"), seed=0)
+    before = tile_state(tile)
+    with pytest.raises(error, match=match):
+        tile(x)
+    assert same_state(before, tile_state(tile))
+    assert tile(torch.zeros(2, 3, K)).shape == (2, 3, N)  # leading dimensions stay allowed
