@@ -22,6 +22,7 @@ whose configs, keys, shapes or values do not fit, leaving the model unchanged.
 from __future__ import annotations
 
 import copy as copy_module
+import io
 import math
 import os
 from collections import OrderedDict
@@ -417,11 +418,18 @@ def _configs(model: nn.Module) -> Dict[str, dict]:
     return {name: tile.config.to_dict() for name, tile in named_analog_tiles(model)}
 
 
+def _check_path(where: str, path) -> None:
+    if not isinstance(path, (str, os.PathLike, io.IOBase)):
+        raise TypeError(f"{where}: path must be a str or os.PathLike (or an open binary file), "
+                        f"got {type(path).__name__} ({path!r:.80})")
+
+
 def save_checkpoint(model: nn.Module, path: Union[str, os.PathLike]) -> None:
     """Save ``{"format", "state_dict", "configs"}``: the weights and programmed state of every layer and
     the config (``to_dict``) of every tile, keyed by tile name."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    _check_path("save_checkpoint", path)
     torch.save({"format": CHECKPOINT_FORMAT, "state_dict": model.state_dict(), "configs": _configs(model)}, path)
 
 
@@ -469,6 +477,7 @@ def load_checkpoint(path: Union[str, os.PathLike],
     shapes, finite values), first on a copy: on any mismatch a ``ValueError`` says what differs and
     the model is unchanged. Returns the loaded model.
     """
+    _check_path("load_checkpoint", path)
     if isinstance(model_factory_or_model, nn.Module):
         model = model_factory_or_model
     elif callable(model_factory_or_model):

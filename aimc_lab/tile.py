@@ -418,8 +418,13 @@ class AnalogTile(nn.Module):
         """Shape the programmed state like the incoming one before loading it: allocate what a
         programmed state holds (so a missing part is reported as missing), drop everything [N, K] for
         an unprogrammed one, and accept the per-device [N, K] buffers of earlier checkpoints (zeros
-        when unprogrammed)."""
+        when unprogrammed). A floating-point entry with NaN or inf is refused (ValueError naming its
+        key) before anything changes."""
         state = {k: v for k, v in state_dict.items() if k.startswith(prefix)}
+        for key, value in state.items():
+            if isinstance(value, Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise ValueError(f"load_state_dict: state_dict entry {key!r} contains NaN or inf; allowed: finite "
+                                 "values (nothing was loaded into this tile)")
         flag = state.get(prefix + "programmed")
         flag = bool(flag) if isinstance(flag, Tensor) and flag.numel() == 1 else None
         legacy = [prefix + name for name in self._LEGACY_STATE]

@@ -342,3 +342,23 @@ def test_a_config_that_is_not_an_analog_config_is_refused_even_if_falsy(bad):
         with pytest.raises(TypeError, match=r"config must be an AnalogConfig.*got " + type(bad).__name__):
             build()
 
+
+
+def test_load_checkpoint_refuses_a_path_that_is_not_a_path(tmp_path):
+    model = nn.Sequential(AnalogLinear(4, 3))
+    for bad in (None, 3, ["a.ckpt"]):
+        with pytest.raises(TypeError, match=r"load_checkpoint: path must be .*got " + type(bad).__name__):
+            load_checkpoint(bad, model)
+
+
+def test_load_state_dict_refuses_non_finite_tile_state_naming_the_key():
+    model = nn.Sequential(AnalogLinear(4, 3))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for key in ("0.tile.weight", "0.tile.out_scale"):
+        for value in (float("nan"), float("inf")):
+            state = {k: v.clone() for k, v in model.state_dict().items()}
+            state[key].view(-1)[0] = value
+            with pytest.raises(ValueError, match=rf"state_dict entry '{key}'.*NaN or inf"):
+                model.load_state_dict(state)
+            after = model.state_dict()
+            assert all(torch.equal(before[k], after[k]) for k in before)
