@@ -9,7 +9,9 @@ shapes: the cells take/return (weight_ih, weight_hh, bias_ih, bias_hh), the laye
 like ``nn.LSTM.named_parameters()`` (``weight_ih_l0``, ...).
 
 The layers follow ``nn.RNN``/``nn.LSTM``/``nn.GRU``: inputs [T, B, I] ([B, T, I] with
-``batch_first``) or unbatched [T, I], outputs and final states with torch's shapes. Not supported:
+``batch_first``) or unbatched [T, I], outputs and final states with torch's shapes. The whole input
+sequence and the initial states are checked (shape, dtype, NaN/inf) before any tile runs, so a rejected
+call changes nothing. Not supported:
 ``bidirectional=True`` and ``proj_size > 0`` (``NotImplementedError``).
 """
 
@@ -23,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aimc_lab.config import AnalogConfig
-from aimc_lab.nn._checks import check_input
+from aimc_lab.nn._checks import check_finite, check_input, check_state
 from aimc_lab.tile import make_tile
 
 __all__ = ["AnalogRNNCell", "AnalogLSTMCell", "AnalogGRUCell", "AnalogRNN", "AnalogLSTM", "AnalogGRU"]
@@ -116,6 +118,7 @@ def _check_cell_input(cell: nn.Module, x: Tensor) -> bool:
     if x.dim() not in (1, 2) or x.shape[-1] != cell.input_size:
         raise ValueError(f"{type(cell).__name__} expects inputs [B, {cell.input_size}] or "
                          f"[{cell.input_size}], got {tuple(x.shape)}")
+    check_finite(type(cell).__name__, x)
     return x.dim() == 1
 
 
@@ -128,6 +131,7 @@ def _cell_state(cell: nn.Module, h: Optional[Tensor], x: Tensor, unbatched: bool
     if not isinstance(h, Tensor) or tuple(h.shape) != want:
         got = tuple(h.shape) if isinstance(h, Tensor) else type(h).__name__
         raise ValueError(f"{type(cell).__name__}: {what} must have shape {list(want)}, got {got}")
+    check_state(type(cell).__name__, h, x, what)
     return h.unsqueeze(0) if unbatched else h
 
 
@@ -306,6 +310,7 @@ def _initial_state(layer: nn.Module, h: Optional[Tensor], B: int, unbatched: boo
     if not isinstance(h, Tensor) or tuple(h.shape) != want:
         got = tuple(h.shape) if isinstance(h, Tensor) else type(h).__name__
         raise ValueError(f"{type(layer).__name__}: {what} must have shape {list(want)}, got {got}")
+    check_state(type(layer).__name__, h, ref, what)
     return h.unsqueeze(1) if unbatched else h
 
 
@@ -316,6 +321,7 @@ def _sequence(layer: nn.Module, x: Tensor) -> Tuple[Tensor, bool]:
     if x.dim() not in (2, 3) or x.shape[-1] != I:
         order = "[B, T, I]" if layer.batch_first else "[T, B, I]"
         raise ValueError(f"{name} expects inputs {order} with I = {I}, or unbatched [T, {I}]; got {tuple(x.shape)}")
+    check_finite(name, x)
     if x.dim() == 2:
         return x.unsqueeze(1), True
     return (x.transpose(0, 1) if layer.batch_first else x), False

@@ -172,3 +172,71 @@ def test_bad_set_weights_leaves_layer_unchanged():
         gru.set_weights(bad)
     for k, v in gru.get_weights().items():
         torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+
+
+# -- a non-finite input or initial state is refused at the start, before any tile changes --------
+
+def full_state(module):
+    """Every tensor of the state dict, the tiles' extra state (runtime generators) included, cloned."""
+    out = {}
+    for key, value in module.state_dict().items():
+        for sub, v in (value.items() if isinstance(value, dict) else [("", value)]):
+            out[f"{key}{sub}"] = v.clone() if isinstance(v, torch.Tensor) else v
+    return out
+
+
+def assert_same_state(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]) if isinstance(a[k], torch.Tensor) else a[k] == b[k], k
+
+
+def recurrent_configs():
+    from aimc_lab.train import training_config
+
+    return {"inference": AnalogConfig(), "sgd": training_config("sgd"), "ttv2": training_config("ttv2")}
+
+
+@pytest.mark.parametrize("config_name", ["inference", "sgd", "ttv2"])
+@pytest.mark.parametrize("analog_type, where", [(t, w) for t in (AnalogRNN, AnalogLSTM, AnalogGRU)
+                                                 for w in ("input", "h0", "c0") if w != "c0" or t is AnalogLSTM])
+@pytest.mark.parametrize("bad", [float("inf"), -float("inf"), float("nan")])
+def test_layers_refuse_non_finite_sequences_and_states_before_any_change(config_name, analog_type, where, bad):
+    torch.manual_seed(0)
+    layer = analog_type(3, 4, num_layers=2, config=recurrent_configs()[config_name])
+    x, h0, c0 = torch.randn(5, 2, 3), torch.zeros(2, 2, 4), torch.zeros(2, 2, 4)
+    {"input": x, "h0": h0, "c0": c0}[where][-1, 1, 2] = bad  # the last time step / the second layer
+    hx = (h0, c0) if analog_type is AnalogLSTM else h0
+    name = "hx" if where == "h0" and analog_type is not AnalogLSTM else where
+    for mode in (False, True):
+        layer.train(mode)
+        before = full_state(layer)
+        with pytest.raises(ValueError, match=rf"{analog_type.__name__}: {name} contains NaN or inf \(1 of "
+                                             r"\d+ entries\); allowed: finite values"):
+            layer(x, hx)
+        assert_same_state(before, full_state(layer))
+
+
+@pytest.mark.parametrize("analog_type", [AnalogRNN, AnalogLSTM, AnalogGRU])
+def test_layers_refuse_a_state_of_another_dtype_before_any_change(analog_type):
+    layer = analog_type(3, 4, config=recurrent_configs()["sgd"])
+    h0 = torch.zeros(1, 2, 4, dtype=torch.float64)
+    before = full_state(layer)
+    with pytest.raises(TypeError, match=rf"{analog_type.__name__}: h.* has dtype torch.float64"):
+        layer(torch.randn(5, 2, 3), (h0, h0.float()) if analog_type is AnalogLSTM else h0)
+    assert_same_state(before, full_state(layer))
+
+
+@pytest.mark.parametrize("config_name", ["inference", "sgd"])
+@pytest.mark.parametrize("cell_type", [AnalogRNNCell, AnalogLSTMCell, AnalogGRUCell])
+def test_cells_refuse_a_non_finite_state_before_any_change(config_name, cell_type):
+    torch.manual_seed(0)
+    cell = cell_type(3, 4, config=recurrent_configs()[config_name])
+    h = torch.zeros(2, 4)
+    h[1, 3] = float("inf")
+    hx = (torch.zeros(2, 4), h) if cell_type is AnalogLSTMCell else h
+    name = "c" if cell_type is AnalogLSTMCell else "hx"
+    before = full_state(cell)
+    with pytest.raises(ValueError, match=rf"{cell_type.__name__}: {name} contains NaN or inf"):
+        cell(torch.randn(2, 3), hx)
+    assert_same_state(before, full_state(cell))
