@@ -420,11 +420,8 @@ class AnalogTile(nn.Module):
         an unprogrammed one, and accept the per-device [N, K] buffers of earlier checkpoints (zeros
         when unprogrammed). A floating-point entry with NaN or inf is refused (ValueError naming its
         key) before anything changes."""
+        check_finite_state(state_dict, prefix)
         state = {k: v for k, v in state_dict.items() if k.startswith(prefix)}
-        for key, value in state.items():
-            if isinstance(value, Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
-                raise ValueError(f"load_state_dict: state_dict entry {key!r} contains NaN or inf; allowed: finite "
-                                 "values (nothing was loaded into this tile)")
         flag = state.get(prefix + "programmed")
         flag = bool(flag) if isinstance(flag, Tensor) and flag.numel() == 1 else None
         legacy = [prefix + name for name in self._LEGACY_STATE]
@@ -465,6 +462,16 @@ class AnalogTile(nn.Module):
         S, T = self.physical_grid
         return (f"out={self.out_features}, in={self.in_features}, tiles={S}x{T}, "
                 f"programmed={bool(self.programmed)}, noise_model={self.noise_model!r}")
+
+
+def check_finite_state(state_dict, prefix: str = "") -> None:
+    """ValueError naming the first floating-point entry under ``prefix`` with a NaN or inf; analog layers
+    call it on load_state_dict before anything of theirs is copied."""
+    for key, value in state_dict.items():
+        if key.startswith(prefix) and isinstance(value, Tensor) and value.is_floating_point() \
+                and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"load_state_dict: state_dict entry {key!r} contains NaN or inf; allowed: finite "
+                             "values (nothing was loaded into this layer)")
 
 
 def make_tile(out_features: int, in_features: int, config: Optional[AnalogConfig] = None,

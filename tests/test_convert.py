@@ -351,13 +351,18 @@ def test_load_checkpoint_refuses_a_path_that_is_not_a_path(tmp_path):
             load_checkpoint(bad, model)
 
 
-def test_load_state_dict_refuses_non_finite_tile_state_naming_the_key():
-    model = nn.Sequential(AnalogLinear(4, 3))
+@pytest.mark.parametrize("container", [nn.Sequential, AnalogSequential])
+@pytest.mark.parametrize("layer", [lambda: AnalogLinear(4, 3), lambda: AnalogConv1d(2, 3, 2),
+                                   lambda: AnalogConv2d(2, 3, 2)], ids=["linear", "conv1d", "conv2d"])
+def test_load_state_dict_refuses_non_finite_state_naming_the_key(container, layer):
+    model = container(layer(), nn.ReLU(), layer() if container is AnalogSequential else nn.Identity())
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    for key in ("0.tile.weight", "0.tile.out_scale"):
+    keys = ["0.tile.weight", "0.tile.out_scale", "0.bias"] + (["2.tile.weight"] if container is AnalogSequential else [])
+    for key in keys:
         for value in (float("nan"), float("inf")):
             state = {k: v.clone() for k, v in model.state_dict().items()}
             state[key].view(-1)[0] = value
+            state["0.bias"] += 1.0  # loaded before the tile: must not change either
             with pytest.raises(ValueError, match=rf"state_dict entry '{key}'.*NaN or inf"):
                 model.load_state_dict(state)
             after = model.state_dict()

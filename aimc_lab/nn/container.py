@@ -13,7 +13,7 @@ from typing import Iterator, Optional, Tuple
 import torch
 from torch import nn
 
-from aimc_lab.tile import AnalogTile
+from aimc_lab.tile import AnalogTile, check_finite_state
 
 __all__ = ["AnalogSequential", "tile_types", "named_analog_tiles", "named_analog_layers"]
 
@@ -44,6 +44,10 @@ def named_analog_layers(module: nn.Module) -> Iterator[Tuple[str, nn.Module]]:
 
 class AnalogSequential(nn.Sequential):
     """``nn.Sequential`` with helpers that act on every analog tile inside it."""
+
+    def _load_from_state_dict(self, state_dict, prefix, *args) -> None:
+        check_finite_state(state_dict, prefix)  # the whole model, before any of its layers is loaded
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def analog_layers(self) -> Iterator[nn.Module]:
         """The modules that own analog tiles (for recurrent layers: their cells)."""

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from aimc_lab.config import AnalogConfig
 from aimc_lab.nn._checks import check_input
-from aimc_lab.tile import make_tile
+from aimc_lab.tile import check_finite_state, make_tile
 
 __all__ = ["AnalogConv1d", "AnalogConv2d", "ConvGeometry", "conv_geometry"]
 
@@ -162,6 +162,10 @@ class AnalogConv1d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         self.reset_parameters()
 
+    def _load_from_state_dict(self, state_dict, prefix, *args) -> None:
+        check_finite_state(state_dict, prefix)  # the whole layer, before its own parameters are copied
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """nn.Conv1d's initialization, then mapped onto the tile."""
@@ -208,6 +212,10 @@ class AnalogConv2d(nn.Module):
         self.tile = make_tile(out_channels, in_channels * math.prod(self.kernel_size), self.config, **tile_kwargs)
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         self.reset_parameters()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args) -> None:
+        check_finite_state(state_dict, prefix)  # the whole layer, before its own parameters are copied
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     @torch.no_grad()
     def reset_parameters(self) -> None:

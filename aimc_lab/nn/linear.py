@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from aimc_lab.config import AnalogConfig
 from aimc_lab.nn._checks import check_input
-from aimc_lab.tile import make_tile
+from aimc_lab.tile import check_finite_state, make_tile
 
 __all__ = ["AnalogLinear"]
 
@@ -25,6 +25,10 @@ class AnalogLinear(nn.Module):
         self.tile = make_tile(out_features, in_features, self.config, **tile_kwargs)
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
         self.reset_parameters()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args) -> None:
+        check_finite_state(state_dict, prefix)  # the whole layer, before its own parameters are copied
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
