@@ -76,3 +76,15 @@ def test_figure_methods_apply_as_one_batch(figure):
         figure.no_such_method
     with pytest.raises(AttributeError):
         figure._private
+
+
+def test_methods_that_read_back_the_layout_work(figure):
+    """add_hline/add_vline read the shape they just added; inside plotly's batch mode that read saw
+    nothing (tutorial 03 failed with "unsupported operand type(s) for +=: 'NoneType' and 'str'")."""
+    figure.add_hline(y=0.5, annotation_text="w*")
+    figure.add_vline(x=1.0)
+    assert len(figure.sent) == 2   # still one message per call
+    shapes = figure.state.layout["shapes"]
+    assert [s["type"] for s in shapes] == ["line", "line"]
+    assert shapes[0]["y0"] == shapes[0]["y1"] == 0.5 and shapes[1]["x0"] == shapes[1]["x1"] == 1.0
+    assert figure.state.layout["annotations"][0]["text"] == "w*"
