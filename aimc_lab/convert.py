@@ -265,7 +265,7 @@ def convert_to_analog(model: nn.Module, config: Optional[AnalogConfig] = None, *
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     config = AnalogConfig() if config is None else config
     if not isinstance(config, AnalogConfig):
-        raise TypeError(f"config must be an AnalogConfig, got {type(config).__name__}")
+        raise TypeError(f"config must be an AnalogConfig or None, got {type(config).__name__}")
     if copy:
         model = copy_module.deepcopy(model)
     return _walk(model, "", _TO_ANALOG, lambda handler, m: handler(m, config), "convert_to_analog",

@@ -79,6 +79,7 @@ Data = Union[Tuple[Tensor, Tensor], Iterable[Tuple[Tensor, Tensor]]]
 
 
 _DATA_ALLOWED = "an (x, y) pair of tensors (x [M, ...], y integer class labels [M]) or an iterable of such batches"
+_PAIRS_ALLOWED = "an (x, y) pair of tensors (x [M, ...], labels y [M, ...]) or an iterable of such batches"
 
 
 def _is_pair(data) -> bool:
@@ -90,17 +91,18 @@ def check_batch(batch, name: str = "data", index: Optional[int] = None, integer_
     (x [M, ...], y [M, ...]) and, with ``integer_labels``, integer labels; TypeError/ValueError naming
     ``name`` (and the batch ``index``) otherwise."""
     where = name if index is None else f"{name}: batch {index}"
+    allowed = _DATA_ALLOWED if integer_labels else _PAIRS_ALLOWED
     if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
         got = f"a {type(batch).__name__}" + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
-        raise TypeError(f"{where} must be an (x, y) pair of tensors, got {got}; allowed: {_DATA_ALLOWED}")
+        raise TypeError(f"{where} must be an (x, y) pair of tensors, got {got}; allowed: {allowed}")
     x, y = batch
     for part, value in (("x", x), ("labels y", y)):
         if not isinstance(value, Tensor):
-            raise TypeError(f"{where}: {part} must be a tensor, got a {type(value).__name__}; allowed: {_DATA_ALLOWED}")
+            raise TypeError(f"{where}: {part} must be a tensor, got a {type(value).__name__}; allowed: {allowed}")
     if x.dim() == 0 or y.dim() == 0 or y.shape[0] != x.shape[0]:
         raise ValueError(f"{where}: labels y of shape {tuple(y.shape)} do not fit inputs x of shape {tuple(x.shape)}: "
                          f"{y.shape[0] if y.dim() else 'a scalar'} labels for "
-                         f"{x.shape[0] if x.dim() else 'a scalar'} inputs; allowed: {_DATA_ALLOWED}")
+                         f"{x.shape[0] if x.dim() else 'a scalar'} inputs; allowed: {allowed}")
     if integer_labels and (y.is_floating_point() or y.is_complex() or y.dtype == torch.bool):
         raise TypeError(f"{where}: labels y have dtype {y.dtype}; allowed: integer class labels "
                         "(e.g. y.long())")
@@ -114,7 +116,8 @@ def check_data(data, name: str = "data", integer_labels: bool = True):
         return [check_batch(data, name, None, integer_labels)]
     if isinstance(data, Tensor) or data is None or isinstance(data, (str, bytes, dict)) \
             or not isinstance(data, Iterable):
-        raise TypeError(f"{name} must be {_DATA_ALLOWED}, got {'None' if data is None else type(data).__name__}")
+        allowed = _DATA_ALLOWED if integer_labels else _PAIRS_ALLOWED
+        raise TypeError(f"{name} must be {allowed}, got {'None' if data is None else type(data).__name__}")
     if isinstance(data, (tuple, list)):
         return [check_batch(batch, name, i, integer_labels) for i, batch in enumerate(data)]
     return (check_batch(batch, name, i, integer_labels) for i, batch in enumerate(data))

@@ -357,7 +357,8 @@ def test_load_checkpoint_refuses_a_path_that_is_not_a_path(tmp_path):
 def test_load_state_dict_refuses_non_finite_state_naming_the_key(container, layer):
     model = container(layer(), nn.ReLU(), layer() if container is AnalogSequential else nn.Identity())
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    keys = ["0.tile.weight", "0.tile.out_scale", "0.bias"] + (["2.tile.weight"] if container is AnalogSequential else [])
+    keys = ["0.tile.weight", "0.tile.out_scale", "0.bias"]
+    keys += ["2.tile.weight"] if container is AnalogSequential else []
     for key in keys:
         for value in (float("nan"), float("inf")):
             state = {k: v.clone() for k, v in model.state_dict().items()}
