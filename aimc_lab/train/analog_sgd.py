@@ -75,7 +75,8 @@ class AnalogSGD(torch.optim.Optimizer):
                     continue
                 if not bool(torch.isfinite(p.grad).all()):
                     raise ValueError(f"AnalogSGD.step: the gradient of a digital parameter of shape "
-                                     f"{tuple(p.shape)} contains NaN or inf; nothing was updated")
+                                     f"{tuple(p.shape)} contains NaN or inf; nothing was updated (likely an overflow: "
+                                     "the inputs or the loss are too large for the dtype; scale them down)")
                 for name in ("lr", "weight_decay"):
                     if p.is_floating_point() and group[name] > torch.finfo(p.dtype).max:
                         raise ValueError(f"AnalogSGD.{name} = {group[name]!r} is invalid for a {p.dtype} "

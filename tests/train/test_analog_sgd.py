@@ -134,6 +134,18 @@ def test_non_finite_digital_gradient_rejects_the_step():
     assert_unchanged(before, model)
 
 
+def test_overflowing_digital_gradient_names_the_likely_cause():
+    model = AnalogLinear(K, N, config=training_config("sgd", device=P.SoftBounds(dw_min=0.01)), seed=0)
+    model.set_weights(torch.full((N, K), 0.5), torch.zeros(N))
+    opt = AnalogSGD(model, lr=0.1)
+    x = torch.full((4, K), 2e38)  # finite float32 inputs, but y ≈ 3·2e38 overflows: the bias gradient is inf
+    model(x).pow(2).mean().backward()
+    before = snapshot(model)
+    with pytest.raises(ValueError, match=r"gradient.*NaN or inf.*overflow.*inputs or the loss.*too large"):
+        opt.step()
+    assert_unchanged(before, model)
+
+
 def test_mixed_precision_overflow_is_refused():
     model = Net("mixed-precision")
     opt = AnalogSGD(model, lr=1e37)  # a float32, but the float32 accumulator cannot hold lr·δᵀx
