@@ -260,22 +260,28 @@ class Figure(anywidget.AnyWidget):
 
         @functools.wraps(method)
         def batched(*args, **kwargs):
-            with self.batch_update():
+            # held, not in plotly's batch mode: methods such as add_hline read back the layout they set
+            with self._held():
                 result = method(*args, **kwargs)
             return self if result is plotly_figure else result
 
         return batched
 
     @contextlib.contextmanager
-    def batch_update(self) -> Iterator[None]:
-        """Apply every change inside the block, then send them as one message (one redraw)."""
+    def _held(self) -> Iterator[None]:
+        """Send nothing inside the block; then what changed, as one message."""
         self._holding += 1
         try:
-            with self.plotly.batch_update():
-                yield
+            yield
         finally:
             self._holding -= 1
         self._push()
+
+    @contextlib.contextmanager
+    def batch_update(self) -> Iterator[None]:
+        """Apply every change inside the block, then send them as one message (one redraw)."""
+        with self._held(), self.plotly.batch_update():
+            yield
 
     def _changed(self, data: bool, layout: bool) -> None:
         self._dirty = [self._dirty[0] or data, self._dirty[1] or layout]
