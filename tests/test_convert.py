@@ -338,7 +338,8 @@ def test_in_memory_training_tiles_are_found_summarised_and_checkpointed(tmp_path
 def test_a_config_that_is_not_an_analog_config_is_refused_even_if_falsy(bad):
     for build in (lambda: convert_to_analog(nn.Linear(4, 3), bad), lambda: AnalogLinear(4, 3, config=bad),
                   lambda: AnalogConv1d(2, 3, 3, config=bad), lambda: AnalogConv2d(2, 3, 3, config=bad),
-                  lambda: AnalogTile(3, 4, bad)):
+                  lambda: AnalogTile(3, 4, bad), lambda: AnalogLSTM(4, 3, config=bad),
+                  lambda: AnalogGRUCell(4, 3, config=bad)):
         with pytest.raises(TypeError, match=r"config must be an AnalogConfig.*got " + type(bad).__name__):
             build()
 

@@ -612,8 +612,11 @@ def pulse_response(device: PulsedDevice, n_up: int = 200, n_down: int = 200, tra
     directions = measurement_directions(n_up, n_down, 0)
     if isinstance(traces, bool) or not isinstance(traces, int) or traces < 1:
         raise ValueError(f"traces = {traces!r} is invalid; allowed: an integer >= 1")
-    if isinstance(w0, bool) or not isinstance(w0, (int, float)) or not math.isfinite(w0):
-        raise ValueError(f"w0 = {w0!r} is invalid; allowed: a finite number (effective weight)")
+    if isinstance(w0, bool) or not isinstance(w0, (int, float)):
+        raise TypeError(f"w0 must be a number (effective weight), got {type(w0).__name__} {w0!r}")
+    if not -MAX_MAGNITUDE <= w0 <= MAX_MAGNITUDE:  # also NaN; a comparison, so 10**400 cannot overflow
+        raise ValueError(f"w0 = {w0!r} is invalid; allowed: an effective weight in "
+                         f"[{-MAX_MAGNITUDE:g}, {MAX_MAGNITUDE:g}]")
     gen = make_generator(seed)
     array = DeviceArray(device, traces, 1, seed=gen)
     trace = array.replay(directions, array.reference + float(w0), gen)

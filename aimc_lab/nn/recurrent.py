@@ -48,7 +48,7 @@ def _build_cell(cell: nn.Module, gates: int, input_size: int, hidden_size: int, 
     _check_size(name, "input_size", input_size)
     _check_size(name, "hidden_size", hidden_size)
     cell.input_size, cell.hidden_size, cell.gates = input_size, hidden_size, gates
-    cell.config = config or AnalogConfig()
+    cell.config = AnalogConfig() if config is None else config
     cell.tile_ih = make_tile(gates * hidden_size, input_size, cell.config, **tile_kwargs)
     cell.tile_hh = make_tile(gates * hidden_size, hidden_size, cell.config, **tile_kwargs)
     cell.bias_ih = nn.Parameter(torch.zeros(gates * hidden_size)) if bias else None
@@ -365,7 +365,7 @@ def _build_layer(layer: nn.Module, cell_type: type, input_size: int, hidden_size
     layer.input_size, layer.hidden_size, layer.num_layers = input_size, hidden_size, num_layers
     layer.bias, layer.batch_first, layer.dropout = bias, batch_first, float(dropout)
     layer.bidirectional, layer.proj_size = False, 0
-    layer.config = config or AnalogConfig()
+    layer.config = AnalogConfig() if config is None else config
     layer.cells = nn.ModuleList(
         cell_type(input_size if k == 0 else hidden_size, hidden_size, bias=bias, config=layer.config, **cell_kwargs)
         for k in range(num_layers))

@@ -82,6 +82,8 @@ MAX_BL = 2 ** 16
 MAX_BINS = 2 ** 24
 #: Largest transfer period (update calls) and number of columns per transfer.
 MAX_TRANSFER = 2 ** 31 - 1
+#: Largest fast_lr / transfer_lr (tuned settings use at most ~40; 1e300 overflowed float32 in the update).
+MAX_RATE = 1e6
 
 
 @register_training_class
@@ -140,10 +142,10 @@ class InMemoryTrainingParameters:
         _check_int(self, "desired_bl", 1, MAX_BL)
         _check_bool(self, "update_management")
         _check_bool(self, "bl_management")
-        _check_real(self, "fast_lr", 0.0, math.inf, lo_open=True, hi_open=True)
+        _check_real(self, "fast_lr", 0.0, MAX_RATE, lo_open=True)
         _check_int(self, "transfer_every", 1, MAX_TRANSFER)
         _check_int(self, "transfer_columns", 1, MAX_TRANSFER)
-        _check_real(self, "transfer_lr", 0.0, math.inf, lo_open=True, hi_open=True)
+        _check_real(self, "transfer_lr", 0.0, MAX_RATE, lo_open=True)
         _check_int(self, "transfer_bl", 1, MAX_BL)
         _check_real(self, "momentum", 0.0, 1.0, hi_open=True)
         _check_bool(self, "forget_buffer")

@@ -283,8 +283,11 @@ def test_pulse_response_starts_from_the_effective_weight():
     _, w = P.pulse_response(dev, n_up=3, n_down=0, traces=50, seed=4, w0=0.1)
     array = P.DeviceArray(dev, 50, 1, seed=4)
     torch.testing.assert_close(w[:, 0], array.clip(array.reference + 0.1).reshape(-1))
-    with pytest.raises(ValueError, match="w0"):
-        P.pulse_response(dev, w0=float("nan"))
+    for bad in (float("nan"), float("inf"), 10**400, 1e4):
+        with pytest.raises(ValueError, match="w0"):
+            P.pulse_response(dev, w0=bad)
+    with pytest.raises(TypeError, match="w0"):
+        P.pulse_response(dev, w0="0.1")
 
 
 # --- every real-valued field: huge ints, bools and float32-unsafe lifetimes are refused up front ---

@@ -355,6 +355,14 @@ def test_training_parameters_integer_fields_have_an_upper_bound(name, lo, hi):
                                              rf"allowed: an integer in \[{lo}, {hi}\]"):
             InMemoryTrainingParameters(algorithm=algorithm, **{name: value})
 
+@pytest.mark.parametrize("name", ["fast_lr", "transfer_lr"])
+def test_training_parameters_rates_have_an_upper_bound(name):
+    assert getattr(InMemoryTrainingParameters(algorithm="ttv2", **{name: 1e6}), name) == 1e6
+    for value in (1.1e6, 1e300, 10 ** 400):
+        with pytest.raises(ValueError, match=rf"InMemoryTrainingParameters\.{name} = .* is invalid"):
+            InMemoryTrainingParameters(algorithm="ttv2", **{name: value})
+
+
 # -- make_tile: keyword arguments reach the tile or are refused -----------------------------------
 
 def test_make_tile_passes_the_seed_and_refuses_unknown_keywords():
