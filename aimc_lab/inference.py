@@ -1,4 +1,4 @@
-"""Inference over time (PHYSICS §2 workflow): program once, drift to t, evaluate, repeat.
+"""Inference over time (docs/physics.md §2 workflow): program once, drift to t, evaluate, repeat.
 
 ``program(model)`` applies programming noise once and samples drift exponents for every analog tile;
 ``drift(model, t)`` starts each tile again from its programmed state and applies drift and fresh read

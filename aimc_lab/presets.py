@@ -1,6 +1,6 @@
 """Named, documented hardware configurations.
 
-* :func:`library_defaults` – every field at its default (PHYSICS §1 table): a 7-bit DAC, 9-bit ADC with
+* :func:`library_defaults` – every field at its default (docs/physics.md §1 table): a 7-bit DAC, 9-bit ADC with
   ±12 range, output noise 0.06, abs-max noise management, iterative bound management, no conductance
   noise model.
 * :func:`standard_hwa` – the paper's "commonly used settings" (Le Gallo et al. 2023, after Rasch et al.,
@@ -25,12 +25,12 @@ __all__ = ["library_defaults", "standard_hwa", "perfect", "pcm_inference", "PRES
 
 
 def library_defaults() -> AnalogConfig:
-    """All defaults (PHYSICS §1); no conductance noise model."""
+    """All defaults (docs/physics.md §1); no conductance noise model."""
     return AnalogConfig()
 
 
 def standard_io() -> IOParameters:
-    """The MVM of the standard HWA preset (PHYSICS §1, "Presets")."""
+    """The MVM of the standard HWA preset (docs/physics.md §1, "Presets")."""
     return IOParameters(inp_res=1 / 254, inp_bound=1.0, out_res=1 / 254, out_bound=10.0, out_noise=0.04,
                         w_noise=0.0175, w_noise_type="pcm_read", ir_drop=1.0, noise_management="constant",
                         nm_thres=1.0, bound_management="none")

@@ -6,7 +6,7 @@ A tile object holds the logical weight matrix [N, K] of one layer in *tile units
 slices along the inputs and T = ceil(N / max_output_size) along the outputs; each slice is one
 analog MVM (own noise management, bound management, ADC), partial sums are added digitally.
 
-Life cycle (PHYSICS §2): ``program()`` maps each physical tile to conductance pairs
+Life cycle (docs/physics.md §2): ``program()`` maps each physical tile to conductance pairs
 (s = g_max / max|w|), applies programming noise and samples drift exponents once; ``drift(t)`` starts
 again from that programmed state, applies drift and fresh read noise at t seconds, and recomputes
 the drift compensation. While programmed, the forward reads the drifted weights; ``unprogram()``
@@ -183,7 +183,7 @@ class AnalogTile(nn.Module):
     @torch.no_grad()
     def remap(self, kind: str) -> None:
         """Rescale so that max|w| = 1 per layer (``"layer"``) or per output column (``"channelwise"``);
-        the scale moves into ``out_scale`` (PHYSICS §3)."""
+        the scale moves into ``out_scale`` (docs/physics.md §3)."""
         if kind == "none":
             return
         if kind == "layer":

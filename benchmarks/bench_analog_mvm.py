@@ -10,7 +10,7 @@ Shapes N×K: 512×512, 2048×2048, 4096×1024; batches M: 1024, 8192. Settings:
 * ``defaults``: the library defaults ``IOParameters()`` (abs_max noise management, iterative bound
   management).
 
-Data as in PHYSICS.md: W ~ N(0, 0.246²) clipped to [-1, 1]; inputs uniform in [-1, 1] with half of
+Data as in docs/physics.md: W ~ N(0, 0.246²) clipped to [-1, 1]; inputs uniform in [-1, 1] with half of
 them set to 0. Forward only, under ``torch.no_grad``. Protocol: warm-up, then the median of
 ``--repeats`` timed runs (CUDA synchronized); ratio = median / the same-run matmul of that shape.
 Without a GPU only the torch rows run (Triton needs a GPU; the interpreter is for tests only), and

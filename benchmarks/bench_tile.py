@@ -5,8 +5,8 @@
    defaults (iterative bound management on), all in ``torch.no_grad``.
 2. What the standard preset cannot avoid, measured in the same run: the fp32 MAC, one Gaussian draw
    per output (output noise and PCM read noise are drawn as one), and the three second-order products
-   (Σ|w|x̃² for the PCM read-noise std; Σ|w||x̃| and Σw·x̃·position for IR drop, PHYSICS §1 step 4b) in
-   the reference's aux dtype. Their sum is a lower bound for any exact implementation built from torch
+   (Σ|w|x̃² for the PCM read-noise std; Σ|w||x̃| and Σw·x̃·position for IR drop, docs/physics.md §1
+   step 4b) in the reference's aux dtype. Their sum is a lower bound for any exact implementation built from torch
    ops on this CPU (no element-wise step counted); when it already exceeds a speed target, the target
    cannot be met without approximating the physics or a fused CPU kernel.
 3. One hardware-aware training step (forward, backward, Adam step, post-step clip/remap) of a

@@ -2,9 +2,9 @@
 
 Each algorithm's ``InMemoryTile.update(lr)`` is timed after a forward+backward that stored (x, δ)
 (only the update is timed). Inputs x ~ U(-1, 1), δ ~ N(0, 0.01²), lr 0.01, device ConstantStep
-(dw_min 0.001, the PHYSICS defaults); BL management on (so the actual BL is min(ceil(η·|x|max·|δ|max /
-dw_min), 31)) unless ``--fixed-bl`` (every row uses 31 slots); the SGD update with a fixed BL of 31 and
-the row-by-row reference (``block_rows=1``, the pre-block algorithm) are always listed too.
+(dw_min 0.001, the defaults of docs/physics.md §4); BL management on (so the actual BL is
+min(ceil(η·|x|max·|δ|max / dw_min), 31)) unless ``--fixed-bl`` (every row uses 31 slots); the SGD update
+with a fixed BL of 31 and the row-by-row reference (``block_rows=1``, the pre-block algorithm) are always listed too.
 
 **Baseline** (the ``x digital`` column): what the same digital layer costs per mini-batch, i.e. an
 nn.Linear(512, 512) forward + backward + ``torch.optim.SGD.step()`` on the same batch. The step alone

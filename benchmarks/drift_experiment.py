@@ -1,6 +1,6 @@
 """Drift experiment: plain conversion vs hardware-aware training, accuracy from 1 s to 1 year.
 
-Protocol (PHYSICS §2-3; the small-scale analogue of the ResNet-32/CIFAR-10 tutorial):
+Protocol (docs/physics.md §2-3; the small-scale analogue of the ResNet-32/CIFAR-10 tutorial):
 
 * task: ``aimc_lab.data.digits()`` (clean 8x8 digits, 1348 train / 449 test images, offline);
 * models: a narrow MLP 64-16-16-16-10 and a small CNN conv(1→4)-conv(4→8)-pool-conv(8→8)-linear(128→10)

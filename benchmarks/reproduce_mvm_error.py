@@ -1,6 +1,6 @@
 """Reproduce the paper's MVM error of a 512×512 PCM tile (Le Gallo et al. 2023, Fig. 5b).
 
-Protocol (PHYSICS §1, "Reference numbers"): W ~ N(0, 0.246²) clipped to [−1, 1]; inputs uniform in
+Protocol (docs/physics.md §1, "Reference numbers"): W ~ N(0, 0.246²) clipped to [−1, 1]; inputs uniform in
 [−1, 1] with 50 % set to 0; relative L2 error ‖y − Wx‖₂ / ‖Wx‖₂ over all input vectors, averaged over
 several programming instances. Rows: the MVM nonidealities alone (no conductance noise), then the PCM
 model (programming + drift + read noise) at t = 1 s, 1 h, 1 day, 1 year, with and without global drift

@@ -22,7 +22,7 @@ noise. ``--lr`` overrides every learning rate.
 
 Reference device of A (Tiki-Taka, TTv2). Tiki-Taka needs A's symmetry point at zero, so each A device
 gets a reference. In hardware it is programmed to the symmetry point *estimated* by the measurement
-protocol of PHYSICS §4 (``DeviceArray.calibrate_reference``: 200 up, 200 down, then alternating pulses
+protocol of docs/physics.md §4 (``DeviceArray.calibrate_reference``: 200 up, 200 down, then alternating pulses
 from w = 0, on that very device with its own steps, bounds and cycle-to-cycle noise; the weight after
 the last pulse). Rows marked "cal. ref 200" use the fitting protocol's 200 alternating pulses, after
 which this device has not yet settled (relaxation ~90 alternating pulses, starting ~0.5 below w*): the
@@ -90,7 +90,7 @@ CALIBRATED = {"Tiki-Taka, cal. ref 200": 200, "TTv2, cal. ref 200": 200, "c-TTv2
 def fitted_device() -> P.SoftBounds:
     directions, measured = synthetic_measurement(HIDDEN_DEVICE, seed=0)
     fit = fit_device(P.SoftBounds(), directions, measured)
-    # assumed device-to-device spreads (not observable from one device), as in PHYSICS §4
+    # assumed device-to-device spreads (not observable from one device), as in docs/physics.md §4
     return dataclasses.replace(fit.device, dw_min_dtod=0.3, up_down_dtod=0.01, w_max_dtod=0.1, w_min_dtod=0.1)
 
 

@@ -1,7 +1,7 @@
 """ConductanceExplorer: how weights become PCM conductances, and how those conductances move in time.
 
 Top: heatmaps of a small tile's programmed conductances G⁺ and G⁻ (one differential pair per weight,
-PHYSICS §2) and of the programming error of each weight in µS, (G⁺_P − G⁻_P) − (G⁺_T − G⁻_T).
+docs/physics.md §2) and of the programming error of each weight in µS, (G⁺_P − G⁻_P) − (G⁺_T − G⁻_T).
 Bottom: conductance vs time (1 s … 10 years, log axis) for a few target states, the mean over many
 devices with a ±1 std band: programming noise, drift and accumulated read noise together.
 

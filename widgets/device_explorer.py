@@ -1,4 +1,4 @@
-"""DeviceExplorer: how a pulsed device (in-memory training, PHYSICS §4) responds to trains of pulses.
+"""DeviceExplorer: how a pulsed device (in-memory training, docs/physics.md §4) responds to trains of pulses.
 
 A few devices of the chosen preset get ``n`` up pulses, then ``n`` down pulses
 (:func:`aimc_lab.devices.pulsed.pulse_response`); the plot shows the hidden weight of each device vs

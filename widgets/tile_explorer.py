@@ -45,7 +45,7 @@ def tile_config(preset: str) -> AnalogConfig:
 
 
 def reference_data(size: int, n_inputs: int, weight_std: float, sparsity: float, seed: int):
-    """The reference experiment of PHYSICS §1: W ~ N(0, std²) clipped to [-1, 1] [size, size]; inputs
+    """The reference experiment of docs/physics.md §1: W ~ N(0, std²) clipped to [-1, 1] [size, size]; inputs
     uniform in [-1, 1] [n_inputs, size] with a fraction ``sparsity`` set to 0."""
     g = torch.Generator().manual_seed(seed)
     w = (torch.randn(size, size, generator=g) * weight_std).clamp(-1.0, 1.0)  # [N, K]

@@ -1,6 +1,6 @@
 """The interface of an inference noise model: three hooks on conductances.
 
-A noise model acts on *conductances* in µS (one differential pair per weight, PHYSICS §2). Write your
+A noise model acts on *conductances* in µS (one differential pair per weight, docs/physics.md §2). Write your
 own by subclassing :class:`NoiseModel` and overriding the three hooks; everything else (mapping of
 weights to conductances, per-tile workflow, drift compensation) is shared::
 
@@ -66,7 +66,7 @@ def conductances_to_weights(g_plus: Tensor, g_minus: Tensor, s: Tensor) -> Tenso
 
 
 class NoiseModel:
-    """Base class of inference noise models (PHYSICS §2). ``g_max`` in µS."""
+    """Base class of inference noise models (docs/physics.md §2). ``g_max`` in µS."""
 
     def __init__(self, g_max: float = 25.0) -> None:
         if not g_max > 0:

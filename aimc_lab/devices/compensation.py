@@ -1,4 +1,4 @@
-"""Drift compensation (PHYSICS §2): rescale a tile's outputs by ref / current read-out.
+"""Drift compensation (docs/physics.md §2): rescale a tile's outputs by ref / current read-out.
 
 After programming, each physical tile reads its weights out through the full noisy forward with
 one-hot inputs (the identity); ``reduce`` condenses that read-out into a reference. At each later

@@ -1,4 +1,4 @@
-"""Fit a pulsed device model to a measured pulse response (PHYSICS §4, "Fitting a device").
+"""Fit a pulsed device model to a measured pulse response (docs/physics.md §4, "Fitting a device").
 
 The measured sequence (pulse directions and the weight after each pulse) is replayed on one noise-free
 device of the model (no device-to-device spread, no cycle-to-cycle noise; the same pulse rule,

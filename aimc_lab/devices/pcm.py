@@ -1,8 +1,8 @@
-"""The statistical PCM model (PHYSICS §2): programming noise, drift, 1/f read noise.
+"""The statistical PCM model (docs/physics.md §2): programming noise, drift, 1/f read noise.
 
 Pure functions of (conductances, parameters, t, generator) plus :class:`PCMLikeNoise`, the
 :class:`~aimc_lab.devices.base.NoiseModel` that the tiles use. Conductances in µS; defaults from
-Le Gallo et al. (APL Mach. Learn. 2023) / Nandakumar et al. as listed in PHYSICS.md.
+Le Gallo et al. (APL Mach. Learn. 2023) / Nandakumar et al. as listed in docs/physics.md.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
-"""Pulsed device models for in-memory training (PHYSICS §4).
+"""Pulsed device models for in-memory training (docs/physics.md §4).
 
 A cross-point device holds a *hidden* weight ``w`` in its own bounds ``[b_min, b_max]`` and is changed
 only by pulses of direction d ∈ {+1 (up), −1 (down)}. Each model below is a frozen, validated
 parameter set; :class:`DeviceArray` is the vectorized state of one tile of such devices, built once
 from a seed / ``torch.Generator`` (device-to-device spreads are drawn at construction).
 
-Shared parameters (PHYSICS §4 defaults). Per device, drawn once:
+Shared parameters (docs/physics.md §4 defaults). Per device, drawn once:
 
 * gain g = 1 + dw_min_dtod·ξ (or exp(dw_min_dtod·ξ) with ``dw_min_dtod_log_normal``), r = up_down_dtod·ξ';
 * up step   Δ⁺ = dw_min·(g + r + min(up_down, 0)),
@@ -110,7 +110,7 @@ _RELATIVE_SPREADS = ("dw_min_dtod", "up_down_dtod", "w_max_dtod", "w_min_dtod", 
 
 @dataclass(frozen=True)
 class PulsedDevice:
-    """Parameters shared by every pulsed device model (PHYSICS §4 defaults); see the module doc."""
+    """Parameters shared by every pulsed device model (docs/physics.md §4 defaults); see the module doc."""
 
     dw_min: float = 0.001
     dw_min_dtod: float = 0.3
@@ -226,7 +226,7 @@ class Ideal(PulsedDevice):
 
 @_register
 class ConstantStep(PulsedDevice):
-    """Step Δ^d independent of the weight (PHYSICS §4)."""
+    """Step Δ^d independent of the weight (docs/physics.md §4)."""
 
     closed_form = True
 
@@ -387,7 +387,7 @@ class DeviceTensors(NamedTuple):
 
 def draw_device_tensors(device: PulsedDevice, shape: Tuple[int, int], generator: torch.Generator,
                         dtype: torch.dtype = torch.float32) -> DeviceTensors:
-    """Device-to-device spreads (PHYSICS §4): steps Δ⁺/Δ⁻ and bounds per device."""
+    """Device-to-device spreads (docs/physics.md §4): steps Δ⁺/Δ⁻ and bounds per device."""
 
     def randn() -> Tensor:
         return torch.randn(shape, generator=generator, dtype=dtype, device=generator.device)
@@ -533,7 +533,7 @@ class DeviceArray(nn.Module):
                             generator: Union[int, torch.Generator, None] = None) -> Tensor:
         """Program each device's reference to its symmetry point as hardware would estimate it.
 
-        Every device runs the measurement protocol of PHYSICS §4 (``n_up`` up, ``n_down`` down, then
+        Every device runs the measurement protocol of docs/physics.md §4 (``n_up`` up, ``n_down`` down, then
         ``n_alternating`` alternating pulses, starting at hidden w = 0) with its own steps and bounds and
         with cycle-to-cycle noise; the hidden weight after the last pulse becomes the reference (an
         exact copy: the reference device's own programming error is not modelled) and the device is

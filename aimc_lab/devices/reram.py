@@ -1,4 +1,4 @@
-"""A statistical ReRAM inference model (PHYSICS §2, "Other models"), after Wan et al., Nature 2022.
+"""A statistical ReRAM inference model (docs/physics.md §2, "Other models"), after Wan et al., Nature 2022.
 
 The model follows the phenomenological fit that IBM's AIHWKIT documents as ``ReRamWan2022NoiseModel``
 (Wan et al., "A compute-in-memory chip based on resistive random-access memory", Nature 608, 504-512,

@@ -61,7 +61,7 @@ class AnalogSequential(nn.Sequential):
         return (tile for tile in self.analog_tiles() if isinstance(tile, AnalogTile))
 
     def program(self, generator: Optional[torch.Generator] = None) -> None:
-        """Program every AnalogTile (programming noise, drift exponents; PHYSICS §2)."""
+        """Program every AnalogTile (programming noise, drift exponents; docs/physics.md §2)."""
         for tile in self._programmable():
             tile.program(generator)
 

@@ -1,4 +1,4 @@
-"""Post-training input-range calibration (PHYSICS §3): set the input ranges from sample data.
+"""Post-training input-range calibration (docs/physics.md §3): set the input ranges from sample data.
 
 Every :class:`~aimc_lab.tile.AnalogTile` with an input range (``config.input_range.enable``) holds one
 range r_s per K-slice s (``tile.input_range`` [S]; input column j belongs to slice
@@ -19,7 +19,7 @@ By default (``exact_forward=True``) the collection pass runs every tile with exa
 on one draw of the MVM noise; the input ranges already set still clip during that pass (all tiles are
 calibrated in one pass, upstream tiles with their old ranges). Afterwards each tile's on-the-fly
 init-from-data is marked done so later training does not overwrite the calibrated values. Deviation
-from AIHWKIT: its cache quantile is taken over signed x; here over |x| as PHYSICS §3 states.
+from AIHWKIT: its cache quantile is taken over signed x; here over |x| as docs/physics.md §3 states.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Hardware-aware training (PHYSICS §3) with any torch optimizer.
+"""Hardware-aware training (docs/physics.md §3) with any torch optimizer.
 
 The forward-time parts of hardware-aware training live in the tile: weight-noise injection
 (``config.modifier``, drawn once per forward in training mode, gradients to the clean weights), the

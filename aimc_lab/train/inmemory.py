@@ -1,4 +1,4 @@
-"""In-memory training: tiles whose weights live on pulsed devices and change only by pulses (PHYSICS §4).
+"""In-memory training: tiles whose weights live on pulsed devices and change only by pulses (docs/physics.md §4).
 
 :func:`training_config` builds an :class:`~aimc_lab.config.AnalogConfig` whose ``training`` field is an
 :class:`InMemoryTrainingParameters`; :class:`InMemoryTile` is the tile the layers create for it
@@ -34,7 +34,7 @@ Algorithms (arrays are :class:`~aimc_lab.devices.pulsed.DeviceArray` modules, ev
   (residual std × leverage). Each read r after the first period adds
   H[:, k] += transfer_lr·c_k·(r − ref_k)/dw_min_C where |r − ref_k| > σ_k (no transfer where the
   difference is within its standard error), then the ttv2 threshold transfer. A's offset (symmetry
-  point) cancels in r − ref_k, so no reference array is needed. Deviation: PHYSICS/AIHWKIT describe
+  point) cancels in r − ref_k, so no reference array is needed. Deviation: docs/physics.md and AIHWKIT describe
   the reference as a (tail-weighted) mean of the previous period; a plain mean lags A at the flip by
   half a period, which for a steady gradient cancels the signal, so we extrapolate the mean to the
   flip with the fitted slope (the limit of strong tail weighting).
@@ -186,7 +186,7 @@ def training_config(algorithm: str = "sgd", device: Optional[PulsedDevice] = Non
     Defaults per algorithm: tiki-taka and ttv2 use a fast array A with a reference device at its
     symmetry point (``subtract_symmetry_point=True``), as Tiki-Taka needs A's symmetry point at zero;
     c-ttv2 and agad use the device as it is (choppers / dynamic reference remove the offset). The
-    backward MVM is the library-default noisy MVM with bound management off (PHYSICS §1).
+    backward MVM is the library-default noisy MVM with bound management off (docs/physics.md §1).
     """
     if not isinstance(algorithm, str):
         raise TypeError(f"algorithm must be a string, got {type(algorithm).__name__}")

@@ -1,6 +1,6 @@
 """The noisy analog MVM in pure torch: THE SPEC of ``aimc_lab.kernels.analog_mvm`` and the CPU path.
 
-Implements PHYSICS.md §1, steps 1-9, for a weight matrix laid out on one or more physical tiles:
+Implements docs/physics.md §1, steps 1-9, for a weight matrix laid out on one or more physical tiles:
 the K inputs are split into S slices of at most ``in_size`` rows (one tile each); every slice is a
 separate analog MVM (own noise management, DAC, noise, ADC, bound management), and the slice results
 are multiplied by ``out_scales[s]`` and summed digitally. A layer split along N into several tiles
@@ -320,7 +320,7 @@ class AnalogMVMFunction(torch.autograd.Function):
 
 def analog_mvm(x: Tensor, w: Tensor, io: IOParameters, *, in_size: Optional[int] = None,
                out_scales: Optional[Tensor] = None, generator: Optional[torch.Generator] = None) -> Tensor:
-    """Noisy analog ``y = x @ w.T`` (PHYSICS §1).
+    """Noisy analog ``y = x @ w.T`` (docs/physics.md §1).
 
     Args:
         x: inputs [M, K].

@@ -1,4 +1,4 @@
-"""The PCM statistical model (PHYSICS §2) on a whole conductance tensor, pure torch: the spec.
+"""The PCM statistical model (docs/physics.md §2) on a whole conductance tensor, pure torch: the spec.
 
 Thin functional wrappers around :mod:`aimc_lab.devices.pcm` (the physics lives there):
 

@@ -1,4 +1,4 @@
-"""The PCM statistical model (PHYSICS §2) as element-wise Triton kernels, out of place.
+"""The PCM statistical model (docs/physics.md §2) as element-wise Triton kernels, out of place.
 
 * ``_pcm_program_fwd_kernel``: one pass over g_T writes g_P = max(0, g_T + λ_P·σ_P(g_T)·ξ_P) and
   ν = λ_ν·|μ_ν(g_T) + σ_ν(g_T)·ξ_ν|.

@@ -1,4 +1,4 @@
-"""Stochastic pulse-train update of one tile of pulsed devices (PHYSICS §4): the spec, pure torch.
+"""Stochastic pulse-train update of one tile of pulsed devices (docs/physics.md §4): the spec, pure torch.
 
 Target ΔW = −η·Σ_m d_m·x_mᵀ (d = gradient at the tile's output, x = its input, both per batch row).
 On the hardware batch rows are applied one after the other (see **Blocks** below). For row m:

@@ -1,4 +1,4 @@
-"""Weight-noise modifiers for hardware-aware training (PHYSICS §3), pure torch: the spec.
+"""Weight-noise modifiers for hardware-aware training (docs/physics.md §3), pure torch: the spec.
 
 Out of place: returns the modified weights, never touches ``w``. ω is ``assumed_wmax`` if > 0,
 else the current max|w|. No gradient handling here: the tile adds the modification as a constant

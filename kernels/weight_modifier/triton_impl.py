@@ -1,4 +1,4 @@
-"""Weight-noise modifiers (PHYSICS §3) as one element-wise Triton kernel, out of place.
+"""Weight-noise modifiers (docs/physics.md §3) as one element-wise Triton kernel, out of place.
 
 ``_weight_modifier_fwd_kernel`` reads w once and writes the modified copy: add-normal
 w + σ·ω·ξ, mult-normal w·(1 + σ·ξ), poly w + ω·σ·(c0 + c1|w|/ω + c2(|w|/ω)²)·ξ, discretize

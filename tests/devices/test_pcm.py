@@ -1,4 +1,4 @@
-"""PCM statistics against the formulas of PHYSICS §2, and drift compensation."""
+"""PCM statistics against the formulas of docs/physics.md §2, and drift compensation."""
 
 import math
 

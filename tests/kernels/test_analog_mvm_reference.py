@@ -1,4 +1,4 @@
-"""Each step of the torch MVM reference (PHYSICS §1) against a hand computation."""
+"""Each step of the torch MVM reference (docs/physics.md §1) against a hand computation."""
 
 import math
 

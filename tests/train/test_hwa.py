@@ -137,7 +137,7 @@ def test_hwa_train_learns_and_returns_epoch_losses():
 
 
 # ------------------------------------------------------------------------------------------------
-# weight modifiers (PHYSICS §3): statistics over many draws, through the tile's training forward
+# weight modifiers (docs/physics.md §3): statistics over many draws, through the tile's training forward
 # ------------------------------------------------------------------------------------------------
 
 
@@ -236,7 +236,7 @@ def test_gradient_of_noisy_forward_goes_to_the_clean_weights():
 
 
 # ------------------------------------------------------------------------------------------------
-# learned input range (PHYSICS §3)
+# learned input range (docs/physics.md §3)
 # ------------------------------------------------------------------------------------------------
 
 

@@ -164,7 +164,7 @@ def test_analog_sgd_mixes_analog_and_digital(pass_module):
         AnalogSGD(model, lr=-1.0)
 
 
-# -- algorithm semantics (PHYSICS §4), each against a hand-derived expectation ----------------------
+# -- algorithm semantics (docs/physics.md §4), each against a hand-derived expectation ----------------------
 
 PERFECT = IOParameters(is_perfect=True)
 EXACT_STEP = P.ConstantStep(dw_min=0.001, dw_min_dtod=0.0, dw_min_std=0.0, up_down_dtod=0.0, w_max=1.0,

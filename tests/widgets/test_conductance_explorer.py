@@ -41,7 +41,7 @@ def test_read_noise_widens_band(explorer):
 
 
 def test_pcm_sanity_at_gmax(explorer):
-    # PHYSICS §2: a device at g_max keeps ~78 % after 1 h and ~half after 1 year
+    # docs/physics.md §2: a device at g_max keeps ~78 % after 1 h and ~half after 1 year
     explorer.controls["read_noise_scale"].value = 0.0
     explorer.controls["prog_noise_scale"].value = 0.0
     times = explorer.times

@@ -49,7 +49,7 @@ def test_asymmetry_biases_down_steps(explorer):
     explorer.controls["dw_min_std"].value = 0.0
     explorer.controls["up_down"].value = 0.0
     end_sym = mean_curve(explorer)[-1]
-    explorer.controls["up_down"].value = 0.5  # up_down > 0 shrinks the down step (PHYSICS §4)
+    explorer.controls["up_down"].value = 0.5  # up_down > 0 shrinks the down step (docs/physics.md §4)
     assert explorer.device.up_down == 0.5
     assert mean_curve(explorer)[-1] > end_sym + 0.01
 
