@@ -1,9 +1,12 @@
-"""2,000 forwards of a hardware-aware layer stack keep memory flat: no tensors or graphs pile up.
+"""Long runs keep memory flat: no tensors, stored rows or autograd graphs pile up.
 
-A small stack of AnalogLinear layers with the standard HWA preset (weight noise, learned input ranges
-whose init from data spans the first 100 batches, clip and remap after every step) trains for 1,000
-steps with Adam, then runs 1,000 eval forwards. After a warm-up, the number and the bytes of live
-tensors must not grow, nor the process' resident memory beyond allocator noise.
+Hardware-aware: a small stack of AnalogLinear layers with the standard HWA preset (weight noise, learned
+input ranges whose init from data spans the first 100 batches, clip and remap after every step) trains
+for 1,000 steps with Adam, then runs 1,000 eval forwards. In-memory: a chain of six in-memory layers
+(one per algorithm) trains 200 steps with AnalogSGD; the same holds for a loop of backward passes with
+``zero_grad`` and no step (the rows go with the gradient), and a plain torch optimizer is refused at its
+first step instead of leaking. After a warm-up, the number and the bytes of live tensors must not grow,
+nor the process' resident memory beyond allocator noise.
 """
 
 import gc
@@ -13,18 +16,12 @@ import torch
 from torch import nn
 
 from aimc_lab import presets
+from aimc_lab.devices import pulsed as P
 from aimc_lab.nn import AnalogLinear
-from aimc_lab.train import attach_hwa
+from aimc_lab.train import ALGORITHMS, AnalogSGD, attach_hwa, training_config
 
 WIDTH, BATCH, STEPS = 16, 32, 1000
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+INMEMORY_BATCH = 64
 
 
 def live_tensors():
@@ -70,3 +67,45 @@ def test_2000_forwards_of_training_and_eval_keep_memory_flat():
         assert rss <= rss0 + 16 * 2 ** 20, (step, rss0, rss)
     count, nbytes, _ = checkpoints[STEPS + 99]
     assert checkpoints[2 * STEPS - 1][:2] == (count, nbytes)  # eval forwards hold nothing at all
+
+
+def chain():
+    layers = []
+    for i, algorithm in enumerate(ALGORITHMS):
+        config = training_config(algorithm, device=P.SoftBounds(dw_min=0.01), transfer_columns=2)
+        layers += [AnalogLinear(WIDTH, WIDTH, config=config, seed=i), nn.Tanh()]
+    return nn.Sequential(*layers)
+
+
+def test_200_steps_keep_memory_flat():
+    torch.manual_seed(0)
+    model = chain()
+    opt = AnalogSGD(model, lr=0.05)
+    x, y = torch.randn(INMEMORY_BATCH, WIDTH), torch.randn(INMEMORY_BATCH, WIDTH) * 0.1
+    tiles = [m.tile for m in model if isinstance(m, AnalogLinear)]
+    for step in range(200):
+        opt.zero_grad()
+        ((model(x) - y) ** 2).mean().backward()
+        opt.step()
+        assert all(not t._pending for t in tiles)
+        if step == 49:
+            tensors, rss = live_tensors(), resident_bytes()
+    assert live_tensors() == tensors
+    assert resident_bytes() - rss < 16 * 2 ** 20
+    assert all(int(t.update_count) == 200 for t in tiles)
+
+
+def test_backward_without_step_keeps_memory_flat():
+    model = chain()
+    x = torch.randn(INMEMORY_BATCH, WIDTH)
+    tiles = [m.tile for m in model if isinstance(m, AnalogLinear)]
+    for step in range(200):
+        model.zero_grad()
+        model(x).sum().backward()
+        assert all(len(t._pending) == 1 for t in tiles)
+        if step == 49:
+            tensors = live_tensors()
+    assert live_tensors() == tensors
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(TypeError, match="AnalogSGD"):
+        opt.step()

@@ -8,7 +8,6 @@ value below −1 and wrote NaN); steps up to 0.3 on ranges down to 0.01.
 
 import dataclasses
 
-import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -18,14 +17,6 @@ from aimc_lab.kernels.pulsed_update.reference import apply_mixed_counts, apply_p
 
 N, K = 6, 5
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def small(lo, hi):

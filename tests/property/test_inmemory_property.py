@@ -19,14 +19,6 @@ K, N = 5, 3
 SETTINGS = settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("preset", sorted(P.PRESETS))
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @SETTINGS

@@ -39,14 +39,6 @@ REJECTED = {"nan": ValueError, "inf": ValueError, "-inf": ValueError, "float64":
             "int64": TypeError, "wrong_shape": ValueError, "list": TypeError}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def output(result):
     return result[0] if isinstance(result, tuple) else result
 

@@ -32,14 +32,6 @@ HOW = ("state_dict", "checkpoint", "pickle", "deepcopy")
 SETTINGS = settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 DEVICES = {"soft bounds": lambda: P.SoftBounds(dw_min=0.01, up_down=0.1),
            **{name: make for name, make in sorted(P.PRESETS.items())}}
 

@@ -13,14 +13,6 @@ from aimc_lab.train import ALGORITHMS, AnalogSGD, training_config
 K, N = 6, 3
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class Net(nn.Module):
     """digital -> in-memory -> in-memory, so a step touches a digital layer and two tiles."""
 

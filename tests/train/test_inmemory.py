@@ -16,14 +16,6 @@ from aimc_lab.train.inmemory import ALGORITHMS, InMemoryTile, InMemoryTrainingPa
 K, N = 8, 4
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def regression():
     g = torch.Generator().manual_seed(0)
     w_true = torch.randn(N, K, generator=g) * 0.3
