@@ -25,6 +25,7 @@ from typing import List, Optional
 import torch
 from torch import Tensor, nn
 
+from aimc_lab._checks import check_tile_input
 from aimc_lab.config import AnalogConfig
 from aimc_lab.devices import make_noise_model
 from aimc_lab.devices.base import NoiseModel, check_time, conductances_to_weights, mapping_scale
@@ -231,19 +232,6 @@ class AnalogTile(nn.Module):
                 return target
             return (self.input_range.detach() * (n / (n + 1)) + target / (n + 1)).clamp(max=top)
 
-    def _check_input(self, x) -> None:
-        if not isinstance(x, Tensor):
-            raise TypeError(f"tile input x must be a torch.Tensor, got {type(x).__name__}")
-        if x.dtype != self.weight.dtype:
-            raise TypeError(f"tile input x has dtype {x.dtype}; allowed: the tile's dtype {self.weight.dtype} "
-                            "(convert the input, or the model with .to(dtype))")
-        if x.dim() != 2 or x.shape[1] != self.in_features:
-            raise ValueError(f"tile input must have shape [M, {self.in_features}], got {tuple(x.shape)}")
-        if not bool(torch.isfinite(x).all()):
-            bad = int((~torch.isfinite(x)).sum())
-            raise ValueError(f"tile input x contains NaN or inf ({bad} of {x.numel()} entries); "
-                             "allowed: finite values")
-
     def forward(self, x: Tensor) -> Tensor:
         """y [M, N] = analog(x [M, K] @ weight.T) * out_scale.
 
@@ -252,7 +240,7 @@ class AnalogTile(nn.Module):
         input so large that y overflows the dtype raises ValueError too, and the input-range init of
         this batch is then not committed: a rejected input leaves the tile as it was.
         """
-        self._check_input(x)
+        check_tile_input(x, self.in_features, self.weight.dtype)
         u, scales, r_new = x, None, None
         if self.input_range is not None:
             r_new = self._slice_ranges(x)
