@@ -192,6 +192,22 @@ def _wait(predicate, timeout, what):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def _unexpected_tracebacks(out):
+    """The tracebacks in a server's output, less ipykernel's own error for a kernel stopped mid-reply."""
+    blocks = out.split("Traceback (most recent call last):")[1:]
+    kernel_stopped_mid_reply = ("ipykernel/kernelbase.py", "zmq.error.ZMQError: Socket operation on non-socket")
+    return [b for b in blocks if "aimc_lab" in b or not all(mark in b for mark in kernel_stopped_mid_reply)]
+
+
+def test_only_the_kernel_shutdown_race_is_tolerated():
+    race = ("Traceback (most recent call last):\n  File \".../ipykernel/kernelbase.py\", line 508\n"
+            "zmq.error.ZMQError: Socket operation on non-socket\n")
+    ours = "Traceback (most recent call last):\n  File \".../aimc_lab/cli.py\", line 9\nKeyError: 1\n"
+    assert _unexpected_tracebacks("serving\n" + race) == []
+    assert len(_unexpected_tracebacks(race + ours)) == 1
+    assert len(_unexpected_tracebacks("Traceback (most recent call last):\nValueError\n")) == 1
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_serve_stops_voila_and_its_kernel(tmp_path, signum):
     psutil = pytest.importorskip("psutil")
@@ -223,7 +239,11 @@ def test_serve_stops_voila_and_its_kernel(tmp_path, signum):
         if proc.poll() is None:
             proc.kill()
     assert code == 128 + signum
-    assert "Traceback" not in out, out
+    # No traceback from aimc-lab or Voila. The one exception is upstream's: a kernel that Voila's pool
+    # is still warming up (running the notebook) when the server shuts it down can print ipykernel's
+    # "Socket operation on non-socket" while it replies on a socket already closed. It is the kernel
+    # being stopped mid-cell, which is what shutting down means; CI hit it once (Ctrl-C case).
+    assert not _unexpected_tracebacks(out), out
     _wait(lambda: not _listening(port), 30, f"port {port} to close")
     _wait(lambda: not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children), 30,
           "Voila and its kernel to exit")
