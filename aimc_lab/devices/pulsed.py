@@ -550,6 +550,43 @@ class DeviceArray(nn.Module):
         return estimate - self.symmetry_point()
 
     @torch.no_grad()
+    def pulsed_update(self, x: Tensor, d: Tensor, lr: float, *, desired_bl: int = 31,
+                      update_management: bool = True, bl_management: bool = True,
+                      generator: Optional[torch.Generator] = None, exact: bool = False,
+                      block_rows: Optional[int] = None, commit: bool = True) -> Tensor:
+        """Stochastic pulse-train update ΔW ≈ −lr·Σ_m d_m·x_mᵀ of this array (docs/physics.md §4).
+
+        x [M, K] inputs, d [M, N] output gradients; the pulse-train options are those of
+        :func:`aimc_lab.kernels.pulsed_update.pulsed_update` (``exact``/``block_rows`` only affect the
+        torch path). Returns the new hidden weights [N, K]; with ``commit`` (the default) they are
+        stored by :meth:`commit` (write noise redrawn where a pulse changed the weight, from
+        ``generator``), without it the array is left unchanged.
+        """
+        from aimc_lab.kernels.pulsed_update import pulsed_update
+
+        w_new = pulsed_update(self.w, x, d, lr, self.device_params, self.tensors, desired_bl=desired_bl,
+                              update_management=update_management, bl_management=bl_management,
+                              generator=generator, exact=exact, block_rows=block_rows)
+        if commit:
+            self.commit(w_new, generator)
+        return w_new
+
+    @torch.no_grad()
+    def signed_counts_update(self, counts: Tensor, *, generator: Optional[torch.Generator] = None,
+                             commit: bool = True) -> Tensor:
+        """Apply |counts| pulses of direction sign(counts) to each device (counts [N, K], integers as
+        floats), each pulse by the rule of docs/physics.md §4; used by transfers that decide pulse counts
+        digitally. Returns the new hidden weights; ``commit`` as in :meth:`pulsed_update`."""
+        from aimc_lab.kernels.pulsed_update import signed_counts_update
+
+        if tuple(counts.shape) != self.shape:
+            raise ValueError(f"counts must have shape {self.shape}, got {tuple(counts.shape)}")
+        w_new = signed_counts_update(self.w, counts, self.device_params, self.tensors, generator)
+        if commit:
+            self.commit(w_new, generator)
+        return w_new
+
+    @torch.no_grad()
     def commit(self, w_new: Tensor, generator: Optional[torch.Generator]) -> None:
         """Store new hidden weights from a kernel; redraw write noise where the weight changed."""
         p = self.device_params
