@@ -113,100 +113,27 @@ def conv_forward(tile: nn.Module, geometry: ConvGeometry, x: Tensor, bias: Optio
     return y
 
 
-def _set_conv_weights(layer: nn.Module, weight: Tensor, bias: Optional[Tensor]) -> None:
-    name = type(layer).__name__
-    shape = (layer.out_channels, layer.in_channels, *layer.kernel_size)
-    if not isinstance(weight, Tensor) or tuple(weight.shape) != shape:
-        got = tuple(weight.shape) if isinstance(weight, Tensor) else type(weight).__name__
-        raise ValueError(f"{name}.set_weights: weight must have shape {list(shape)}, got {got}")
-    if bias is not None:
-        if layer.bias is None:
-            raise ValueError(f"{name}.set_weights: this layer has no bias (bias=False) but a bias was given")
-        if not isinstance(bias, Tensor) or tuple(bias.shape) != (layer.out_channels,):
-            raise ValueError(f"{name}.set_weights: bias must have shape [{layer.out_channels}]")
-        if not torch.isfinite(bias).all():
-            raise ValueError(f"{name}.set_weights: bias contains NaN or inf")
-    layer.tile.set_weights(weight.reshape(layer.out_channels, -1))
-    if bias is not None:
-        with torch.no_grad():
-            layer.bias.copy_(bias)
+class _AnalogConvNd(nn.Module):
+    """What AnalogConv1d and AnalogConv2d share: geometry, tile, bias, weights, state checks.
 
+    A subclass sets ``dims`` (1 or 2) and ``digital`` (the torch layer whose initialization it
+    copies) and says how its input maps onto the 2-d convolution in ``forward``.
+    """
 
-def _get_conv_weights(layer: nn.Module):
-    weight = layer.tile.get_weights().reshape(layer.out_channels, layer.in_channels, *layer.kernel_size)
-    return weight, None if layer.bias is None else layer.bias.detach().clone()
-
-
-def _conv_repr(layer: nn.Module) -> str:
-    return (f"{layer.in_channels}, {layer.out_channels}, kernel_size={layer.kernel_size}, "
-            f"stride={layer.stride}, padding={layer.padding}, dilation={layer.dilation}, "
-            f"bias={layer.bias is not None}, padding_mode={layer.padding_mode!r}")
-
-
-class AnalogConv1d(nn.Module):
-    """``nn.Conv1d`` on an analog tile: x [B, C, L] (or [C, L]) -> [B, N, Lo] (or [N, Lo])."""
+    dims: int
+    digital: type
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
                  config: Optional[AnalogConfig] = None, **tile_kwargs) -> None:
         super().__init__()
-        _check_channels("AnalogConv1d", in_channels, out_channels, groups)
-        self.geometry, self.padding = conv_geometry("AnalogConv1d", 1, kernel_size, stride, padding,
+        name = type(self).__name__
+        _check_channels(name, in_channels, out_channels, groups)
+        self.geometry, self.padding = conv_geometry(name, self.dims, kernel_size, stride, padding,
                                                     dilation, padding_mode)
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size = self.geometry.kernel[1:]
-        self.stride, self.dilation = self.geometry.stride[1:], self.geometry.dilation[1:]
-        self.padding_mode = padding_mode
-        self.config = AnalogConfig() if config is None else config
-        self.tile = make_tile(out_channels, in_channels * self.kernel_size[0], self.config, **tile_kwargs)
-        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
-        self.reset_parameters()
-
-    def _load_from_state_dict(self, state_dict, prefix, *args) -> None:
-        check_finite_state(state_dict, prefix)  # the whole layer, before its own parameters are copied
-        super()._load_from_state_dict(state_dict, prefix, *args)
-
-    @torch.no_grad()
-    def reset_parameters(self) -> None:
-        """nn.Conv1d's initialization, then mapped onto the tile."""
-        ref = nn.Conv1d(self.in_channels, self.out_channels, self.kernel_size, bias=self.bias is not None)
-        self.set_weights(ref.weight, ref.bias)
-
-    def set_weights(self, weight: Tensor, bias: Optional[Tensor] = None) -> None:
-        """weight [N, C, k], bias [N] (as ``nn.Conv1d``)."""
-        _set_conv_weights(self, weight, bias)
-
-    def get_weights(self):
-        """(weight [N, C, k], bias [N] or None) in layer units."""
-        return _get_conv_weights(self)
-
-    def forward(self, x: Tensor) -> Tensor:
-        check_input("AnalogConv1d", x)
-        if x.dim() not in (2, 3) or x.shape[-2] != self.in_channels:
-            raise ValueError(f"AnalogConv1d expects inputs [B, {self.in_channels}, L] or "
-                             f"[{self.in_channels}, L], got {tuple(x.shape)}")
-        unbatched = x.dim() == 2
-        x4 = (x.unsqueeze(0) if unbatched else x).unsqueeze(2)  # [B, C, 1, L]
-        y = conv_forward(self.tile, self.geometry, x4, self.bias).squeeze(2)  # [B, N, Lo]
-        return y.squeeze(0) if unbatched else y
-
-    def extra_repr(self) -> str:
-        return _conv_repr(self)
-
-
-class AnalogConv2d(nn.Module):
-    """``nn.Conv2d`` on an analog tile: x [B, C, H, W] (or [C, H, W]) -> [B, N, Ho, Wo]."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
-                 config: Optional[AnalogConfig] = None, **tile_kwargs) -> None:
-        super().__init__()
-        _check_channels("AnalogConv2d", in_channels, out_channels, groups)
-        self.geometry, self.padding = conv_geometry("AnalogConv2d", 2, kernel_size, stride, padding,
-                                                    dilation, padding_mode)
-        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        g = self.geometry
-        self.kernel_size, self.stride, self.dilation = g.kernel, g.stride, g.dilation
+        g, skip = self.geometry, 2 - self.dims  # a 1-d layer reports its sizes without the height 1
+        self.kernel_size, self.stride, self.dilation = g.kernel[skip:], g.stride[skip:], g.dilation[skip:]
         self.padding_mode = padding_mode
         self.config = AnalogConfig() if config is None else config
         self.tile = make_tile(out_channels, in_channels * math.prod(self.kernel_size), self.config, **tile_kwargs)
@@ -219,26 +146,68 @@ class AnalogConv2d(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """nn.Conv2d's initialization, then mapped onto the tile."""
-        ref = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, bias=self.bias is not None)
+        """The torch layer's initialization, then mapped onto the tile."""
+        ref = self.digital(self.in_channels, self.out_channels, self.kernel_size, bias=self.bias is not None)
         self.set_weights(ref.weight, ref.bias)
 
     def set_weights(self, weight: Tensor, bias: Optional[Tensor] = None) -> None:
-        """weight [N, C, kh, kw], bias [N] (as ``nn.Conv2d``)."""
-        _set_conv_weights(self, weight, bias)
+        """weight [N, C, *kernel_size], bias [N] (as the torch layer)."""
+        name = type(self).__name__
+        shape = (self.out_channels, self.in_channels, *self.kernel_size)
+        if not isinstance(weight, Tensor) or tuple(weight.shape) != shape:
+            got = tuple(weight.shape) if isinstance(weight, Tensor) else type(weight).__name__
+            raise ValueError(f"{name}.set_weights: weight must have shape {list(shape)}, got {got}")
+        if bias is not None:
+            if self.bias is None:
+                raise ValueError(f"{name}.set_weights: this layer has no bias (bias=False) but a bias was given")
+            if not isinstance(bias, Tensor) or tuple(bias.shape) != (self.out_channels,):
+                raise ValueError(f"{name}.set_weights: bias must have shape [{self.out_channels}]")
+            if not torch.isfinite(bias).all():
+                raise ValueError(f"{name}.set_weights: bias contains NaN or inf")
+        self.tile.set_weights(weight.reshape(self.out_channels, -1))
+        if bias is not None:
+            with torch.no_grad():
+                self.bias.copy_(bias)
 
     def get_weights(self):
-        """(weight [N, C, kh, kw], bias [N] or None) in layer units."""
-        return _get_conv_weights(self)
+        """(weight [N, C, *kernel_size], bias [N] or None) in layer units."""
+        weight = self.tile.get_weights().reshape(self.out_channels, self.in_channels, *self.kernel_size)
+        return weight, None if self.bias is None else self.bias.detach().clone()
 
-    def forward(self, x: Tensor) -> Tensor:
-        check_input("AnalogConv2d", x)
-        if x.dim() not in (3, 4) or x.shape[-3] != self.in_channels:
-            raise ValueError(f"AnalogConv2d expects inputs [B, {self.in_channels}, H, W] or "
-                             f"[{self.in_channels}, H, W], got {tuple(x.shape)}")
-        unbatched = x.dim() == 3
-        y = conv_forward(self.tile, self.geometry, x.unsqueeze(0) if unbatched else x, self.bias)
-        return y.squeeze(0) if unbatched else y
+    def _check_shape(self, x: Tensor) -> bool:
+        """Check x against [B, C, *spatial] or [C, *spatial]; True when unbatched."""
+        check_input(type(self).__name__, x)
+        spatial = ("L",) if self.dims == 1 else ("H", "W")
+        if x.dim() not in (self.dims + 1, self.dims + 2) or x.shape[-self.dims - 1] != self.in_channels:
+            dims = ", ".join(spatial)
+            raise ValueError(f"{type(self).__name__} expects inputs [B, {self.in_channels}, {dims}] or "
+                             f"[{self.in_channels}, {dims}], got {tuple(x.shape)}")
+        return x.dim() == self.dims + 1
 
     def extra_repr(self) -> str:
-        return _conv_repr(self)
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, "
+                f"bias={self.bias is not None}, padding_mode={self.padding_mode!r}")
+
+
+class AnalogConv1d(_AnalogConvNd):
+    """``nn.Conv1d`` on an analog tile: x [B, C, L] (or [C, L]) -> [B, N, Lo] (or [N, Lo])."""
+
+    dims, digital = 1, nn.Conv1d
+
+    def forward(self, x: Tensor) -> Tensor:
+        unbatched = self._check_shape(x)
+        x4 = (x.unsqueeze(0) if unbatched else x).unsqueeze(2)  # [B, C, 1, L]
+        y = conv_forward(self.tile, self.geometry, x4, self.bias).squeeze(2)  # [B, N, Lo]
+        return y.squeeze(0) if unbatched else y
+
+
+class AnalogConv2d(_AnalogConvNd):
+    """``nn.Conv2d`` on an analog tile: x [B, C, H, W] (or [C, H, W]) -> [B, N, Ho, Wo]."""
+
+    dims, digital = 2, nn.Conv2d
+
+    def forward(self, x: Tensor) -> Tensor:
+        unbatched = self._check_shape(x)
+        y = conv_forward(self.tile, self.geometry, x.unsqueeze(0) if unbatched else x, self.bias)
+        return y.squeeze(0) if unbatched else y
