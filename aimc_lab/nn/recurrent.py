@@ -381,24 +381,27 @@ def _layer_repr(layer: nn.Module) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-class AnalogRNN(nn.Module):
-    """``nn.RNN`` on analog tiles: forward(x, h0) -> (output [T, B, H], h_n [L, B, H])."""
+class _AnalogRecurrent(nn.Module):
+    """What AnalogRNN, AnalogLSTM and AnalogGRU share: a stack of cells, torch-keyed weights, and the
+    forward of a layer whose state is one tensor h (RNN, GRU; the LSTM overrides it for (h, c)).
+    A subclass sets ``cell_type``; parameter names follow the torch layer of the same name."""
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
-                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, config: Optional[AnalogConfig] = None, **tile_kwargs) -> None:
+    cell_type: type
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, bias: bool, batch_first: bool,
+                 dropout: float, bidirectional: bool, proj_size: int, config: Optional[AnalogConfig],
+                 cell_kwargs: dict) -> None:
         super().__init__()
-        _check_layer_args("AnalogRNN", num_layers, dropout, bidirectional)
-        self.nonlinearity = nonlinearity
-        _build_layer(self, AnalogRNNCell, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                     config, dict(tile_kwargs, nonlinearity=nonlinearity))
+        _check_layer_args(type(self).__name__, num_layers, dropout, bidirectional, proj_size)
+        _build_layer(self, self.cell_type, input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                     config, cell_kwargs)
 
     def set_weights(self, weights: Mapping[str, Tensor]) -> None:
-        """Weights keyed as ``dict(nn.RNN.named_parameters())``: weight_ih_l0 [H, I], ..."""
+        """Weights keyed as ``dict(torch_layer.named_parameters())``: weight_ih_l0 [G·H, I], ..."""
         _set_layer_weights(self, weights)
 
     def get_weights(self) -> Dict[str, Tensor]:
-        """Weights keyed as ``nn.RNN.named_parameters()``, in layer units."""
+        """Weights keyed as the torch layer's ``named_parameters()``, in layer units."""
         return _get_layer_weights(self)
 
     def forward(self, x: Tensor, hx: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
@@ -408,27 +411,35 @@ class AnalogRNN(nn.Module):
         return _output(self, y, unbatched), _final([s[0] for s in finals], unbatched)
 
     def extra_repr(self) -> str:
+        return _layer_repr(self)
+
+
+class AnalogRNN(_AnalogRecurrent):
+    """``nn.RNN`` on analog tiles: forward(x, h0) -> (output [T, B, H], h_n [L, B, H])."""
+
+    cell_type = AnalogRNNCell
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, config: Optional[AnalogConfig] = None, **tile_kwargs) -> None:
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, 0,
+                         config, dict(tile_kwargs, nonlinearity=nonlinearity))
+        self.nonlinearity = nonlinearity
+
+    def extra_repr(self) -> str:
         return _layer_repr(self) + f", nonlinearity={self.nonlinearity!r}"
 
 
-class AnalogLSTM(nn.Module):
+class AnalogLSTM(_AnalogRecurrent):
     """``nn.LSTM`` on analog tiles: forward(x, (h0, c0)) -> (output [T, B, H], (h_n, c_n) [L, B, H])."""
+
+    cell_type = AnalogLSTMCell
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  proj_size: int = 0, config: Optional[AnalogConfig] = None, **tile_kwargs) -> None:
-        super().__init__()
-        _check_layer_args("AnalogLSTM", num_layers, dropout, bidirectional, proj_size)
-        _build_layer(self, AnalogLSTMCell, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                     config, tile_kwargs)
-
-    def set_weights(self, weights: Mapping[str, Tensor]) -> None:
-        """Weights keyed as ``dict(nn.LSTM.named_parameters())``: weight_ih_l0 [4H, I], ..."""
-        _set_layer_weights(self, weights)
-
-    def get_weights(self) -> Dict[str, Tensor]:
-        """Weights keyed as ``nn.LSTM.named_parameters()``, in layer units."""
-        return _get_layer_weights(self)
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         proj_size, config, tile_kwargs)
 
     def forward(self, x: Tensor, hx: Optional[Tuple[Tensor, Tensor]] = None):
         seq, unbatched = _sequence(self, x)  # [T, B, I]
@@ -442,34 +453,14 @@ class AnalogLSTM(nn.Module):
         c_n = _final([s[1] for s in finals], unbatched)
         return _output(self, y, unbatched), (h_n, c_n)
 
-    def extra_repr(self) -> str:
-        return _layer_repr(self)
 
-
-class AnalogGRU(nn.Module):
+class AnalogGRU(_AnalogRecurrent):
     """``nn.GRU`` on analog tiles: forward(x, h0) -> (output [T, B, H], h_n [L, B, H])."""
+
+    cell_type = AnalogGRUCell
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  config: Optional[AnalogConfig] = None, **tile_kwargs) -> None:
-        super().__init__()
-        _check_layer_args("AnalogGRU", num_layers, dropout, bidirectional)
-        _build_layer(self, AnalogGRUCell, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                     config, tile_kwargs)
-
-    def set_weights(self, weights: Mapping[str, Tensor]) -> None:
-        """Weights keyed as ``dict(nn.GRU.named_parameters())``: weight_ih_l0 [3H, I], ..."""
-        _set_layer_weights(self, weights)
-
-    def get_weights(self) -> Dict[str, Tensor]:
-        """Weights keyed as ``nn.GRU.named_parameters()``, in layer units."""
-        return _get_layer_weights(self)
-
-    def forward(self, x: Tensor, hx: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
-        seq, unbatched = _sequence(self, x)  # [T, B, I]
-        h0 = _initial_state(self, hx, seq.shape[1], unbatched, seq, "hx")
-        y, finals = _run_layers(self, seq, [(h0[k],) for k in range(self.num_layers)])
-        return _output(self, y, unbatched), _final([s[0] for s in finals], unbatched)
-
-    def extra_repr(self) -> str:
-        return _layer_repr(self)
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, 0,
+                         config, tile_kwargs)
