@@ -1,4 +1,5 @@
-"""Model conversion (torch <-> analog), a tile summary, and checkpoints that keep the configs.
+"""Model conversion (torch <-> analog) and checkpoints that keep the configs (the tile summary,
+``analog_summary``, lives in :mod:`aimc_lab.summary` and is re-exported here).
 
 Conversion is a small registry of handlers keyed by the *exact* module type (subclasses are not
 matched: ``nn.MultiheadAttention``'s ``out_proj`` is a Linear subclass that must stay digital):
@@ -23,11 +24,9 @@ from __future__ import annotations
 
 import copy as copy_module
 import io
-import math
 import os
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -35,7 +34,8 @@ from torch import Tensor, nn
 from aimc_lab.config import AnalogConfig
 from aimc_lab.nn import (AnalogConv1d, AnalogConv2d, AnalogGRU, AnalogGRUCell, AnalogLinear, AnalogLSTM,
                          AnalogLSTMCell, AnalogRNN, AnalogRNNCell, AnalogSequential)
-from aimc_lab.nn.container import named_analog_tiles
+from aimc_lab.nn.container import analog_tiles, named_analog_tiles
+from aimc_lab.summary import AnalogSummary, SummaryRow, analog_summary  # moved there; re-exported here
 from aimc_lab.tile import AnalogTile
 
 __all__ = [
@@ -303,108 +303,6 @@ def convert_to_digital(model: nn.Module, *, use_programmed: bool = False, copy: 
     matrix = _tile_matrix(use_programmed)
     return _walk(model, "", _TO_DIGITAL, lambda handler, m: handler(m, matrix), "convert_to_digital",
                  AnalogSequential, nn.Sequential)
-
-
-def analog_tiles(model: nn.Module) -> Iterator[nn.Module]:
-    """Every analog tile in ``model``."""
-    return (tile for _, tile in named_analog_tiles(model))
-
-
-# ---------------------------------------------------------------------------------------------
-# summary
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SummaryRow:
-    """One tile: logical [N, K] on an S x T grid of max_in x max_out physical tiles."""
-
-    name: str  # the layer's qualified name ("" for the model itself)
-    tile: str  # the tile's attribute in the layer ("tile", "tile_ih", "tile_hh")
-    layer_type: str
-    out_features: int  # N
-    in_features: int  # K
-    grid: Tuple[int, int]  # (S along K, T along N)
-    max_in: int
-    max_out: int
-
-    @property
-    def label(self) -> str:
-        """The layer name, with the tile for layers of several tiles."""
-        return (self.name or "<model>") + ("" if self.tile in ("tile", "") else f" [{self.tile}]")
-
-    @property
-    def physical_shape(self) -> Tuple[int, int]:
-        """(S·max_in rows, T·max_out columns)."""
-        return self.grid[0] * self.max_in, self.grid[1] * self.max_out
-
-    @property
-    def utilisation(self) -> float:
-        """N·K / (S·T·max_in·max_out), in [0, 1]."""
-        rows, cols = self.physical_shape
-        return self.out_features * self.in_features / (rows * cols)
-
-
-@dataclass(frozen=True)
-class AnalogSummary:
-    """The tiles of a model; ``str()`` gives a table with totals."""
-
-    rows: Tuple[SummaryRow, ...]
-
-    @property
-    def n_layers(self) -> int:
-        return len({r.name for r in self.rows})
-
-    @property
-    def n_physical_tiles(self) -> int:
-        return sum(r.grid[0] * r.grid[1] for r in self.rows)
-
-    @property
-    def n_weights(self) -> int:
-        return sum(r.out_features * r.in_features for r in self.rows)
-
-    @property
-    def n_cells(self) -> int:
-        """Physical cross-points (weight pairs) available on all tiles."""
-        return sum(math.prod(r.physical_shape) for r in self.rows)
-
-    @property
-    def utilisation(self) -> float:
-        return self.n_weights / self.n_cells if self.n_cells else 0.0
-
-    def __str__(self) -> str:
-        header = ("layer", "type", "logical N x K", "tiles S x T", "physical in x out", "utilisation")
-        lines = [(r.label, r.layer_type, f"{r.out_features} x {r.in_features}", f"{r.grid[0]} x {r.grid[1]}",
-                  f"{r.physical_shape[0]} x {r.physical_shape[1]}", f"{100 * r.utilisation:.1f} %")
-                 for r in self.rows]
-        total = ("total", f"{self.n_layers} layers", f"{self.n_weights} weights",
-                 f"{self.n_physical_tiles} tiles", f"{self.n_cells} cells", f"{100 * self.utilisation:.1f} %")
-        widths = [max(len(row[i]) for row in [header, total, *lines]) for i in range(len(header))]
-
-        def fmt(row):
-            return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
-
-        rule = "-" * len(fmt(header))
-        return "\n".join([fmt(header), rule, *map(fmt, lines), rule, fmt(total)])
-
-    def __repr__(self) -> str:
-        return str(self)
-
-
-def analog_summary(model: nn.Module) -> AnalogSummary:
-    """Per tile: layer name (with ``[tile_ih]``/``[tile_hh]`` for recurrent cells) and type, logical
-    shape N x K, tile grid S x T, physical shape S·max_in x T·max_out, utilisation, and totals.
-    ``print(analog_summary(model))`` shows the table."""
-    rows = []
-    for name, tile in named_analog_tiles(model):
-        layer_name, _, attr = name.rpartition(".")
-        layer = model.get_submodule(layer_name) if layer_name else model
-        mapping = tile.config.mapping  # the grid of tile.physical_grid, for every tile type
-        S = math.ceil(tile.in_features / mapping.max_input_size)
-        T = math.ceil(tile.out_features / mapping.max_output_size)
-        rows.append(SummaryRow(layer_name, attr, type(layer).__name__, tile.out_features, tile.in_features, (S, T),
-                               mapping.max_input_size, mapping.max_output_size))
-    return AnalogSummary(tuple(rows))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@
 from aimc_lab.cost.model import (COMPONENTS, MVMCost, adc_energy, converter_bits, dac_energy, integration_time,
                                  mvm_cost)
 from aimc_lab.cost.params import CostParameters
+from aimc_lab.cost.estimate import bound_management_passes, count_mvms, estimate, network_totals
 
 __all__ = ["CostParameters", "MVMCost", "mvm_cost", "COMPONENTS", "converter_bits", "adc_energy", "dac_energy",
-           "integration_time"]
+           "integration_time", "estimate", "count_mvms", "bound_management_passes", "network_totals"]
