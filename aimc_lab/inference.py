@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from aimc_lab.devices.base import check_time
+from aimc_lab.nn.container import programmable_tiles
 from aimc_lab.tile import AnalogTile
 
 __all__ = ["tiles", "program", "drift", "unprogram", "accuracy", "evaluate_over_time", "TIMES", "time_label"]
@@ -37,10 +38,8 @@ def time_label(t: float) -> str:
 
 
 def tiles(model: nn.Module) -> Iterator[AnalogTile]:
-    """Every programmable analog tile in ``model``."""
-    for module in model.modules():
-        if isinstance(module, AnalogTile):
-            yield module
+    """Every programmable analog tile in ``model`` (see :func:`aimc_lab.nn.container.programmable_tiles`)."""
+    return programmable_tiles(model)
 
 
 def _all_tiles(model: nn.Module):

@@ -15,7 +15,8 @@ from torch import nn
 
 from aimc_lab.tile import AnalogTile, check_finite_state
 
-__all__ = ["AnalogSequential", "tile_types", "named_analog_tiles", "named_analog_layers"]
+__all__ = ["AnalogSequential", "tile_types", "named_analog_tiles", "named_analog_layers", "analog_tiles",
+           "programmable_tiles"]
 
 
 def tile_types() -> Tuple[type, ...]:
@@ -42,6 +43,16 @@ def named_analog_layers(module: nn.Module) -> Iterator[Tuple[str, nn.Module]]:
             yield name, sub
 
 
+def analog_tiles(module: nn.Module) -> Iterator[nn.Module]:
+    """Every tile inside ``module`` (programmable AnalogTiles and in-memory-training tiles)."""
+    return (tile for _, tile in named_analog_tiles(module))
+
+
+def programmable_tiles(module: nn.Module) -> Iterator[AnalogTile]:
+    """Every AnalogTile inside ``module``: the tiles that are programmed, drift and get HWA training."""
+    return (tile for tile in analog_tiles(module) if isinstance(tile, AnalogTile))
+
+
 class AnalogSequential(nn.Sequential):
     """``nn.Sequential`` with helpers that act on every analog tile inside it."""
 
@@ -55,10 +66,10 @@ class AnalogSequential(nn.Sequential):
 
     def analog_tiles(self) -> Iterator[nn.Module]:
         """Every analog tile inside (also in-memory-training tiles)."""
-        return (tile for _, tile in named_analog_tiles(self))
+        return analog_tiles(self)
 
     def _programmable(self) -> Iterator[AnalogTile]:
-        return (tile for tile in self.analog_tiles() if isinstance(tile, AnalogTile))
+        return programmable_tiles(self)
 
     def program(self, generator: Optional[torch.Generator] = None) -> None:
         """Program every AnalogTile (programming noise, drift exponents; docs/physics.md §2)."""

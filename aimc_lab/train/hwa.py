@@ -51,6 +51,7 @@ import torch
 from torch import Tensor, nn
 
 from aimc_lab.inference import check_data
+from aimc_lab.nn.container import programmable_tiles
 from aimc_lab.tile import AnalogTile
 
 __all__ = ["attach_hwa", "detach_hwa", "clip_tile", "clip_weights", "remap_weights", "hwa_train"]
@@ -62,7 +63,7 @@ _ATTACHED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 def _tiles(model: nn.Module) -> List[AnalogTile]:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    return [m for m in model.modules() if isinstance(m, AnalogTile)]
+    return list(programmable_tiles(model))
 
 
 @torch.no_grad()
