@@ -45,13 +45,13 @@ import triton.language as tl
 from torch import Tensor
 
 from aimc_lab.config import IOParameters
+from aimc_lab.kernels._triton_util import MIN_BLOCK, block, draw_seed, on_gpu, round_half_away
 from aimc_lab.kernels.analog_mvm import reference as _ref
 
 __all__ = ["analog_mvm", "analog_mvm_fwd", "AnalogMVMTritonFunction"]
 
 _NM_CODES = {"abs_max": 0, "max": 1, "constant": 2, "none": 3}
 _W_NOISE_CODES = {"none": 0, "additive_constant": 1, "pcm_read": 2}
-_MIN_BLOCK = 16  # smallest block edge a GPU tl.dot accepts
 
 
 @triton.jit
@@ -157,8 +157,7 @@ def _analog_mvm_fwd_kernel(
                     if INP_STO:
                         v = tl.floor(v + tl.rand(key_sto, rand_in[:, None] + j[None, :]))
                     else:
-                        r = tl.floor(tl.abs(v) + 0.5)
-                        v = tl.where(v < 0, -r, r)
+                        v = round_half_away(v)
                     u = v * inp_step
                 ip = tl.abs(u) <= inp_bound
                 u = tl.minimum(tl.maximum(u, -inp_bound), inp_bound)
@@ -207,9 +206,7 @@ def _analog_mvm_fwd_kernel(
                 z = z + tl.randn(key_out, rand_out[:, None] + offs_n[None, :]) * tl.sqrt(out_noise_sq)
             # 7. ADC
             if OUT_QUANT:
-                v = tl.math.div_rn(z, out_step)
-                r = tl.floor(tl.abs(v) + 0.5)
-                z = tl.where(v < 0, -r, r) * out_step
+                z = round_half_away(tl.math.div_rn(z, out_step)) * out_step
             op = tl.abs(z) <= out_bound
             if BOUND_TEST:
                 hit = tl.where(out_mask & (tl.abs(z) >= out_bound), 1, 0)
@@ -230,11 +227,7 @@ def _analog_mvm_fwd_kernel(
              y_acc.to(y_ptr.dtype.element_ty), mask=out_mask)
 
 
-def _on_gpu() -> bool:
-    return torch.cuda.is_available() and not triton.knobs.runtime.interpret
-
-
-if _on_gpu():
+if on_gpu():
     _fwd_kernel = triton.autotune(
         configs=[
             triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=4, num_stages=3),
@@ -248,17 +241,6 @@ if _on_gpu():
     )(_analog_mvm_fwd_kernel)
 else:
     _fwd_kernel = _analog_mvm_fwd_kernel
-
-
-def _block(n: int, cap: int) -> int:
-    """Power of two >= max(n, 16), at most cap (interpreter: one large block is fastest)."""
-    return max(_MIN_BLOCK, min(cap, triton.next_power_of_2(max(int(n), 1))))
-
-
-def _draw_seed(generator: Optional[torch.Generator], device: torch.device) -> int:
-    """One Philox key from the caller's generator (``device``'s default generator when None)."""
-    gen_device = generator.device if generator is not None else device
-    return int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator, device=gen_device).item())
 
 
 def _precision(device: torch.device) -> str:
@@ -294,14 +276,14 @@ def analog_mvm_fwd(x: Tensor, w: Tensor, io: IOParameters, *, in_size: Optional[
     w_noise = 0 if perfect or io.w_noise <= 0 else _W_NOISE_CODES[io.w_noise_type]
     out_noise = not perfect and io.out_noise > 0
     noisy = inp_sto or inp_noise or w_noise > 0 or out_noise
-    seed = _draw_seed(generator, dev) if noisy else 0
+    seed = draw_seed(generator, dev) if noisy else 0
     bound_test = not perfect and io.bound_management == "iterative"
     f32 = dict(dtype=torch.float32, device=dev)
     kexp = torch.zeros(S, M, dtype=torch.int32, device=dev)
     pow2 = torch.ones(S, M, **f32)
     ipow2 = torch.ones(S, M, **f32)
     factor = torch.zeros(S, M, **f32)
-    nb_max = triton.cdiv(N, _MIN_BLOCK)
+    nb_max = triton.cdiv(N, MIN_BLOCK)
     sat = torch.zeros(S, M, nb_max if bound_test else 1, dtype=torch.int8, device=dev)
     if save:
         xt = torch.zeros(S, M, size, **f32)
@@ -328,7 +310,7 @@ def analog_mvm_fwd(x: Tensor, w: Tensor, io: IOParameters, *, in_size: Optional[
                 x.stride(0), x.stride(1), w.stride(0), w.stride(1), y.stride(0), y.stride(1),
                 *scalars)
         if _fwd_kernel is _analog_mvm_fwd_kernel:
-            blocks = dict(BLOCK_M=_block(R, 64), BLOCK_N=_block(N, 128), BLOCK_K=_block(size, 128))
+            blocks = dict(BLOCK_M=block(R, 64), BLOCK_N=block(N, 128), BLOCK_K=block(size, 128))
             grid = (triton.cdiv(R, blocks["BLOCK_M"]), triton.cdiv(N, blocks["BLOCK_N"]))
             _fwd_kernel[grid](*args, **consts, **blocks)
         else:

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from aimc_lab.config import NoiseModelParameters
 from aimc_lab.devices.base import check_time
+from aimc_lab.kernels._triton_util import draw_seed, elementwise_block
 
 __all__ = ["pcm_program", "pcm_at_time", "pcm_program_fwd", "pcm_at_time_fwd"]
 
@@ -64,28 +65,16 @@ def _pcm_at_time_fwd_kernel(gp_ptr, nu_ptr, out_ptr, numel, seed, log_ratio, g_m
     tl.store(out_ptr + offs, g.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-def _block(numel: int) -> int:
-    if torch.cuda.is_available() and not triton.knobs.runtime.interpret:
-        return 1024
-    return max(16, min(1 << 16, triton.next_power_of_2(max(numel, 1))))
-
-
-def _draw_seed(generator: Optional[torch.Generator], device: torch.device) -> int:
-    """One Philox key from the caller's generator (``device``'s default generator when None)."""
-    gen_device = generator.device if generator is not None else device
-    return int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator, device=gen_device).item())
-
-
 def pcm_program_fwd(g_target: Tensor, params: NoiseModelParameters,
                     generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
     """Launch ``_pcm_program_fwd_kernel``; returns new tensors ``(g_prog, nu)``."""
     src = g_target.contiguous()
     g_prog, nu = torch.empty_like(src), torch.empty_like(src)
-    seed = _draw_seed(generator, src.device)
+    seed = draw_seed(generator, src.device)
     numel = src.numel()
     if numel:
         c0, c1, c2 = params.prog_coeff
-        block = _block(numel)
+        block = elementwise_block(numel)
         _pcm_program_fwd_kernel[(triton.cdiv(numel, block),)](
             src, g_prog, nu, numel, seed, float(params.g_max), float(params.g_max / 25.0),
             c0, c1, c2, float(params.prog_noise_scale), float(params.drift_scale), BLOCK=block)
@@ -100,10 +89,10 @@ def pcm_at_time_fwd(g_prog: Tensor, nu: Tensor, t_inference: float, params: Nois
     t = check_time(t_inference) + params.t_0
     src, nu_src = g_prog.contiguous(), nu.contiguous()
     out = torch.empty_like(src)
-    seed = _draw_seed(generator, src.device)
+    seed = draw_seed(generator, src.device)
     numel = src.numel()
     if numel:
-        block = _block(numel)
+        block = elementwise_block(numel)
         _pcm_at_time_fwd_kernel[(triton.cdiv(numel, block),)](
             src, nu_src, out, numel, seed, math.log(t / params.t_0), float(params.g_max),
             math.sqrt(math.log((t + params.t_read) / (2 * params.t_read))),

@@ -20,6 +20,7 @@ import triton.language as tl
 from torch import Tensor
 
 from aimc_lab.config import WeightModifierParameters
+from aimc_lab.kernels._triton_util import draw_seed, elementwise_block, round_half_away
 
 __all__ = ["weight_modifier", "weight_modifier_fwd"]
 
@@ -36,9 +37,7 @@ def _weight_modifier_fwd_kernel(w_ptr, omega_ptr, out_ptr, numel, seed, std_dev,
     omega = tl.load(omega_ptr).to(tl.float32)
     if KIND == 3:
         unit = omega * step
-        v = tl.math.div_rn(w, unit)
-        r = tl.floor(tl.abs(v) + 0.5)
-        out = tl.where(v < 0, -r, r) * unit
+        out = round_half_away(tl.math.div_rn(w, unit)) * unit
     elif KIND == 4:
         out = tl.where(tl.rand(seed, offs) >= pdrop, w, 0.0)
     else:
@@ -51,12 +50,6 @@ def _weight_modifier_fwd_kernel(w_ptr, omega_ptr, out_ptr, numel, seed, std_dev,
             a = tl.math.div_rn(tl.abs(w), omega)
             out = w + omega * std_dev * (c0 + c1 * a + c2 * a * a) * xi
     tl.store(out_ptr + offs, out.to(out_ptr.dtype.element_ty), mask=mask)
-
-
-def _block(numel: int) -> int:
-    if torch.cuda.is_available() and not triton.knobs.runtime.interpret:
-        return 1024
-    return max(16, min(1 << 16, triton.next_power_of_2(max(numel, 1))))
 
 
 def weight_modifier_fwd(w: Tensor, params: WeightModifierParameters,
@@ -73,14 +66,13 @@ def weight_modifier_fwd(w: Tensor, params: WeightModifierParameters,
         omega = src.abs().amax().clamp(min=1e-12).to(torch.float32).reshape(1)
     seed = 0
     if kind in (0, 1, 2, 4):
-        gen_device = generator.device if generator is not None else w.device
-        seed = int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator, device=gen_device).item())
+        seed = draw_seed(generator, w.device)
     numel = src.numel()
     if numel == 0:
         return out
     step = params.res if params.res <= 1 else 1.0 / params.res
     c0, c1, c2 = params.coeffs
-    block = _block(numel)
+    block = elementwise_block(numel)
     _weight_modifier_fwd_kernel[(triton.cdiv(numel, block),)](
         src, omega, out, numel, seed, float(params.std_dev), float(step), float(params.pdrop),
         float(c0), float(c1), float(c2), KIND=kind, BLOCK=block)
