@@ -273,15 +273,16 @@ class MappingParameters:
 # docs/physics.md §2: conductance noise models and drift compensation
 # ---------------------------------------------------------------------------------------------
 
-NOISE_MODELS = ("none", "pcm", "reram")
+#: Allowed NoiseModelParameters.kind values; aimc_lab.devices.register_noise_model adds a user's own.
+NOISE_MODELS = ["none", "pcm", "reram"]
 
 
 @dataclass(frozen=True)
 class NoiseModelParameters:
     """The inference noise model of the programmed conductances (docs/physics.md §2).
 
-    ``kind``: ``"pcm"`` (PCMLikeNoise), ``"reram"`` (ReRAMLikeNoise) or ``"none"``. A user model is
-    passed as an object to :class:`aimc_lab.tile.AnalogTile` instead (see ``devices.base``).
+    ``kind``: ``"pcm"`` (PCMLikeNoise), ``"reram"`` (ReRAMLikeNoise), ``"none"``, or the name of a user
+    model registered with :func:`aimc_lab.devices.register_noise_model` (see ``devices.base``).
     ``g_max`` in µS, ``t_0`` and ``t_read`` in seconds; the read-noise formula needs t_read <= t_0.
     """
 
@@ -301,7 +302,8 @@ class NoiseModelParameters:
             raise _err(self, "t_read", self.t_read, f"(0, t_0 = {self.t_0:g}] (read noise needs t_read <= t_0)")
 
 
-DRIFT_COMPENSATION = ("none", "global", "per_column")
+#: Allowed DriftCompensationParameters.kind values; devices.compensation.register_compensation adds more.
+DRIFT_COMPENSATION = ["none", "global", "per_column"]
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,11 @@ weights to conductances, per-tile workflow, drift compensation) is shared::
         def at_time(self, g_prog, nu, g_target, t_inference, generator):  # each drift(t)
             return g_prog * ((t_inference + 20.0) / 20.0) ** (-nu)
 
-Hooks must not modify their inputs and must draw randomness only from ``generator``.
+Hooks must not modify their inputs and must draw randomness only from ``generator``. Pass an instance to
+one tile (``AnalogTile(..., noise_model=MyNoise())``), or register the class for a whole network:
+``aimc_lab.devices.register_noise_model("my_noise", MyNoise)`` with ``MyNoise.__init__(self, params)``
+taking the :class:`~aimc_lab.config.NoiseModelParameters`, then ``NoiseModelParameters(kind="my_noise")``
+in the config given to ``convert_to_analog`` (docs/extending.md).
 """
 
 from __future__ import annotations
