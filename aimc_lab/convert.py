@@ -255,7 +255,11 @@ def convert_to_analog(model: nn.Module, config: Optional[AnalogConfig] = None, *
 
     Args:
         model: any module (also a single layer).
-        config: the hardware of every converted layer (default ``AnalogConfig()``).
+        config: the hardware of every converted layer (default ``AnalogConfig()``). A user's own noise
+            model or drift compensation reaches every tile through it: register the model
+            (``aimc_lab.devices.register_noise_model``, ``devices.compensation.register_compensation``)
+            and name it in ``config.noise_model.kind`` / ``config.drift_compensation.kind``; a new
+            layer type through :func:`register_conversion` (docs/extending.md).
         copy: convert a deep copy (default) instead of changing ``model`` in place.
 
     Returns:
