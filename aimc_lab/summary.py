@@ -150,7 +150,7 @@ class AnalogSummary:
         rule = "-" * len(fmt(header))
         per = (f"per forward pass of an input of shape {self.input_shape}" if self.input_shape is not None
                else "one MVM per tile (give input_shape for a whole inference)")
-        note = (f"cost ({per}; docs/cost.md): area {format_si(t['area_mm2'] * 1e-6, 'm²')}, "
+        note = (f"cost ({per}; docs/cost.md): area {t['area_mm2']:.3g} mm², "
                 f"{t['tops_per_mm2']:.3g} TOPS/mm²; energy " + ", ".join(
                     f"{k} {100 * v / t['energy_j']:.0f} %" for k, v in t["breakdown"].items()) if t["energy_j"] > 0
                 else "")

@@ -53,7 +53,7 @@ class CostParameters:
     """
 
     adc_fom: float = _checked(100e-15, _check_real, lo=0.0, hi=_HUGE)
-    adc_energy_floor: float = _checked(1e-12, _check_real, lo=0.0, hi=_HUGE)
+    adc_energy_floor: float = _checked(4e-12, _check_real, lo=0.0, hi=_HUGE)
     adc_share: int = _checked(1, _check_int, lo=1, hi=2 ** 20)
     adc_time_per_bit: float = _checked(1e-9, _check_real, lo=0.0, hi=_HUGE)
     pwm_lsb_time: float = _checked(1e-9, _check_real, lo=0.0, hi=_HUGE, lo_open=True)
