@@ -255,12 +255,12 @@ class MappingParameters:
     (per tile, or per output column with ``weight_scaling_columnwise``); the inverse scale is a
     digital output scale. ``0`` keeps the weights as they are (they must then already be in [-1, 1]).
     ``learn_out_scaling``: the digital output scales are trainable parameters (hardware-aware
-    training). ``digital_bias``: the bias is added digitally after the partial sums.
+    training). A layer's bias is always digital (added after the partial sums are accumulated); the
+    field ``digital_bias`` that said so and was never read is gone (schema 2, see :data:`CONFIG_SCHEMA`).
     """
 
     max_input_size: int = _checked(512, _check_int, lo=1, hi=MAX_TILE_SIZE)
     max_output_size: int = _checked(512, _check_int, lo=1, hi=MAX_TILE_SIZE)
-    digital_bias: bool = _checked(True, _check_bool)
     weight_scaling_omega: float = _checked(1.0, _check_zero_or_real, lo=1e-6, hi=1.0)
     weight_scaling_columnwise: bool = _checked(False, _check_bool)
     learn_out_scaling: bool = _checked(False, _check_bool)
@@ -431,6 +431,7 @@ class AnalogConfig:
                 raise TypeError(f"AnalogConfig.{name} must be a {cls.__name__}, got {type(value).__name__} "
                                 f"{_short(value)}")
         if self.training is not None and not isinstance(self.training, tuple(_TRAINING_CLASSES)):
+            _ensure_registered()
             allowed = (" or a " + " / ".join(c.__name__ for c in _TRAINING_CLASSES) if _TRAINING_CLASSES
                        else " (no training class is registered: aimc_lab.train.inmemory registers one with "
                        "aimc_lab.config.register_training_class)")
@@ -462,6 +463,13 @@ _CHILD_TYPES = {
 _REGISTRY: dict = {cls.__name__: cls for cls in (AnalogConfig, *_CHILD_TYPES.values())}
 
 
+def _ensure_registered() -> None:
+    """Import the modules that register config classes (pulsed devices, in-memory training); they need
+    torch, so ``import aimc_lab`` leaves them until a lookup misses."""
+    import aimc_lab.devices.pulsed  # noqa: F401
+    import aimc_lab.train.inmemory  # noqa: F401
+
+
 def register_config_class(cls: type) -> type:
     """Make a frozen dataclass (de)serializable inside an AnalogConfig (devices, training parameters)."""
     if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
@@ -478,10 +486,19 @@ def register_training_class(cls: type) -> type:
     return cls
 
 
+#: Version of the dict layout that :func:`to_dict` writes for an AnalogConfig (key ``__schema__``).
+#: 1: no ``__schema__`` key (releases before the key existed); 2: ``MappingParameters.digital_bias``
+#: removed. :func:`from_dict` reads every version up to this one and refuses newer ones by name.
+CONFIG_SCHEMA = 2
+
+
 def to_dict(obj: Any) -> Any:
-    """Plain-data form of a config (nested dicts with a ``__type__`` key per dataclass)."""
+    """Plain-data form of a config (nested dicts with a ``__type__`` key per dataclass; an AnalogConfig
+    also carries ``__schema__``)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         out = {"__type__": type(obj).__name__}
+        if isinstance(obj, AnalogConfig):
+            out["__schema__"] = CONFIG_SCHEMA
         for f in fields(obj):
             out[f.name] = to_dict(getattr(obj, f.name))
         return out
@@ -506,6 +523,26 @@ def from_dict(cls: Optional[type], data: Any) -> Any:
     return target
 
 
+def _migrate(data: dict, path: str) -> dict:
+    """An AnalogConfig dict of any schema up to :data:`CONFIG_SCHEMA`, rewritten in the current layout."""
+    version = data.get("__schema__", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"{path}: __schema__ = {_short(version)} is invalid; allowed: an integer from 1 to "
+                         f"{CONFIG_SCHEMA}")
+    if version > CONFIG_SCHEMA:
+        raise ValueError(f"{path}: this config was saved by a newer aimc-lab (config schema {version}); this "
+                         f"release reads schemas 1 to {CONFIG_SCHEMA}: upgrade aimc-lab to load it")
+    data = {k: v for k, v in data.items() if k != "__schema__"}
+    if version < 2 and isinstance(data.get("mapping"), dict) and "digital_bias" in data["mapping"]:
+        mapping = dict(data["mapping"])
+        if mapping.pop("digital_bias") is not True:  # the old default; False was accepted but never honoured
+            raise ValueError(f"{path}.mapping.digital_bias = {_short(data['mapping']['digital_bias'])}: an "
+                             "analog bias was never simulated (the bias was always digital) and the field "
+                             "is gone; remove it or set it to True to load this config")
+        data["mapping"] = mapping
+    return data
+
+
 def _nested_class(target: type, f: dataclasses.Field) -> Optional[type]:
     """The config class of field ``f`` when its default is a config (so nested dicts may omit __type__)."""
     default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
@@ -519,6 +556,8 @@ def _from_data(data: Any, default_class: Optional[type], path: str) -> Any:
     if not isinstance(data, dict):
         return data
     name = data.get("__type__")
+    if isinstance(name, str) and name not in _REGISTRY:
+        _ensure_registered()
     if name is None:
         if default_class is None:
             raise ValueError(f"{path}: config data {_short(data)} has no '__type__' key; allowed: a dict from "
@@ -528,6 +567,8 @@ def _from_data(data: Any, default_class: Optional[type], path: str) -> Any:
         raise ValueError(f"{path}: unknown config class {name!r}; allowed: " + ", ".join(sorted(_REGISTRY)))
     else:
         target = _REGISTRY[name]
+    if target is AnalogConfig:
+        data = _migrate(data, path)
     known = {f.name: f for f in fields(target)}
     kwargs = {}
     for key, value in data.items():
