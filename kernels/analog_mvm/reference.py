@@ -1,21 +1,25 @@
-"""The noisy analog MVM in pure torch: THE SPEC of ``aimc_lab.kernels.analog_mvm`` and the CPU path.
+"""The noisy analog MVM in plain torch: THE SPEC of ``aimc_lab.kernels.analog_mvm``.
 
-Implements docs/physics.md §1, steps 1-9, for a weight matrix laid out on one or more physical tiles:
-the K inputs are split into S slices of at most ``in_size`` rows (one tile each); every slice is a
-separate analog MVM (own noise management, DAC, noise, ADC, bound management), and the slice results
-are multiplied by ``out_scales[s]`` and summed digitally. A layer split along N into several tiles
-needs no special treatment except for bound management, which here decides per (input row, slice)
-over all N outputs of the slice: a conservative deviation (a tile may use a smaller input scale than
-it needed when another tile of the same slice saturated).
+Written to be read beside docs/physics.md §1 (its steps 1-9 appear below in that order), not to be
+fast: every step makes a new tensor, everything runs in the dtype of ``x``. The fast CPU path
+(:mod:`.cpu_fast`) and the Triton kernel (:mod:`.triton_impl`) are tested against this module.
 
-Conventions (shared with the Triton kernel):
+A weight matrix [N, K] lies on one or more physical tiles: the K inputs are split into S slices of
+at most ``in_size`` rows (one tile each); every slice is a separate analog MVM (own noise
+management, DAC, noise, ADC, bound management), and the slice results are multiplied by
+``out_scales[s]`` and summed digitally. A layer split along N into several tiles needs no special
+treatment except for bound management, which here decides per (input row, slice) over all N outputs
+of the slice: a conservative deviation (a tile may use a smaller input scale than it needed when
+another tile of the same slice saturated).
+
+Conventions (shared by every implementation):
 
 * Q(u; Δ) = Δ·round(u/Δ) rounds half away from zero: ``sign(v)·floor(|v| + 0.5)``.
   Stochastic rounding (``inp_sto_round``) is ``floor(v + U[0, 1))``.
-* Gradients are straight-through (an explicit backward, the spec for the kernel's): the quantizers
-  pass the gradient; inputs whose quantized value lies outside ±inp_bound and outputs whose
-  quantized value lies outside ±out_bound stop it (the bounds themselves pass); noise terms and the
-  IR-drop correction are constants; α and 2^k are constants, so inside the bounds
+* Gradients are straight-through (:func:`mvm_backward`, the spec every implementation's backward
+  runs): the quantizers pass the gradient; inputs whose quantized value lies outside ±inp_bound and
+  outputs whose quantized value lies outside ±out_bound stop it (the bounds themselves pass); noise
+  terms and the IR-drop correction are constants; α and 2^k are constants, so inside the bounds
   dy/dx = w·out_scales and dy/dw = x̃·α·2^k·out_scales, with x̃ the DAC output (incl. input noise).
 * An input slice that is all zero gives exactly 0 for that slice (no output noise).
 * Noise management "max" (AIHWKIT's Max, meant for non-negative inputs such as ReLU outputs) scales
@@ -23,62 +27,42 @@ Conventions (shared with the Triton kernel):
   but a nonzero one takes α = max_j |x_j| instead (AIHWKIT returns 0 for such a row without input
   noise and leaves it unscaled with it; both lose the row).
 * ``is_perfect`` gives ``x @ w.T`` per slice (times ``out_scales`` and ``out_scale``).
-* Randomness comes only from ``generator`` (``torch.randn``/``torch.rand``), so a seeded generator
-  reproduces the output exactly.
+* Randomness comes only from ``generator``, in this order per pass: the stochastic-rounding
+  uniforms [S, R, Kp], the input noise [S, R, Kp] (also drawn for the zero padding of the last
+  slice, then discarded), one Gaussian per output [S, R, N] for weight read noise and output noise
+  together; a bound-management re-run draws for the R rows it re-runs (every slice of each). The
+  fast CPU path draws the same numbers in the same order, so a seeded generator gives both the
+  same output.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from aimc_lab.config import IOParameters
 
-__all__ = ["analog_mvm", "check_mvm_args", "round_half_away", "AnalogMVMFunction"]
+__all__ = ["analog_mvm", "mvm_forward", "mvm_backward", "check_mvm_args", "round_half_away",
+           "max_bm_exponent", "AnalogMVMFunction", "apply_with_gradients"]
 
 
 def round_half_away(v: Tensor) -> Tensor:
     """Round to the nearest integer, halves away from zero (the project's rounding rule)."""
-    r = v.abs()
-    r.add_(0.5).floor_()
-    return r.copysign_(v)
+    return torch.sign(v) * torch.floor(v.abs() + 0.5)
 
 
-# The second-order terms (IR-drop correction, PCM read-noise std) only need ~1 % accuracy; on CPUs
-# with native bfloat16 matmuls they run in bfloat16 with fp32 accumulation (2x faster here; the
-# resulting relative error of the corrected output is ~1e-4). The main MAC always runs in x.dtype.
-# Set to None to force x.dtype everywhere (the Triton equivalence tests do).
-AUX_CPU_DTYPE: Optional[torch.dtype] = (
-    torch.bfloat16 if "AVX512" in torch.backends.cpu.get_cpu_capability() and
-    torch.ops.mkldnn._is_mkldnn_bf16_supported() else None)
-
-
-def _aux_dtype(u: Tensor) -> torch.dtype:
-    """The dtype of the second-order terms for DAC outputs ``u`` (see AUX_CPU_DTYPE)."""
-    if u.device.type == "cpu" and AUX_CPU_DTYPE is not None and u.dtype == torch.float32:
-        return AUX_CPU_DTYPE
-    return u.dtype
-
-
-def _aux_bmm(a: Tensor, b: Tensor, out_dtype: torch.dtype) -> Tensor:
-    """bmm of operands already in the aux dtype, result in ``out_dtype``."""
-    return torch.bmm(a, b.to(a.dtype)).to(out_dtype)
-
-
-def _quantize_(v: Tensor, step: float, stochastic: bool, generator: Optional[torch.Generator]) -> Tensor:
-    """In place: v <- Δ·round(v/Δ) (step <= 0: unchanged). ``v`` must be a tensor the caller owns."""
+def quantize(v: Tensor, step: float, stochastic: bool = False,
+             generator: Optional[torch.Generator] = None) -> Tensor:
+    """Q(v; Δ) = Δ·round(v/Δ); ``step`` <= 0: no quantization. Stochastic: Δ·floor(v/Δ + U[0, 1))."""
     if step <= 0:
         return v
-    v.div_(step)
     if stochastic:
-        v.add_(torch.rand(v.shape, generator=generator, device=v.device, dtype=v.dtype)).floor_()
-    else:  # sign(v)·floor(|v| + 1/2): halves away from zero (floor is vectorized on CPU, trunc is not)
-        sign = torch.sign(v)
-        v.abs_().add_(0.5).floor_().mul_(sign)
-    return v.mul_(step)
+        uniform = torch.rand(v.shape, generator=generator, device=v.device, dtype=v.dtype)
+        return torch.floor(v / step + uniform) * step
+    return round_half_away(v / step) * step
 
 
 def check_mvm_args(x: Tensor, w: Tensor, io: IOParameters, in_size: Optional[int],
@@ -108,30 +92,46 @@ def check_mvm_args(x: Tensor, w: Tensor, io: IOParameters, in_size: Optional[int
     return S, size
 
 
-def _slices(x: Tensor, w: Tensor, S: int, size: int) -> Tuple[Tensor, Tensor, int]:
-    """x -> [S, M, Kp], w -> [S, Kp, N] (zero padded); returns also the padding."""
+def max_bm_exponent(io: IOParameters) -> int:
+    """Step 8's limit: the largest k with 2^k <= max_bm_factor and 2^k·Δ_in <= max_bm_res."""
+    k = 0
+    while 2 ** (k + 1) <= io.max_bm_factor and (io.inp_step <= 0 or 2 ** (k + 1) * io.inp_step <= io.max_bm_res):
+        k += 1
+    return k
+
+
+def split_slices(x: Tensor, w: Tensor, S: int, size: int) -> Tuple[Tensor, Tensor]:
+    """x [M, K] -> [S, M, Kp], w [N, K] -> [S, Kp, N], the last slice zero-padded to Kp = size."""
     M, K = x.shape
     N = w.shape[0]
     pad = S * size - K
-    if pad:
-        x = torch.nn.functional.pad(x, (0, pad))
-        w = torch.nn.functional.pad(w, (0, pad))
-    return x.reshape(M, S, size).transpose(0, 1), w.reshape(N, S, size).permute(1, 2, 0), pad
+    x = torch.nn.functional.pad(x, (0, pad))
+    w = torch.nn.functional.pad(w, (0, pad))
+    return x.reshape(M, S, size).transpose(0, 1), w.reshape(N, S, size).permute(1, 2, 0)
 
 
-def _unslice_w(gw: Tensor, K: int) -> Tensor:
-    """[S, Kp, N] -> [N, K]."""
+def join_weight_slices(gw: Tensor, K: int) -> Tensor:
+    """[S, Kp, N] -> [N, K] (the inverse of :func:`split_slices` for w)."""
     S, Kp, N = gw.shape
     return gw.permute(2, 0, 1).reshape(N, S * Kp)[:, :K]
 
 
-def _noise_management(xs: Tensor, abs_max: Tensor, io: IOParameters) -> Tensor:
-    """α per (slice, row): [S, M]; ``abs_max`` = max|x| per (slice, row) (read only by abs_max)."""
+def rows_used(S: int, size: int, K: int) -> Tensor:
+    """K_s, the real (unpadded) rows of each slice: [S]."""
+    k_used = torch.full((S,), size)
+    k_used[-1] = K - (S - 1) * size
+    return k_used
+
+
+def noise_management(xs: Tensor, io: IOParameters) -> Tensor:
+    """Step 1: α per (slice, row) [S, M]; α <= 0 (an all-zero row) becomes 1."""
     if io.noise_management == "abs_max":
-        alpha = abs_max.clamp(max=io.nm_thres) if io.nm_thres > 0 else abs_max
-    elif io.noise_management == "max":  # a row without a positive input: max|x| = −min x
+        alpha = xs.abs().amax(dim=-1)
+        if io.nm_thres > 0:
+            alpha = torch.clamp(alpha, max=io.nm_thres)
+    elif io.noise_management == "max":
         alpha = xs.amax(dim=-1)
-        alpha = torch.where(alpha > 0, alpha, xs.amin(dim=-1).neg_())
+        alpha = torch.where(alpha > 0, alpha, xs.abs().amax(dim=-1))  # no positive input: max|x|
     elif io.noise_management == "constant":
         alpha = torch.full(xs.shape[:2], io.nm_thres, dtype=xs.dtype, device=xs.device)
     else:
@@ -139,146 +139,123 @@ def _noise_management(xs: Tensor, abs_max: Tensor, io: IOParameters) -> Tensor:
     return torch.where(alpha > 0, alpha, torch.ones_like(alpha))
 
 
-def _ir_position(S: int, size: int, K: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """(1 - (1 - j/K_s)^2) per slice and row j of the slice, 0 on padding: [S, 1, Kp]."""
-    k_used = torch.full((S, 1), float(size), dtype=dtype, device=device)
-    k_used[-1, 0] = K - (S - 1) * size
-    j = torch.arange(size, dtype=dtype, device=device).unsqueeze(0)
+def ir_drop_position(S: int, size: int, K: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """Step 4b's (1 − (1 − j/K_s)²) per slice and row j of the slice, 0 on the padding: [S, 1, Kp]."""
+    k_used = rows_used(S, size, K).to(dtype=dtype, device=device).unsqueeze(1)  # [S, 1]
+    j = torch.arange(size, dtype=dtype, device=device).unsqueeze(0)  # [1, Kp]
     position = (1 - (1 - j / k_used) ** 2) * (j < k_used)
-    return position.unsqueeze(1), k_used.unsqueeze(-1)
+    return position.unsqueeze(1)
 
 
-def _one_pass(xn: Tensor, ws: Tensor, io: IOParameters, inv_factor: Optional[Tensor], K: int,
-              generator: Optional[torch.Generator], need_masks: bool, consume: bool = False):
-    """Steps 3-7 for inputs already divided by α: xn [S, R, Kp], scaled by inv_factor [S, R].
-
-    ``consume``: ``xn`` is a temporary the caller will not read again; without ``inv_factor`` the DAC
-    then works in its memory instead of a copy.
+def one_pass(xs: Tensor, ws: Tensor, io: IOParameters, alpha: Tensor, inv_pow2: Tensor, K: int,
+             generator: Optional[torch.Generator]):
+    """Steps 2-7 for slice inputs xs [S, R, Kp] at the input scale s_k = 1/(α·2^k): divided by α
+    [S, R], then multiplied by 2^-k (``inv_pow2`` [S, R]).
 
     Returns (y after the ADC [S, R, N], DAC output x̃ [S, R, Kp], input-pass mask [S, R, Kp],
-    output-pass mask [S, R, N]); the masks (1.0 = the gradient passes, 0.0 = it stops) are None unless
-    ``need_masks`` (for the backward).
+    output-pass mask [S, R, N]); masks are 1.0 where the gradient passes, 0.0 where it stops.
     """
-    S, R, Kp = xn.shape
-    u = xn * inv_factor.unsqueeze(-1) if inv_factor is not None else (xn if consume else xn.clone())
+    S, R, Kp = xs.shape
+    u = xs / alpha.unsqueeze(-1) * inv_pow2.unsqueeze(-1)
     # 3. DAC: quantize, clip, input noise
-    _quantize_(u, io.inp_step, io.inp_sto_round, generator)
-    # masks as 0/1 floats: products with float masks are vectorized on the CPU, with bool ones not
-    in_pass = torch.le(u.abs(), io.inp_bound, out=torch.empty_like(u)) if need_masks else None
-    u.clamp_(-io.inp_bound, io.inp_bound)
+    u = quantize(u, io.inp_step, io.inp_sto_round, generator)
+    in_pass = (u.abs() <= io.inp_bound).to(u.dtype)
+    u = torch.clamp(u, -io.inp_bound, io.inp_bound)
     if io.inp_noise > 0:
         noise = torch.randn(u.shape, generator=generator, device=u.device, dtype=u.dtype)
-        if S * Kp != K:  # padded inputs carry no signal and no noise
-            noise[-1, :, K - (S - 1) * Kp:] = 0
-        u.add_(noise.mul_(io.inp_noise))
+        padding = (torch.arange(S * Kp, device=u.device) >= K).reshape(S, 1, Kp)
+        u = u + io.inp_noise * torch.where(padding, 0.0, noise)  # the zero padding gets no noise
+    x_dac = u
     # 4. MAC
-    z = torch.bmm(u, ws)  # [S, R, N]
-    # the second-order terms read u in the aux dtype: one conversion, then half-size passes
-    need_aux = io.ir_drop > 0 or (io.w_noise > 0 and io.w_noise_type != "additive_constant")
-    ua = u.to(_aux_dtype(u)) if need_aux else None
-    ws_abs = ws.abs() if need_aux else None
-    # 4b. IR drop (a constant correction for the gradient)
+    z = torch.bmm(x_dac, ws)  # [S, R, N]
+    # 4b. IR drop: z -= ρ·a(0.5 − 0.2a + 0.05a²)·Σ_j w x̃ (1 − (1 − j/K_s)²), a = (K_s/G_r)·Σ_j |w||x̃|
     if io.ir_drop > 0:
-        position, k_used = _ir_position(S, Kp, K, u.dtype, u.device)
-        a = _aux_bmm(ua.abs(), ws_abs, u.dtype).mul_(k_used / io.ir_drop_g_ratio)
-        c = a.mul(0.05).sub_(0.2).mul_(a).add_(0.5).mul_(a)  # a(0.5 - 0.2a + 0.05a²)
-        del a
-        c.mul_(_aux_bmm(ua * position.mul(io.ir_drop).to(ua.dtype), ws, u.dtype))
-        z.sub_(c)
-        del c
-    # 5 + 6. weight read noise and output noise: independent Gaussians, drawn as one
+        k_used = rows_used(S, Kp, K).to(z).reshape(S, 1, 1)
+        a = torch.bmm(x_dac.abs(), ws.abs()) * (k_used / io.ir_drop_g_ratio)
+        c = ((a * 0.05 - 0.2) * a + 0.5) * a
+        position = ir_drop_position(S, Kp, K, z.dtype, z.device)
+        z = z - c * torch.bmm(x_dac * (position * io.ir_drop), ws)
+    # 5 + 6. weight read noise and output noise: independent Gaussians, drawn as one with the summed variance
     std = None
     if io.w_noise > 0:
         if io.w_noise_type == "additive_constant":
-            std = (u * u).sum(dim=-1, keepdim=True).mul_(io.w_noise ** 2)  # [S, R, 1] (variance)
-        else:
-            std = _aux_bmm(ua * ua, ws_abs, u.dtype).mul_(io.w_noise ** 2)  # [S, R, N] (variance)
-        std.add_(io.out_noise ** 2).sqrt_()
+            w_var = (x_dac * x_dac).sum(dim=-1, keepdim=True) * io.w_noise ** 2  # σ_w²·‖x̃‖²: [S, R, 1]
+        else:  # pcm_read
+            w_var = torch.bmm(x_dac * x_dac, ws.abs()) * io.w_noise ** 2  # σ_w²·Σ_j |w| x̃²: [S, R, N]
+        std = torch.sqrt(w_var + io.out_noise ** 2)
     elif io.out_noise > 0:
         std = io.out_noise
     if std is not None:
-        noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
-        z.add_(noise.mul_(std))
-        del noise
-    # 7. ADC
-    _quantize_(z, io.out_step, False, generator)
-    out_pass = torch.le(z.abs(), io.out_bound, out=torch.empty_like(z)) if need_masks else None
-    z.clamp_(-io.out_bound, io.out_bound)
-    return z, u, in_pass, out_pass
+        xi = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+        z = z + xi * std
+    # 7. ADC: quantize, clip
+    y = quantize(z, io.out_step)
+    out_pass = (y.abs() <= io.out_bound).to(y.dtype)
+    y = torch.clamp(y, -io.out_bound, io.out_bound)
+    return y, x_dac, in_pass, out_pass
 
 
-def _max_bm_exponent(io: IOParameters) -> int:
-    """Largest k with 2^k <= max_bm_factor and 2^k·Δ_in <= max_bm_res."""
-    k = 0
-    while 2 ** (k + 1) <= io.max_bm_factor and (io.inp_step <= 0 or 2 ** (k + 1) * io.inp_step <= io.max_bm_res):
-        k += 1
-    return k
+def _replace_rows(t: Tensor, rows: Tensor, values: Tensor) -> Tensor:
+    """A copy of ``t`` [S, M, ...] with ``t[:, rows] = values``."""
+    out = t.clone()
+    out[:, rows] = values
+    return out
 
 
-def _forward(x: Tensor, w: Tensor, io: IOParameters, in_size: Optional[int], out_scales: Optional[Tensor],
-             generator: Optional[torch.Generator], need_masks: bool = True):
-    """The whole forward without autograd; returns y and what the backward needs."""
+def mvm_forward(x: Tensor, w: Tensor, io: IOParameters, in_size: Optional[int], out_scales: Optional[Tensor],
+                generator: Optional[torch.Generator], need_saved: bool = True):
+    """The whole forward without autograd: returns (y [M, N], saved, dims).
+
+    ``saved`` = (x̃ [S, M, Kp], input-pass mask [S, M, Kp], output-pass mask [S, M, N], α·2^k [S, M])
+    is what :func:`mvm_backward` reads (``is_perfect``: (x slices, None, None, None)); ``dims`` =
+    (S, slice size, K). ``need_saved`` is accepted for the common signature and ignored (the spec
+    always computes everything).
+    """
     S, size = check_mvm_args(x, w, io, in_size, out_scales)
     M, K = x.shape
-    xs, ws, _ = _slices(x, w, S, size)
-    # max|x| per (slice, row) where noise management reads it, else Σ|x| (a contiguous sum is several
-    # times faster than a max over short rows); either is NaN for a NaN row and > 0 for a nonzero one
-    magnitude = xs.abs()
-    if not io.is_perfect and io.noise_management == "abs_max":
-        magnitude = magnitude.amax(dim=-1)  # [S, M]
-    else:
-        magnitude = magnitude.sum(dim=-1)
-    if torch.isnan(magnitude).any():
+    xs, ws = split_slices(x, w, S, size)  # [S, M, Kp], [S, Kp, N]
+    if torch.isnan(xs).any():
         raise ValueError("analog_mvm: x contains NaN")
     if io.is_perfect:
         ys = torch.bmm(xs, ws)
         saved = (xs, None, None, None)
     else:
-        alpha = _noise_management(xs, magnitude, io)  # [S, M]
-        nonzero = magnitude > 0  # [S, M]
-        owned = io.noise_management != "none"  # xn is a new tensor, not a view of x
-        xn = xs / alpha.unsqueeze(-1) if owned else xs
-        # the bound-management loop re-reads xn, so only a single pass may consume it
-        ys, xt, in_pass, out_pass = _one_pass(xn, ws, io, None, K, generator, need_masks,
-                                              consume=owned and io.bound_management != "iterative")
-        factor = alpha * nonzero  # [S, M]: alpha·2^k, 0 for all-zero slices
+        # 1. noise management
+        alpha = noise_management(xs, io)  # [S, M]
+        nonzero = xs.abs().amax(dim=-1) > 0  # [S, M]: an all-zero slice row gives exactly 0
+        # 2.-7. with k = 0 for every row
+        kexp = torch.zeros(S, M, dtype=x.dtype, device=x.device)
+        ys, x_dac, in_pass, out_pass = one_pass(xs, ws, io, alpha, torch.ones_like(alpha), K, generator)
+        # 8. bound test: redo steps 3-7 with k + 1 for the (slice, row) pairs whose ADC saturated
         if io.bound_management == "iterative":
-            kexp = torch.zeros(S, M, dtype=x.dtype, device=x.device)
-            k_max = _max_bm_exponent(io)
+            k_max = max_bm_exponent(io)
             for _ in range(k_max):
                 redo = (ys.abs() >= io.out_bound).any(dim=-1) & (kexp < k_max) & nonzero  # [S, M]
-                rows = redo.any(dim=0).nonzero().squeeze(-1)
+                rows = redo.any(dim=0).nonzero().squeeze(-1)  # rows with a saturated slice
                 if rows.numel() == 0:
                     break
-                kexp += redo
-                sub = redo[:, rows].unsqueeze(-1)  # [S, R, 1]
-                y_r, xt_r, ip_r, op_r = _one_pass(xn[:, rows], ws, io, torch.exp2(-kexp[:, rows]), K, generator,
-                                                  need_masks)
-                ys[:, rows] = torch.where(sub, y_r, ys[:, rows])
-                if need_masks:
-                    xt[:, rows] = torch.where(sub, xt_r, xt[:, rows])
-                    in_pass[:, rows] = torch.where(sub, ip_r, in_pass[:, rows])
-                    out_pass[:, rows] = torch.where(sub, op_r, out_pass[:, rows])
-            factor = factor * torch.exp2(kexp)
-        ys *= factor.unsqueeze(-1)
-        saved = (xt, in_pass, out_pass, factor) if need_masks else None
-    if io.out_scale != 1.0:
-        ys *= io.out_scale
+                kexp = kexp + redo
+                again = one_pass(xs[:, rows], ws, io, alpha[:, rows], torch.exp2(-kexp[:, rows]), K, generator)
+                take = redo[:, rows].unsqueeze(-1)  # only the saturated slices take the new result
+                ys, x_dac, in_pass, out_pass = (_replace_rows(old, rows, torch.where(take, new, old[:, rows]))
+                                                for old, new in zip((ys, x_dac, in_pass, out_pass), again))
+        # 9. rescale by α·2^k (0 for an all-zero slice row)
+        factor = alpha * torch.exp2(kexp) * nonzero
+        ys = ys * factor.unsqueeze(-1)
+        saved = (x_dac, in_pass, out_pass, factor)
+    ys = ys * io.out_scale
     if out_scales is not None:
-        ys *= out_scales.unsqueeze(1)
-    y = ys.sum(dim=0) if S > 1 else ys[0]
-    return y, saved, (S, size, K)
+        ys = ys * out_scales.unsqueeze(1)
+    return ys.sum(dim=0), saved, (S, size, K)
 
 
-def _backward(grad_y: Tensor, w: Tensor, io: IOParameters, out_scales: Optional[Tensor], saved, dims,
-              need_x: bool, need_w: bool):
-    """Straight-through gradients (see the module docstring)."""
-    xt, in_pass, out_pass, factor = saved
+def mvm_backward(grad_y: Tensor, w: Tensor, io: IOParameters, out_scales: Optional[Tensor], saved, dims,
+                 need_x: bool, need_w: bool):
+    """Straight-through gradients (see the module docstring) from what a forward saved."""
+    x_dac, in_pass, out_pass, factor = saved
     S, size, K = dims
-    _, ws, _ = _slices(grad_y.new_zeros(1, K), w, S, size)
-    g = grad_y.unsqueeze(0)  # [1, M, N]
-    if io.out_scale != 1.0:
-        g = g * io.out_scale
+    _, ws = split_slices(grad_y.new_zeros(1, K), w, S, size)  # [S, Kp, N]
+    g = grad_y.unsqueeze(0) * io.out_scale  # [1, M, N]
     if out_scales is not None:
         g = g * out_scales.unsqueeze(1)  # [S, M, N]
     if out_pass is not None:
@@ -291,17 +268,24 @@ def _backward(grad_y: Tensor, w: Tensor, io: IOParameters, out_scales: Optional[
             gx = gx * in_pass
         grad_x = gx.transpose(0, 1).reshape(gx.shape[1], S * gx.shape[2])[:, :K]  # sizes explicit: M may be 0
     if need_w:
-        gw_scale = g * factor.unsqueeze(-1) if factor is not None else g
-        grad_w = _unslice_w(torch.bmm(xt.transpose(1, 2), gw_scale), K)  # [S, Kp, N] -> [N, K]
+        g_w = g * factor.unsqueeze(-1) if factor is not None else g
+        grad_w = join_weight_slices(torch.bmm(x_dac.transpose(1, 2), g_w), K)
     return grad_x, grad_w
 
 
+ForwardImpl = Callable[..., tuple]
+
+
 class AnalogMVMFunction(torch.autograd.Function):
-    """Autograd wrapper: noisy forward, straight-through backward."""
+    """Autograd for every implementation: its noisy forward, the spec's straight-through backward.
+
+    ``forward_impl(x, w, io, in_size, out_scales, generator, need_saved)`` returns (y, saved, dims)
+    as :func:`mvm_forward` does (the reference, the fast CPU path or the Triton launcher).
+    """
 
     @staticmethod
-    def forward(ctx, x, w, out_scales, io, in_size, generator):
-        y, saved, dims = _forward(x, w, io, in_size, out_scales, generator)
+    def forward(ctx, x, w, out_scales, io, in_size, generator, forward_impl):
+        y, saved, dims = forward_impl(x, w, io, in_size, out_scales, generator, True)
         ctx.io, ctx.dims = io, dims
         ctx.saved_parts = saved
         ctx.save_for_backward(w, out_scales)
@@ -310,12 +294,22 @@ class AnalogMVMFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y):
         w, out_scales = ctx.saved_tensors
-        grad_x, grad_w = _backward(grad_y, w, ctx.io, out_scales, ctx.saved_parts, ctx.dims,
-                                   ctx.needs_input_grad[0], ctx.needs_input_grad[1])
-        grad_scales = None
         if ctx.needs_input_grad[2]:
             raise RuntimeError("analog_mvm: gradients for out_scales are not supported; scale outside")
-        return grad_x, grad_w, grad_scales, None, None, None
+        grad_x, grad_w = mvm_backward(grad_y, w, ctx.io, out_scales, ctx.saved_parts, ctx.dims,
+                                      ctx.needs_input_grad[0], ctx.needs_input_grad[1])
+        return grad_x, grad_w, None, None, None, None, None
+
+
+def apply_with_gradients(forward_impl: ForwardImpl, x: Tensor, w: Tensor, io: IOParameters,
+                         in_size: Optional[int], out_scales: Optional[Tensor],
+                         generator: Optional[torch.Generator]) -> Tensor:
+    """``forward_impl`` through :class:`AnalogMVMFunction` when a gradient is needed, else without
+    saving anything for a backward."""
+    if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad):
+        return AnalogMVMFunction.apply(x, w, out_scales, io, in_size, generator, forward_impl)
+    with torch.no_grad():
+        return forward_impl(x, w, io, in_size, out_scales, generator, False)[0]
 
 
 def analog_mvm(x: Tensor, w: Tensor, io: IOParameters, *, in_size: Optional[int] = None,
@@ -334,7 +328,4 @@ def analog_mvm(x: Tensor, w: Tensor, io: IOParameters, *, in_size: Optional[int]
     Returns:
         y [M, N] with straight-through gradients for x and w.
     """
-    if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad):
-        return AnalogMVMFunction.apply(x, w, out_scales, io, in_size, generator)
-    with torch.no_grad():
-        return _forward(x, w, io, in_size, out_scales, generator, need_masks=False)[0]
+    return apply_with_gradients(mvm_forward, x, w, io, in_size, out_scales, generator)

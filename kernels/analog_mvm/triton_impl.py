@@ -15,7 +15,7 @@ of the layer in turn and sums the slices digitally, in one launch:
 
 Iterative bound management is a masked re-launch: the kernel flags every (slice, row) whose ADC
 output reached ±out_bound; the launcher raises the exponent k of those (slice, row) pairs (the
-reference's rule, up to ``_max_bm_exponent``) and runs the kernel again on the affected rows only.
+reference's rule, up to ``max_bm_exponent``) and runs the kernel again on the affected rows only.
 
 Deviations from the reference (documented, tested):
 
@@ -31,8 +31,9 @@ Deviations from the reference (documented, tested):
   IEEE fp32 otherwise); the interpreter always uses IEEE fp32.
 * Input noise is drawn only for real inputs (the reference draws it for padding and zeroes it).
 
-Gradients are the reference's straight-through gradients, computed in torch from what the kernel
-saves (x̃, the input/output pass masks and α·2^k).
+Gradients are the reference's straight-through gradients (one autograd Function for every
+implementation, :class:`~aimc_lab.kernels.analog_mvm.reference.AnalogMVMFunction`), computed in torch
+from what the kernel saves (x̃, the input/output pass masks and α·2^k).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from aimc_lab.config import IOParameters
 from aimc_lab.kernels._triton_util import MIN_BLOCK, block, draw_seed, on_gpu, round_half_away
 from aimc_lab.kernels.analog_mvm import reference as _ref
 
-__all__ = ["analog_mvm", "analog_mvm_fwd", "AnalogMVMTritonFunction"]
+__all__ = ["analog_mvm", "analog_mvm_fwd"]
 
 _NM_CODES = {"abs_max": 0, "max": 1, "constant": 2, "none": 3}
 _W_NOISE_CODES = {"none": 0, "additive_constant": 1, "pcm_read": 2}
@@ -249,12 +250,13 @@ def _precision(device: torch.device) -> str:
     return "ieee"
 
 
-def analog_mvm_fwd(x: Tensor, w: Tensor, io: IOParameters, *, in_size: Optional[int] = None,
+def analog_mvm_fwd(x: Tensor, w: Tensor, io: IOParameters, in_size: Optional[int] = None,
                    out_scales: Optional[Tensor] = None, generator: Optional[torch.Generator] = None,
                    save: bool = False):
-    """Launch the fused forward (plus bound-management re-launches).
+    """Launch the fused forward (plus bound-management re-launches); the ``forward_impl`` of
+    :class:`~aimc_lab.kernels.analog_mvm.reference.AnalogMVMFunction`.
 
-    Returns ``(y [M, N], saved, dims)``; ``saved`` is what the reference's ``_backward`` takes
+    Returns ``(y [M, N], saved, dims)``; ``saved`` is what the reference's ``mvm_backward`` takes
     (x̃ [S, M, size], input-pass mask, output-pass mask [S, M, N], α·2^k [S, M]) when ``save``,
     else None; ``dims = (S, size, K)``.
     """
@@ -320,7 +322,7 @@ def analog_mvm_fwd(x: Tensor, w: Tensor, io: IOParameters, *, in_size: Optional[
 
     launch(torch.arange(M, dtype=torch.int64, device=dev))
     if bound_test:
-        k_max = _ref._max_bm_exponent(io)
+        k_max = _ref.max_bm_exponent(io)
         for _ in range(k_max):
             redo = sat.any(dim=-1) & (kexp < k_max) & (factor != 0)  # [S, M]
             rows = redo.any(dim=0).nonzero().squeeze(-1)
@@ -340,33 +342,8 @@ def analog_mvm_fwd(x: Tensor, w: Tensor, io: IOParameters, *, in_size: Optional[
     return y, saved, dims
 
 
-class AnalogMVMTritonFunction(torch.autograd.Function):
-    """Fused Triton forward, the reference's straight-through backward (in torch)."""
-
-    @staticmethod
-    def forward(ctx, x, w, out_scales, io, in_size, generator):
-        y, saved, dims = analog_mvm_fwd(x, w, io, in_size=in_size, out_scales=out_scales,
-                                        generator=generator, save=True)
-        ctx.io, ctx.dims = io, dims
-        ctx.saved_parts = saved
-        ctx.save_for_backward(w, out_scales)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad_y):
-        w, out_scales = ctx.saved_tensors
-        if ctx.needs_input_grad[2]:
-            raise RuntimeError("analog_mvm: gradients for out_scales are not supported; scale outside")
-        grad_x, grad_w = _ref._backward(grad_y, w, ctx.io, out_scales, ctx.saved_parts, ctx.dims,
-                                        ctx.needs_input_grad[0], ctx.needs_input_grad[1])
-        return grad_x, grad_w, None, None, None, None
-
-
 def analog_mvm(x: Tensor, w: Tensor, io: IOParameters, *, in_size: Optional[int] = None,
                out_scales: Optional[Tensor] = None, generator: Optional[torch.Generator] = None) -> Tensor:
     """Noisy analog ``y = x @ w.T`` with the fused Triton kernel; contract of
     :func:`aimc_lab.kernels.analog_mvm.reference.analog_mvm` (deviations: module docstring)."""
-    if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad):
-        return AnalogMVMTritonFunction.apply(x, w, out_scales, io, in_size, generator)
-    with torch.no_grad():
-        return analog_mvm_fwd(x, w, io, in_size=in_size, out_scales=out_scales, generator=generator)[0]
+    return _ref.apply_with_gradients(analog_mvm_fwd, x, w, io, in_size, out_scales, generator)

@@ -21,11 +21,6 @@ MAX_FLIP_FRACTION = 1e-3
 QUIET = IOParameters(out_noise=0.0)  # library defaults with the noise off
 
 
-@pytest.fixture(autouse=True)
-def _fp32_aux(monkeypatch):
-    """The reference's bf16 second-order matmuls would hide real differences."""
-    monkeypatch.setattr(ref, "AUX_CPU_DTYPE", None)
-
 
 def _data(M, N, K, seed=0, zero_frac=0.0):
     g = torch.Generator().manual_seed(seed)
