@@ -194,7 +194,7 @@ def _serve(args: argparse.Namespace) -> int:
         shipped = _dashboard(args.notebook)
         if shipped is None:
             args.parser.error(f"notebook {args.notebook!r} does not exist; give a path to a .ipynb file or "
-                              "folder, or a shipped dashboard: tile_lab, drift_lab")
+                              "folder, or a shipped dashboard: tile_lab, drift_lab, design_lab")
         notebook = shipped
     if not _port_free(args.port):
         args.parser.error(f"--port {args.port} is in use on 127.0.0.1; choose another port")
@@ -265,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve a dashboard with Voila on 127.0.0.1",
                        description="Serve a notebook (or a folder of notebooks) as a Voila dashboard on "
                                    "127.0.0.1 only; Ctrl-C or SIGTERM stops Voila and its kernels.")
-    p.add_argument("notebook", help="a .ipynb file or folder, or a shipped dashboard: tile_lab, drift_lab")
+    p.add_argument("notebook", help="a .ipynb file or folder, or a shipped dashboard: tile_lab, drift_lab, design_lab")
     p.add_argument("--port", type=_int_in(PORT_MIN, PORT_MAX), default=8866,
                    help=f"port to listen on, {PORT_MIN}-{PORT_MAX}; fails if it is taken (default: %(default)s)")
     p.set_defaults(func=_serve, parser=p)

@@ -10,12 +10,14 @@ your own widgets the same way.
 * :class:`ConductanceExplorer` – programmed conductances, programming error, drift of target states
 * :class:`DriftExplorer` – a network's accuracy over a year of drift, with and without HWA training
 * :class:`DeviceExplorer` – pulse responses of the pulsed-device presets (in-memory training)
+* :class:`DesignExplorer` – the Design lab: accuracy after drift vs energy per inference, per design
 """
 
 from aimc_lab.widgets._figure import Figure
 from aimc_lab.widgets.conductance_explorer import ConductanceExplorer
+from aimc_lab.widgets.design_explorer import DesignExplorer
 from aimc_lab.widgets.device_explorer import DeviceExplorer
 from aimc_lab.widgets.drift_explorer import DriftExplorer
 from aimc_lab.widgets.tile_explorer import TileExplorer
 
-__all__ = ["TileExplorer", "ConductanceExplorer", "DriftExplorer", "DeviceExplorer", "Figure"]
+__all__ = ["TileExplorer", "ConductanceExplorer", "DriftExplorer", "DeviceExplorer", "DesignExplorer", "Figure"]

@@ -103,8 +103,9 @@ def bound_management_passes(x: Tensor, w: Tensor, io: IOParameters, in_size: Opt
     size = K if in_size is None else int(in_size)
     if size < 1:
         raise ValueError(f"bound_management_passes: in_size = {in_size!r} is invalid; allowed: an integer >= 1")
-    k_max = 0
-    while 2 ** (k_max + 1) <= io.max_bm_factor and (io.inp_step <= 0 or 2 ** (k_max + 1) * io.inp_step <= io.max_bm_res):
+    k_max = 0  # largest k with 2^k <= max_bm_factor and 2^k·Δ_in <= max_bm_res, as the simulator
+    while 2 ** (k_max + 1) <= io.max_bm_factor and (io.inp_step <= 0
+                                                    or 2 ** (k_max + 1) * io.inp_step <= io.max_bm_res):
         k_max += 1
     in_step, out_step = io.inp_step, io.out_step
     x, w = x.double(), w.double()
