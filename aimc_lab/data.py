@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-__all__ = ["Split", "digits", "digits_hard", "loaders", "torchvision_dataset"]
+__all__ = ["Split", "digits", "digits_hard", "frequency_sequences", "loaders", "torchvision_dataset"]
 
 
 @dataclass
@@ -74,6 +74,39 @@ def digits_hard(image: bool = False, test_fraction: float = 0.25, seed: int = 0,
     x = torch.tensor(out, dtype=torch.float32)
     y = torch.tensor(bunch.target, dtype=torch.long)
     return _split(x.view(-1, 1, 8, 8) if image else x.view(-1, 64), y, test_fraction, seed)
+
+
+def frequency_sequences(n: int = 1200, length: int = 24, n_classes: int = 4, noise: float = 0.8,
+                        test_fraction: float = 0.25, seed: int = 0) -> Split:
+    """A sequence task generated offline: which of ``n_classes`` tones is hidden in a noisy signal.
+
+    Sample i of class k is the sequence x_t = a·sin(2π (k + 1) t / length + φ) + noise·ξ_t, t = 0 ..
+    length − 1 (class k completes k + 1 cycles), with a random amplitude a ∈ [0.5, 1.5], phase φ and
+    Gaussian noise ξ_t, all fixed by ``seed``. Inputs are [n, length, 1] (batch first, one feature per
+    step), labels [n]; the classes are balanced. No single step tells the classes apart: a recurrent
+    network has to integrate evidence over the whole sequence, so in an analog LSTM the recurrent
+    weights are read at every step and their errors (noise, drift) act ``length`` times.
+    """
+    for name, value, lo in (("n", n, 2), ("length", length, 2), ("n_classes", n_classes, 2)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+            raise ValueError(f"{name} = {value!r} is invalid; allowed: an integer >= {lo}")
+    if n_classes > length // 2:
+        raise ValueError(f"n_classes = {n_classes!r} is invalid for length = {length}; allowed: at most "
+                         f"length // 2 = {length // 2} (class k completes k + 1 cycles; more would alias)")
+    if n < 2 * n_classes:
+        raise ValueError(f"n = {n!r} is invalid for n_classes = {n_classes}; allowed: >= 2 * n_classes")
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < float("inf"):
+        raise ValueError(f"noise = {noise!r} is invalid; allowed: a finite number >= 0")
+    _check_fraction("test_fraction", test_fraction)
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % n_classes
+    t = np.arange(length)
+    amplitude = rng.uniform(0.5, 1.5, size=(n, 1))
+    phase = rng.uniform(0.0, 2 * np.pi, size=(n, 1))
+    x = amplitude * np.sin(2 * np.pi * (y[:, None] + 1) * t[None, :] / length + phase)
+    x = x + noise * rng.standard_normal((n, length))
+    return _split(torch.tensor(x, dtype=torch.float32).unsqueeze(-1), torch.tensor(y, dtype=torch.long),
+                  test_fraction, seed)
 
 
 def _split(x: torch.Tensor, y: torch.Tensor, test_fraction: float, seed: int) -> Split:

@@ -69,3 +69,32 @@ def test_torchvision_sets_fail_clearly_offline(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "torchvision", fake)
     with pytest.raises(RuntimeError, match="offline.*network is unreachable"):
         data.torchvision_dataset("mnist", root=str(tmp_path))
+
+
+def test_frequency_sequences_shapes_balance_and_seed():
+    split = data.frequency_sequences(n=400, length=16, n_classes=4, seed=0)
+    assert split.x_train.shape == (300, 16, 1) and split.x_test.shape == (100, 16, 1) and split.n_classes == 4
+    labels = torch.cat([split.y_train, split.y_test])
+    assert labels.bincount().tolist() == [100] * 4
+    again, other = data.frequency_sequences(n=400, length=16, seed=0), data.frequency_sequences(n=400, length=16, seed=1)
+    assert torch.equal(split.x_test, again.x_test) and not torch.equal(split.x_test, other.x_test)
+
+
+def test_frequency_sequences_hide_the_class_frequency_in_noise():
+    # without noise the strongest Fourier component of each sequence is its class frequency (k + 1);
+    # with noise 0.8 it still is on average, but no longer for every sample
+    for noise, at_least, at_most in ((0.0, 1.0, 1.0), (0.8, 0.6, 0.98)):
+        split = data.frequency_sequences(n=800, length=24, noise=noise, seed=2)
+        x, y = split.x_train.squeeze(-1), split.y_train
+        peak = torch.fft.rfft(x, dim=1).abs()[:, 1:].argmax(dim=1)          # 0 = one cycle
+        hits = float((peak == y).float().mean())
+        assert at_least <= hits <= at_most, (noise, hits)
+
+
+@pytest.mark.parametrize("kwargs, field", [(dict(n_classes=9, length=16), "n_classes"), (dict(length=1), "length"),
+                                           (dict(n=3), "n"), (dict(noise=-1.0), "noise"),
+                                           (dict(noise=float("nan")), "noise"), (dict(test_fraction=0), "test_fraction"),
+                                           (dict(n_classes=2.5), "n_classes")])
+def test_frequency_sequences_bad_arguments_name_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        data.frequency_sequences(**kwargs)
