@@ -1,8 +1,10 @@
-"""Which implementation runs the kernels: ``"auto" | "torch" | "triton"``.
+"""Which implementation runs the kernels: ``"auto" | "torch" | "triton" | "reference"``.
 
 Read once from the environment variable ``AIMC_LAB_BACKEND`` (default ``"auto"``) and overridable
 with the :func:`use_backend` context manager. ``auto`` runs Triton for CUDA tensors when Triton
-imports, and the torch reference otherwise. Forcing ``"triton"`` without a GPU raises a clear error
+imports, and torch otherwise. ``"torch"`` is each op's torch path (for the analog MVM the fast CPU
+path, ``kernels/analog_mvm/cpu_fast.py``); ``"reference"`` is the plain spec (``reference.py``; the
+same as ``"torch"`` for ops without a separate fast path). Forcing ``"triton"`` without a GPU raises a clear error
 unless the Triton interpreter is on (``TRITON_INTERPRET=1``, a boolean flag that is on only for "1").
 """
 
@@ -17,7 +19,7 @@ import torch
 __all__ = ["BACKENDS", "get", "set_backend", "use_backend", "active", "resolve", "triton_available",
            "interpreter_on"]
 
-BACKENDS = ("auto", "torch", "triton")
+BACKENDS = ("auto", "torch", "triton", "reference")
 
 
 def _validate(name: str, source: str) -> str:
@@ -66,11 +68,11 @@ def use_backend(name: str) -> Iterator[str]:
 
 
 def resolve(device: Optional[torch.device] = None) -> str:
-    """The implementation that runs for tensors on ``device``: ``"torch"`` or ``"triton"``."""
+    """The implementation that runs for tensors on ``device``: ``"torch"``, ``"triton"`` or ``"reference"``."""
     requested = _state["backend"]
     on_cuda = device is not None and torch.device(device).type == "cuda"
-    if requested == "torch":
-        return "torch"
+    if requested in ("torch", "reference"):
+        return requested
     if requested == "triton":
         if not triton_available():
             raise RuntimeError("backend 'triton' was requested but Triton does not import; "

@@ -144,3 +144,23 @@ def test_entry_points_dispatch(monkeypatch):
         y_triton = call_all()
     assert all(len(calls) == 1 for calls in spies)
     torch.testing.assert_close(y_triton, y_torch, rtol=1e-5, atol=1e-5)
+
+
+def test_analog_mvm_torch_runs_the_fast_path_and_reference_the_spec(monkeypatch):
+    """"torch" (and "auto" on the CPU) runs kernels/analog_mvm/cpu_fast.py, "reference" the plain spec;
+    with fp32 second-order products both give the same seeded output."""
+    from aimc_lab.kernels.analog_mvm import cpu_fast, reference
+
+    fast = _spy(monkeypatch, cpu_fast, "mvm_forward")
+    spec = _spy(monkeypatch, reference, "mvm_forward")
+    monkeypatch.setattr(cpu_fast, "_NATIVE_BF16", False)  # fp32 products: the same bits as the spec
+    x, w = torch.randn(6, 40), torch.rand(7, 40) - 0.5
+    io = IOParameters()
+    for name in ("auto", "torch"):
+        with backend.use_backend(name):
+            y_fast = mvm_pkg.analog_mvm(x, w, io, in_size=16, generator=torch.Generator().manual_seed(4))
+    assert len(fast) == 2 and not spec
+    with backend.use_backend("reference"):
+        y_spec = mvm_pkg.analog_mvm(x, w, io, in_size=16, generator=torch.Generator().manual_seed(4))
+    assert len(spec) == 1 and len(fast) == 2
+    torch.testing.assert_close(y_fast, y_spec, rtol=1e-6, atol=1e-6)

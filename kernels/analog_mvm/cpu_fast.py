@@ -1,0 +1,212 @@
+"""The noisy analog MVM, fast on the CPU: the same contract and random draws as :mod:`.reference`.
+
+What makes it faster than the spec (tests/kernels/test_analog_mvm_cpu_fast.py compares the two on
+every switch, gradient and odd shape):
+
+* in-place element-wise steps on tensors this module owns (the spec makes a new tensor per step);
+  rounding as ``trunc(v + copysign(0.5, v))``, bit for bit the spec's ``sign(v)·floor(|v| + 0.5)``
+  in three passes instead of five;
+* the masks the backward reads are computed only when a gradient is needed;
+* iterative bound management re-runs only the rows with a saturated slice, and after the first pass
+  tests saturation only on the rows it has just re-run (the others cannot change);
+* the second-order products (the IR-drop sums Σ|w||x̃| and Σ w x̃ (1 − (1 − j/K_s)²), the PCM
+  read-noise variance Σ|w| x̃²) may run in bfloat16 with fp32 accumulation (``aux_dtype``; by
+  default on CPUs with native bf16 matmuls, where that is about 2x faster). The main MAC always
+  runs in x's dtype. This is the one deliberate numerical difference from the spec: bf16 keeps 8
+  significant bits, so each product term is off by at most 2^-8 relative and the sums of
+  non-negative terms (Σ|w||x̃|, Σ|w|x̃²) by at most ~2^-7 relative; the IR-drop correction and the
+  read-noise std are second-order terms, so the output before the ADC moves by at most ~2^-6 of
+  those terms (tested), and after the ADC a few outputs near a rounding threshold land one step
+  away.
+
+Randomness: the same draws in the same order as the spec (see its module docstring), so with
+``aux_dtype=torch.float32`` a seeded call reproduces the spec's output up to the last bits of the
+float arithmetic (an output on an ADC rounding tie may land one step away).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from aimc_lab.config import IOParameters
+from aimc_lab.kernels.analog_mvm.reference import (apply_with_gradients, check_mvm_args, ir_drop_position,
+                                                   join_weight_slices, max_bm_exponent, rows_used, split_slices)
+
+__all__ = ["analog_mvm", "mvm_forward", "default_aux_dtype"]
+
+_NATIVE_BF16 = ("AVX512" in torch.backends.cpu.get_cpu_capability()
+                and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def default_aux_dtype(x: Tensor) -> torch.dtype:
+    """bfloat16 for fp32 CPU tensors on CPUs with native bf16 matmuls, else x's dtype."""
+    if x.device.type == "cpu" and x.dtype == torch.float32 and _NATIVE_BF16:
+        return torch.bfloat16
+    return x.dtype
+
+
+def _round_half_away_(v: Tensor) -> Tensor:
+    """In place: sign(v)·floor(|v| + 1/2), computed as trunc(v + copysign(1/2, v)) (the same bits:
+    fp addition is symmetric in sign, and trunc = floor on non-negative values)."""
+    return v.add_(torch.full_like(v, 0.5).copysign_(v)).trunc_()
+
+
+def _quantize_(v: Tensor, step: float, stochastic: bool, generator: Optional[torch.Generator]) -> Tensor:
+    """In place: v <- Δ·round(v/Δ) (step <= 0: unchanged). ``v`` must be a tensor the caller owns."""
+    if step <= 0:
+        return v
+    v.div_(step)
+    if stochastic:
+        v.add_(torch.rand(v.shape, generator=generator, device=v.device, dtype=v.dtype)).floor_()
+    else:
+        _round_half_away_(v)
+    return v.mul_(step)
+
+
+def _noise_management(xs: Tensor, abs_max: Tensor, io: IOParameters) -> Tensor:
+    """α per (slice, row): [S, M]; ``abs_max`` = max|x| per (slice, row)."""
+    if io.noise_management == "abs_max":
+        alpha = abs_max.clamp(max=io.nm_thres) if io.nm_thres > 0 else abs_max
+    elif io.noise_management == "max":  # a row without a positive input: max|x|
+        alpha = xs.amax(dim=-1)
+        alpha = torch.where(alpha > 0, alpha, abs_max)
+    elif io.noise_management == "constant":
+        alpha = torch.full(xs.shape[:2], io.nm_thres, dtype=xs.dtype, device=xs.device)
+    else:
+        alpha = torch.ones(xs.shape[:2], dtype=xs.dtype, device=xs.device)
+    return torch.where(alpha > 0, alpha, torch.ones_like(alpha))
+
+
+def _one_pass(xn: Tensor, ws: Tensor, ws_abs: Optional[Tensor], io: IOParameters, inv_pow2: Optional[Tensor],
+              K: int, generator: Optional[torch.Generator], need_masks: bool, consume: bool, aux: torch.dtype):
+    """Steps 3-7 for inputs already divided by α: xn [S, R, Kp], times 2^-k (``inv_pow2`` [S, R]).
+
+    ``consume``: ``xn`` is a temporary the caller will not read again; the DAC then works in its
+    memory instead of a copy. ``ws_abs``: |w| in the aux dtype when a second-order term needs it.
+    Returns (y after the ADC, x̃, input-pass mask, output-pass mask); masks None unless ``need_masks``.
+    """
+    S, R, Kp = xn.shape
+    u = xn * inv_pow2.unsqueeze(-1) if inv_pow2 is not None else (xn if consume else xn.clone())
+    # 3. DAC
+    _quantize_(u, io.inp_step, io.inp_sto_round, generator)
+    # masks as 0/1 floats: products with float masks are vectorized on the CPU, with bool ones not
+    in_pass = torch.le(u.abs(), io.inp_bound, out=torch.empty_like(u)) if need_masks else None
+    u.clamp_(-io.inp_bound, io.inp_bound)
+    if io.inp_noise > 0:
+        noise = torch.randn(u.shape, generator=generator, device=u.device, dtype=u.dtype)
+        if S * Kp != K:  # padded inputs carry no signal and no noise
+            noise[-1, :, K - (S - 1) * Kp:] = 0
+        u.add_(noise.mul_(io.inp_noise))
+        del noise
+    # 4. MAC
+    z = torch.bmm(u, ws)  # [S, R, N]
+    ua = u.to(aux) if ws_abs is not None else None
+    # 4b. IR drop
+    if io.ir_drop > 0:
+        k_used = rows_used(S, Kp, K).to(z).reshape(S, 1, 1)
+        a = torch.bmm(ua.abs(), ws_abs).to(z.dtype).mul_(k_used / io.ir_drop_g_ratio)
+        c = a.mul(0.05).sub_(0.2).mul_(a).add_(0.5).mul_(a)  # a(0.5 - 0.2a + 0.05a²)
+        del a
+        position = ir_drop_position(S, Kp, K, u.dtype, u.device)
+        c.mul_(torch.bmm(ua * position.mul(io.ir_drop).to(aux), ws.to(aux)).to(z.dtype))
+        z.sub_(c)
+        del c
+    # 5 + 6. weight read noise and output noise: one Gaussian with the summed variance
+    std = None
+    if io.w_noise > 0:
+        if io.w_noise_type == "additive_constant":
+            std = (u * u).sum(dim=-1, keepdim=True).mul_(io.w_noise ** 2)  # [S, R, 1]
+        else:
+            std = torch.bmm(ua * ua, ws_abs).to(z.dtype).mul_(io.w_noise ** 2)  # [S, R, N]
+        std.add_(io.out_noise ** 2).sqrt_()
+    elif io.out_noise > 0:
+        std = io.out_noise
+    if std is not None:
+        noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+        z.add_(noise.mul_(std))
+        del noise
+    # 7. ADC
+    _quantize_(z, io.out_step, False, generator)
+    out_pass = torch.le(z.abs(), io.out_bound, out=torch.empty_like(z)) if need_masks else None
+    z.clamp_(-io.out_bound, io.out_bound)
+    return z, u, in_pass, out_pass
+
+
+def mvm_forward(x: Tensor, w: Tensor, io: IOParameters, in_size: Optional[int], out_scales: Optional[Tensor],
+                generator: Optional[torch.Generator], need_saved: bool = True,
+                aux_dtype: Optional[torch.dtype] = None):
+    """The forward without autograd: (y, saved, dims) as :func:`.reference.mvm_forward` returns them
+    (``saved`` is None unless ``need_saved``). ``aux_dtype``: dtype of the second-order products
+    (None: :func:`default_aux_dtype`)."""
+    S, size = check_mvm_args(x, w, io, in_size, out_scales)
+    M, K = x.shape
+    xs, ws = split_slices(x, w, S, size)
+    # max|x| per (slice, row) where noise management reads it, else Σ|x| (a contiguous sum is several
+    # times faster than a max over short rows); either is NaN for a NaN row and > 0 for a nonzero one
+    magnitude = xs.abs()
+    if not io.is_perfect and io.noise_management in ("abs_max", "max"):
+        magnitude = magnitude.amax(dim=-1)  # [S, M]
+    else:
+        magnitude = magnitude.sum(dim=-1)
+    if torch.isnan(magnitude).any():
+        raise ValueError("analog_mvm: x contains NaN")
+    if io.is_perfect:
+        ys = torch.bmm(xs, ws)
+        saved = (xs, None, None, None) if need_saved else None
+    else:
+        aux = default_aux_dtype(x) if aux_dtype is None else aux_dtype
+        need_aux = io.ir_drop > 0 or (io.w_noise > 0 and io.w_noise_type != "additive_constant")
+        ws_abs = ws.abs().to(aux) if need_aux else None
+        alpha = _noise_management(xs, magnitude, io)  # [S, M]
+        nonzero = magnitude > 0  # [S, M]
+        owned = io.noise_management != "none"  # xn is a new tensor, not a view of x
+        xn = xs / alpha.unsqueeze(-1) if owned else xs
+        iterative = io.bound_management == "iterative"
+        # the bound-management loop re-reads xn, so only a single pass may consume it
+        ys, xt, in_pass, out_pass = _one_pass(xn, ws, ws_abs, io, None, K, generator, need_saved,
+                                              owned and not iterative, aux)
+        factor = alpha * nonzero  # [S, M]: alpha·2^k, 0 for all-zero slices
+        if iterative:
+            kexp = torch.zeros(S, M, dtype=x.dtype, device=x.device)
+            k_max = max_bm_exponent(io)
+            # saturated (slice, row) pairs; after the first pass only re-run rows can change
+            saturated = (ys.abs() >= io.out_bound).any(dim=-1) & nonzero  # [S, M]
+            for _ in range(k_max):
+                redo = saturated & (kexp < k_max)
+                rows = redo.any(dim=0).nonzero().squeeze(-1)
+                if rows.numel() == 0:
+                    break
+                kexp += redo
+                sub = redo[:, rows].unsqueeze(-1)  # [S, R, 1]
+                y_r, xt_r, ip_r, op_r = _one_pass(xn[:, rows], ws, ws_abs, io, torch.exp2(-kexp[:, rows]), K,
+                                                  generator, need_saved, False, aux)
+                y_r = torch.where(sub, y_r, ys[:, rows])
+                ys[:, rows] = y_r
+                if need_saved:
+                    xt[:, rows] = torch.where(sub, xt_r, xt[:, rows])
+                    in_pass[:, rows] = torch.where(sub, ip_r, in_pass[:, rows])
+                    out_pass[:, rows] = torch.where(sub, op_r, out_pass[:, rows])
+                saturated = torch.zeros_like(saturated)
+                saturated[:, rows] = (y_r.abs() >= io.out_bound).any(dim=-1) & nonzero[:, rows]
+            factor = factor * torch.exp2(kexp)
+        ys *= factor.unsqueeze(-1)
+        saved = (xt, in_pass, out_pass, factor) if need_saved else None
+    if io.out_scale != 1.0:
+        ys *= io.out_scale
+    if out_scales is not None:
+        ys *= out_scales.unsqueeze(1)
+    y = ys.sum(dim=0) if S > 1 else ys[0]
+    return y, saved, (S, size, K)
+
+
+def analog_mvm(x: Tensor, w: Tensor, io: IOParameters, *, in_size: Optional[int] = None,
+               out_scales: Optional[Tensor] = None, generator: Optional[torch.Generator] = None,
+               aux_dtype: Optional[torch.dtype] = None) -> Tensor:
+    """Noisy analog ``y = x @ w.T``; contract of :func:`.reference.analog_mvm`, plus ``aux_dtype``
+    (the dtype of the second-order products, see the module docstring; None: the CPU's best)."""
+    def forward_impl(x, w, io, in_size, out_scales, generator, need_saved):
+        return mvm_forward(x, w, io, in_size, out_scales, generator, need_saved, aux_dtype)
+    return apply_with_gradients(forward_impl, x, w, io, in_size, out_scales, generator)
