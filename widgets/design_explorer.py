@@ -328,7 +328,7 @@ class DesignExplorer(W.VBox):
         if point.table is None:
             return
         layers = point.table.iloc[:-1]
-        labels = [f"{row.layer} ({row.out_features}×{row.in_features})" for row in layers.itertuples()]
+        labels = [f"{row.layer} ({int(row.out_features)}×{int(row.in_features)})" for row in layers.itertuples()]
         totals = point.table.attrs["totals"]
         with self.figure.batch_update():
             self.figure.data[-1].x = [point.energy_j] if np.isfinite(point.accuracy) else []

@@ -10,7 +10,6 @@ from aimc_lab.cost import estimate
 from aimc_lab.widgets import DesignExplorer
 from aimc_lab.widgets.design_explorer import (FAST_GRID, _design_config, _key, _load_trained, load_design_sweep,
                                               pareto_front)
-from aimc_lab.widgets.drift_explorer import load_digit_models
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +72,8 @@ def test_inspect_shows_the_per_layer_breakdown_of_the_picked_point(explorer):
         assert list(explorer.figure.data[-1].x) == pytest.approx([point.energy_j])
 
 
-def test_smaller_tiles_cut_layers_into_more_tiles_and_keep_the_trained_ranges():
-    fp, hwa, _, _ = load_digit_models()
+def test_smaller_tiles_cut_layers_into_more_tiles_and_keep_the_trained_ranges(explorer):
+    fp, hwa, _ = explorer.models
     config = _design_config(hwa[0].tile.config, 8, 6, 16)
     model = _load_trained(convert_to_analog(fp, config), hwa.state_dict())
     assert model[0].tile.n_slices == 4  # 64 inputs on 16-row tiles
@@ -83,8 +82,8 @@ def test_smaller_tiles_cut_layers_into_more_tiles_and_keep_the_trained_ranges():
     assert table["tiles"].iloc[0] == 4 and table["adc_bits"].iloc[0] == pytest.approx(8.0)
 
 
-def test_a_live_point_agrees_with_the_shipped_one():
-    live = DesignExplorer(adc_bits=(8,), dac_bits=(6,), tile_sizes=(64,), cached=False)
+def test_a_live_point_agrees_with_the_shipped_one(explorer):
+    live = DesignExplorer(adc_bits=(8,), dac_bits=(6,), tile_sizes=(64,), models=explorer.models)
     (point,) = live.points
     mean, std = load_design_sweep()[_key(8, 6, 64, 3, 0, 86400.0)]
     assert abs(point.accuracy - mean) <= max(3.0, 3 * std), (point.accuracy, mean)
