@@ -1,20 +1,20 @@
 """Speed of the analog layers on the CPU, against plain torch in the same run.
 
-1. Forward of a 512×512 layer, batch 1024: ``nn.Linear`` (the floor), AnalogLinear with the standard
-   preset (noisy MVM, IR drop, PCM read noise, input range, no bound management) and with the library
-   defaults (iterative bound management on), all in ``torch.no_grad``.
-2. What the standard preset cannot avoid, measured in the same run: the fp32 MAC, one Gaussian draw
-   per output (output noise and PCM read noise are drawn as one), and the three second-order products
-   (Σ|w|x̃² for the PCM read-noise std; Σ|w||x̃| and Σw·x̃·position for IR drop, docs/physics.md §1
-   step 4b) in the reference's aux dtype. Their sum is a lower bound for any exact implementation built from torch
-   ops on this CPU (no element-wise step counted); when it already exceeds a speed target, the target
-   cannot be met without approximating the physics or a fused CPU kernel.
+1. Forward of a 512×512 layer, batch 1024, in ``torch.no_grad``: ``nn.Linear`` (the baseline),
+   AnalogLinear with the standard preset (noisy MVM, IR drop, PCM read noise, input range, no bound
+   management), without IR drop, and with the library defaults (iterative bound management on).
+2. Each preset's floor, measured in the same run on the same input: what the preset cannot avoid
+   with torch ops on this CPU: per bound-management pass, the fp32 MAC and one Gaussian per output
+   over the rows that pass re-runs (counted from the spec's exponents on this input), plus the
+   second-order products the preset needs (Σ|w|x̃² for the PCM read-noise std; Σ|w||x̃| and
+   Σw·x̃·position for IR drop, docs/physics.md §1 step 4b) in the fast path's aux dtype. No
+   element-wise step is counted, so "vs floor" is what the element-wise work and overheads cost.
 3. One hardware-aware training step (forward, backward, Adam step, post-step clip/remap) of a
    LeNet-style CNN on 28×28 inputs, batch 64: digital vs converted to analog with the standard preset.
 
 Protocol: warm-up, then the median of ``--repeats`` timed runs; ratio = median / same-run baseline.
 
-    python benchmarks/bench_tile.py [--repeats 30] [--threads 2] [--csv out.csv]
+    python benchmarks/bench_tile.py [--repeats 30] [--threads 2] [--csv out.csv] [--parts forward train]
 """
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ import time
 
 import pandas as pd
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from aimc_lab import presets
 from aimc_lab.config import replace_path
 from aimc_lab.convert import convert_to_analog
 from aimc_lab.kernels import backend
+from aimc_lab.kernels.analog_mvm import cpu_fast
 from aimc_lab.kernels.analog_mvm import reference as mvm_ref
 from aimc_lab.nn import AnalogLinear
 from aimc_lab.train.hwa import attach_hwa
@@ -54,50 +55,66 @@ def lenet() -> nn.Module:
         nn.Flatten(), nn.Linear(32 * 4 * 4, 128), nn.Tanh(), nn.Linear(128, 10))
 
 
+def _floor_parts(x: Tensor, weight: Tensor, io, repeats: int):
+    """What the preset ``io`` cannot avoid on input ``x`` [M, K] (see the module docstring, part 2):
+    per bound-management pass, the fp32 MAC and one Gaussian per output of the rows that pass runs
+    (the rows come from the spec's own exponents k on this input), plus the second-order products
+    (three with IR drop, one for PCM read noise) in the fast path's aux dtype on the first pass."""
+    M, K = x.shape
+    w = weight.detach().t().contiguous().unsqueeze(0)  # [1, K, N]
+    N = w.shape[-1]
+    rows = [M]
+    if io.bound_management == "iterative":
+        _, saved, _ = mvm_ref.mvm_forward(x, weight.detach(), io, None, None, torch.Generator().manual_seed(0))
+        alpha = mvm_ref.noise_management(x.unsqueeze(0), io)[0]
+        kexp = torch.log2(saved[3][0] / alpha).round()  # [M]
+        rows += [int((kexp >= p).sum()) for p in range(1, int(kexp.max()) + 1)]
+    n_aux = (2 if io.ir_drop > 0 else 0) + (1 if io.w_noise > 0 and io.w_noise_type == "pcm_read" else 0)
+    aux = cpu_fast.default_aux_dtype(x)
+    gen = torch.Generator().manual_seed(0)
+    ms = 0.0
+    for r in rows:
+        xr = x[:r].unsqueeze(0).contiguous()
+        ms += median_ms(lambda: torch.bmm(xr, w), repeats)
+        ms += median_ms(lambda: torch.randn(1, r, N, generator=gen), repeats)
+    if n_aux:
+        xa, wa = x.unsqueeze(0).to(aux), w.abs().to(aux)
+        ms += n_aux * median_ms(lambda: torch.bmm(xa, wa), repeats)
+    return ms, len(rows), n_aux
+
+
+PRESETS = (("standard preset", lambda: presets.standard_hwa()),
+           ("standard without IR drop", lambda: replace_path(presets.standard_hwa(), "forward.ir_drop", 0.0)),
+           ("library defaults (bound mgmt)", lambda: presets.library_defaults()))
+
+
 def forward_rows(repeats: int):
     """Two input distributions, because iterative bound management costs what the data make it cost:
     post-ReLU-like inputs U[0, 1) drive most output rows of a 512-input tile past the ADC bound
-    (2-3 passes), zero-mean N(0, 1) inputs rarely do (about one pass)."""
+    (2-3 passes), zero-mean N(0, 1) inputs rarely do (about one pass). Each preset's floor is
+    measured on the same input, right after the preset, and nn.Linear again before each preset."""
     torch.manual_seed(0)
     linear = nn.Linear(512, 512)
     rows = []
+    aux = str(cpu_fast.default_aux_dtype(torch.zeros(1))).replace("torch.", "")
     with torch.no_grad():
         for dist, x in (("x ~ U[0,1)", torch.rand(1024, 512)), ("x ~ N(0,1)", torch.randn(1024, 512))):
             title = f"forward 512x512, batch 1024, {dist}"
-            base = median_ms(lambda: linear(x), repeats)
-            rows.append((title, "nn.Linear", base, 1.0))
-            for name, cfg in (("AnalogLinear, standard preset", presets.standard_hwa()),
-                              ("AnalogLinear, standard without IR drop", replace_path(
-                                  presets.standard_hwa(), "forward.ir_drop", 0.0)),
-                              ("AnalogLinear, library defaults (bound mgmt)", presets.library_defaults())):
+            bases = []
+            for name, make in PRESETS:
+                cfg = make()
                 layer = AnalogLinear(512, 512, config=cfg)
                 layer.set_weights(linear.weight, linear.bias)
                 layer.eval()
+                bases.append(median_ms(lambda: linear(x), repeats))
                 ms = median_ms(lambda: layer(x), repeats)
-                rows.append((title, name, ms, ms / base))
+                floor, passes, n_aux = _floor_parts(x, layer.tile.weight, cfg.forward, repeats)
+                rows.append((title, f"AnalogLinear, {name}", ms, ms / bases[-1], ms / floor))
+                rows.append((title, f"  its floor: {passes} pass(es) of MAC + Gaussian, {n_aux} {aux} products",
+                             floor, floor / bases[-1], 1.0))
+            rows.insert(len(rows) - 2 * len(PRESETS), (title, "nn.Linear (median over the presets' runs)",
+                                                      statistics.median(bases), 1.0, float("nan")))
     return rows
-
-
-def floor_rows(repeats: int):
-    """Lower bound of the standard preset's forward (see the module docstring, part 2)."""
-    torch.manual_seed(0)
-    linear = nn.Linear(512, 512)
-    x = torch.rand(1, 1024, 512)
-    w = linear.weight.detach().t().contiguous().unsqueeze(0)  # [1, K, N]
-    aux = mvm_ref._aux_dtype(x)
-    xa, wa = x.to(aux), w.abs().to(aux)
-    gen = torch.Generator().manual_seed(0)
-    title = "floor of the standard preset, 512x512, batch 1024"
-    with torch.no_grad():
-        base = median_ms(lambda: linear(x[0]), repeats)
-        mac = median_ms(lambda: torch.bmm(x, w), repeats)
-        rng = median_ms(lambda: torch.randn(1, 1024, 512, generator=gen), repeats)
-        product = median_ms(lambda: torch.bmm(xa, wa), repeats)  # one second-order product
-    parts = [("MAC, fp32 bmm", mac), ("one Gaussian per output (torch.randn)", rng),
-             (f"3 second-order products ({str(aux).replace('torch.', '')} bmm)", 3 * product),
-             ("sum: lower bound with IR drop", mac + rng + 3 * product),
-             ("sum: lower bound without IR drop (read noise only)", mac + rng + product)]
-    return [(title, "nn.Linear", base, 1.0)] + [(title, name, ms, ms / base) for name, ms in parts]
 
 
 def training_rows(repeats: int):
@@ -121,9 +138,9 @@ def training_rows(repeats: int):
         return step
 
     base = median_ms(stepper(digital, False), repeats)
-    rows.append(("train step LeNet, batch 64", "digital", base, 1.0))
+    rows.append(("train step LeNet, batch 64", "digital", base, 1.0, float("nan")))
     ms = median_ms(stepper(analog, True), repeats)
-    rows.append(("train step LeNet, batch 64", "hardware-aware, standard preset", ms, ms / base))
+    rows.append(("train step LeNet, batch 64", "hardware-aware, standard preset", ms, ms / base, float("nan")))
     return rows
 
 
@@ -132,10 +149,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--csv", default=None)
+    parser.add_argument("--parts", nargs="+", default=["forward", "train"], choices=["forward", "train"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rows = forward_rows(args.repeats) + floor_rows(args.repeats) + training_rows(args.repeats)
-    table = pd.DataFrame(rows, columns=["benchmark", "provider", "median_ms", "ratio"])
+    parts = {"forward": forward_rows, "train": training_rows}
+    rows = [row for part in args.parts for row in parts[part](args.repeats)]
+    table = pd.DataFrame(rows, columns=["benchmark", "provider", "median_ms", "ratio", "vs floor"])
     print(f"backend: {backend.active(torch.device('cpu'))}, torch threads: {torch.get_num_threads()}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     if args.csv:

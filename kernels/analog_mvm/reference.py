@@ -105,8 +105,9 @@ def split_slices(x: Tensor, w: Tensor, S: int, size: int) -> Tuple[Tensor, Tenso
     M, K = x.shape
     N = w.shape[0]
     pad = S * size - K
-    x = torch.nn.functional.pad(x, (0, pad))
-    w = torch.nn.functional.pad(w, (0, pad))
+    if pad:
+        x = torch.nn.functional.pad(x, (0, pad))
+        w = torch.nn.functional.pad(w, (0, pad))
     return x.reshape(M, S, size).transpose(0, 1), w.reshape(N, S, size).permute(1, 2, 0)
 
 

@@ -166,4 +166,4 @@ def test_round_half_away_in_place_is_the_spec_bit_for_bit():
     v = torch.cat([torch.tensor([0.5, -0.5, 1.5, -2.5, 0.49999997, -0.49999997, 0.0, -0.0, 2.5000002]),
                    torch.randn(10000, generator=torch.Generator().manual_seed(0)) * 50,
                    torch.arange(-200, 201) / 4.0])
-    assert torch.equal(cpu_fast._round_half_away_(v.clone()), ref.round_half_away(v))
+    assert torch.equal(cpu_fast._round_half_away(v), ref.round_half_away(v))
