@@ -15,9 +15,10 @@ Here the parts are split so that no timeout can lose an update:
 * :class:`PlotlyLibrary` holds plotly.js itself (the copy inside plotly's Python package, gzipped):
   one model per kernel, shared by every figure; the page decompresses and evaluates it once.
 * :class:`Figure` is the view: an anywidget with a module of a few KB that returns at once, so it is
-  ready long before anywidget's 2 s limit. Its ``render`` waits (without a limit) for plotly.js, draws
+  ready long before anywidget's 2 s limit. Its ``render`` returns at once (the controls around it show
+  without waiting for plotly.js); in the background it waits (without a limit) for plotly.js, draws
   the state with ``Plotly.react`` and redraws on every state change, coalescing changes that arrive
-  during a draw. Even if anywidget gave up on this view model, its view still renders and follows the
+  during a draw and decoding the layout again only when it changed. Even if anywidget gave up on this view model, its view still renders and follows the
   state model. After each draw the plot element carries ``data-revision`` (a counter) and
   ``data-draw-ms`` (how long decoding and drawing took), which the browser tests use to time updates.
 
@@ -183,13 +184,15 @@ export default {
     models(model).then(([, library]) => loadPlotly(library)).catch(() => {});
   },
   async render({ model, el }) {
-    const [state, library] = await models(model);
     const plot = document.createElement("div");
     plot.className = "aimc-lab-figure";
     plot.dataset.revision = "0";
     el.appendChild(plot);
+    const [state, library] = await models(model);
+    // reserve the figure's height while plotly.js loads, so the page does not jump when it draws
+    plot.style.minHeight = `${Number(state.get("layout").height) || 0}px`;
     let busy = false, again = false, alive = true, revision = 0;
-    let Plotly = null;
+    let Plotly = null, rawLayout = null, layout = null;
     const draw = async () => {
       if (busy) { again = true; return; }
       busy = true;
@@ -198,8 +201,13 @@ export default {
         do {
           again = false;
           const start = performance.now();
-          const layout = decode(state.get("layout"));
-          layout.uirevision ??= "aimc-lab";  // keep the user's zoom across updates from the kernel
+          // the layout is decoded again only when it changed: an unchanged layout object lets
+          // Plotly.react skip its layout diff and relayout
+          if (state.get("layout") !== rawLayout) {
+            rawLayout = state.get("layout");
+            layout = decode(rawLayout);
+            layout.uirevision ??= "aimc-lab";  // keep the user's zoom across updates from the kernel
+          }
           if (!alive) return;
           await Plotly.react(plot, decode(state.get("data")), layout, { displaylogo: false });
           plot.dataset.drawMs = (performance.now() - start).toFixed(1);
@@ -211,7 +219,9 @@ export default {
     };
     const onChange = () => { draw().catch((e) => console.error("[aimc-lab figure]", e)); };
     state.on("change", onChange);
-    await draw();
+    // not awaited: the view (and the controls around it) shows at once; the plot draws when plotly.js
+    // has loaded, however long that takes
+    onChange();
     return () => {
       alive = false;
       state.off("change", onChange);

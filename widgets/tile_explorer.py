@@ -25,16 +25,33 @@ from plotly.subplots import make_subplots
 
 from aimc_lab import presets
 from aimc_lab.config import AnalogConfig, replace_path
+from aimc_lab.cost import MVMCost, mvm_cost
 from aimc_lab.inference import time_label
 from aimc_lab.tile import AnalogTile
 from aimc_lab.widgets._figure import Figure
 from aimc_lab.widgets._util import (SLIDER_LAYOUT, SLIDER_STYLE, Quiet, backend_badge, bits_to_res, res_to_bits,
                                     time_readout, time_slider)
 
-__all__ = ["TileExplorer", "tile_config", "reference_data"]
+__all__ = ["TileExplorer", "tile_config", "reference_data", "nice_ceil"]
 
-N_SCATTER = 2000
+N_SCATTER = 1000  # points drawn of the M x N outputs: the cloud looks the same as with 3000, draws 3x faster
 N_BINS = 61
+FIGURE_WIDTH = 760  # px: controls (400) + figure fit a 1280 px page; in a narrower column the figure wraps
+_NICE_STEPS = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
+
+
+def nice_ceil(x: float) -> float:
+    """The smallest number of the form m · 10^k with m in 1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 8 that is >= x
+    (x > 0; 1e-12 for x <= 0). Axis ranges rounded up this way change only when the data outgrow
+    them, so most updates redraw the data without new axes and tick labels."""
+    if not x > 0 or not math.isfinite(x):
+        return 1e-12 if not x > 0 else x
+    k = math.floor(math.log10(x))
+    for m in _NICE_STEPS:
+        value = m * 10.0 ** k
+        if value >= x * (1 - 1e-12):
+            return value
+    return 10.0 ** (k + 1)
 
 
 def tile_config(preset: str) -> AnalogConfig:
@@ -59,7 +76,7 @@ class TileExplorer(W.VBox):
 
     ``TileExplorer(preset="standard HWA", size=512, n_inputs=256, seed=0)``. Attributes after each
     update: ``config``, ``relative_error`` (‖y − Wx‖/‖Wx‖), ``outputs`` and ``ideal`` ([M, N] tensors),
-    ``figure`` (the :class:`~aimc_lab.widgets.Figure`: trace 0 the scatter, 1 the y = x line, 2 the error
+    ``cost`` (:func:`aimc_lab.cost.mvm_cost` of one MVM of the tile under ``config``: energy, TOPS/W), ``figure`` (the :class:`~aimc_lab.widgets.Figure`: trace 0 the scatter, 1 the y = x line, 2 the error
     histogram) and
     ``controls`` (name -> ipywidget).
     """
@@ -72,6 +89,8 @@ class TileExplorer(W.VBox):
         self.size, self.n_inputs, self.seed = int(size), int(n_inputs), int(seed)
         self.config = tile_config(preset)
         self.relative_error = math.nan
+        self.cost: Optional[MVMCost] = None
+        self._ranges = None
         self.outputs: Optional[torch.Tensor] = None
         self.ideal: Optional[torch.Tensor] = None
         self._quiet = Quiet()
@@ -92,10 +111,10 @@ class TileExplorer(W.VBox):
             W.HTML("<b>Periphery</b>"), c["noise_management"], c["bound_management"],
             W.HTML("<b>PCM devices</b>"), c["pcm"], time_readout(c["drift_time"]), c["compensation"],
             W.HTML("<b>Data</b>"), c["weight_std"], c["sparsity"],
-        ], layout=W.Layout(width="400px"))
-        right = W.VBox([self.error_label, self.figure], layout=W.Layout(flex="1 1 auto"))
+        ], layout=W.Layout(width="400px", min_width="400px", flex="0 0 auto"))
+        right = W.VBox([self.error_label, self.figure], layout=W.Layout(flex="1 1 auto", min_width="0"))
         super().__init__([W.HTML("<h3 style='margin:4px 0'>Tile explorer</h3>"), backend_badge(),
-                          W.HBox([groups, right])])
+                          W.HBox([groups, right], layout=W.Layout(flex_flow="row wrap"))])
         self._sync_controls()
         self.update()
 
@@ -234,36 +253,46 @@ class TileExplorer(W.VBox):
         return tile(x)
 
     def update(self) -> None:
-        """Recompute and update the figure data in place."""
+        """Recompute and update the figure in place: one message with the data, plus the axis ranges
+        when the data outgrew them (ranges rounded up with :func:`nice_ceil`)."""
         y = self.compute()
         ideal = self.ideal
         err = y - ideal
         self.outputs = y
         self.relative_error = float(err.norm() / ideal.norm().clamp(min=1e-12))
+        self.cost = mvm_cost(self.config, self.size, self.size)
         flat_ideal = ideal.reshape(-1)[self._scatter_index].numpy()
         flat_y = y.reshape(-1)[self._scatter_index].numpy()
         e = err.reshape(-1).numpy()
-        half = float(np.quantile(np.abs(e), 0.999)) or 1e-3
+        half = nice_ceil(float(np.quantile(np.abs(e), 0.999)))
         counts, edges = np.histogram(e, bins=N_BINS, range=(-half, half))
-        lim = float(max(np.abs(flat_ideal).max(), np.abs(flat_y).max())) * 1.05
+        lim = nice_ceil(float(max(np.abs(flat_ideal).max(), np.abs(flat_y).max())) * 1.05)
+        ranges = (lim, half, nice_ceil(1.05 * float(counts.max())))
         with self.figure.batch_update():
             self.figure.data[0].x = flat_ideal
             self.figure.data[0].y = flat_y
-            self.figure.data[1].x = [-lim, lim]
-            self.figure.data[1].y = [-lim, lim]
             self.figure.data[2].x = 0.5 * (edges[:-1] + edges[1:])
             self.figure.data[2].y = counts
-            self.figure.data[2].width = float(edges[1] - edges[0])
+            if ranges != self._ranges:
+                self.figure.data[1].x = [-lim, lim]
+                self.figure.data[1].y = [-lim, lim]
+                self.figure.data[2].width = float(edges[1] - edges[0])
+                self.figure.layout.xaxis.range = self.figure.layout.yaxis.range = [-lim, lim]
+                self.figure.layout.xaxis2.range = [-half, half]
+                self.figure.layout.yaxis2.range = [0, ranges[2]]
+                self._ranges = ranges
         self.error_label.value = self._error_html()
 
     def _error_html(self) -> str:
-        cfg = self.config
+        cfg, cost = self.config, self.cost
         where = (f"PCM at t = {time_label(self.controls['drift_time'].value)}"
                  + (", compensated" if cfg.drift_compensation.kind != "none" else ", not compensated")
                  if cfg.noise_model.kind != "none" else "no device noise model")
         return (f"<div style='font-size:1.15em'>relative error ‖y − Wx‖ / ‖Wx‖ = "
-                f"<b>{100 * self.relative_error:.2f} %</b> <small>({self.size}×{self.size} tile, "
-                f"{self.n_inputs} inputs, {where})</small></div>")
+                f"<b>{100 * self.relative_error:.2f} %</b> · energy per MVM <b>{_joules(cost.energy_j)}</b> · "
+                f"<b>{cost.tops_per_w:.3g} TOPS/W</b></div>"
+                f"<small>{self.size}×{self.size} tile, {self.n_inputs} inputs, {where}; energy from the cost "
+                f"model (aimc_lab.cost.mvm_cost, {cost.adc_bits:g}-bit ADC)</small>")
 
     def _make_figure(self) -> Figure:
         fig = make_subplots(rows=1, cols=2, subplot_titles=("analog vs ideal output", "error y − Wx"),
@@ -277,6 +306,14 @@ class TileExplorer(W.VBox):
         fig.update_yaxes(title_text="analog y", row=1, col=1)
         fig.update_xaxes(title_text="y − Wx", row=1, col=2)
         fig.update_yaxes(title_text="count", row=1, col=2)
-        fig.update_layout(height=420, width=920, showlegend=False, margin=dict(l=60, r=20, t=40, b=50),
+        fig.update_layout(height=400, width=FIGURE_WIDTH, showlegend=False, margin=dict(l=60, r=20, t=40, b=50),
                           bargap=0.0, template="plotly_white")
         return Figure(fig)
+
+
+def _joules(energy: float) -> str:
+    """An energy with an SI prefix: 3.2e-9 -> '3.2 nJ'."""
+    for factor, unit in ((1e-15, "fJ"), (1e-12, "pJ"), (1e-9, "nJ"), (1e-6, "µJ"), (1e-3, "mJ")):
+        if energy < 1000 * factor:
+            return f"{energy / factor:.3g} {unit}"
+    return f"{energy:.3g} J"

@@ -7,8 +7,10 @@ plotly's ``FigureWidget`` used to freeze (anywidget's 2 s module timeout). Any J
 error or uncaught page error fails the test; none is tolerated.
 
 Printed (run with ``-s``): time to the first widget and to the first drawn plot per dashboard, and the
-Tile lab's slider-to-plot latency without throttling (from the key press to the plot's redraw, as the
-page's own clock sees it). Screenshots go to test-artifacts/.
+Tile lab's slider-to-plot latency with and without throttling (from the key press to the plot's redraw,
+as the page's own clock sees it). The unthrottled latency is asserted against issue 13's target
+(median <= 100 ms, max <= 250 ms) times a margin for the machine's load (see :func:`_load_margin`).
+Screenshots go to test-artifacts/.
 """
 
 import os
@@ -22,6 +24,7 @@ RENDER_TIMEOUT_MS = 240_000
 UPDATE_TIMEOUT_MS = 90_000
 THROTTLE = float(os.environ.get("AIMC_LAB_CPU_THROTTLE", "4"))
 LATENCY_MOVES = 12
+LATENCY_TARGET_MS = (100.0, 250.0)  # median, max (issue 13)
 
 FIGURES = ".aimc-lab-figure"
 
@@ -99,7 +102,9 @@ def _latency_ms(page, label: str, figure: int, moves: int):
     handle = _slider(page, label)
     handle.focus()
     page.evaluate("""i => { const gd = document.querySelectorAll('%s')[i];
+        const first = window.__aimcLat === undefined;   // listeners once per page; fresh lists per call
         window.__aimcLat = {down: 0, times: [], draws: []};
+        if (!first) return;
         document.addEventListener('keydown', () => { window.__aimcLat.down = performance.now(); }, true);
         new MutationObserver(() => { window.__aimcLat.times.push(performance.now() - window.__aimcLat.down);
                                      window.__aimcLat.draws.push(Number(gd.dataset.drawMs)); })
@@ -110,6 +115,13 @@ def _latency_ms(page, label: str, figure: int, moves: int):
         page.wait_for_function("n => window.__aimcLat.times.length > n", arg=n, timeout=UPDATE_TIMEOUT_MS)
         page.wait_for_timeout(150)  # the kernel settles before the next move (no coalesced redraws)
     return page.evaluate("[window.__aimcLat.times, window.__aimcLat.draws]")
+
+
+def _load_margin() -> float:
+    """How much slower than an idle machine the timing bounds may be: 2x (timer and scheduling jitter),
+    times the run queue per core when the machine is oversubscribed (a CI box shared by other jobs;
+    the 1-minute load average over the CPU count, at least 1)."""
+    return 2.0 * max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
 
 
 def _report(name: str, times: dict) -> None:
@@ -132,13 +144,23 @@ def test_tile_lab(page, voila, artifacts):
     assert error_label.inner_text() != before_text
     page.screenshot(path=str(artifacts / "tile_lab_after.png"), full_page=True)
 
-    page.cdp.send("Emulation.setCPUThrottlingRate", {"rate": 1})
-    latencies, draws = _latency_ms(page, "ADC bits", 0, LATENCY_MOVES)
-    print(f"[tile lab] slider -> plot latency over {len(latencies)} moves (no throttling): "
-          f"median {statistics.median(latencies):.0f} ms, max {max(latencies):.0f} ms; of which drawing: "
-          f"median {statistics.median(draws):.0f} ms, max {max(draws):.0f} ms")
-    assert len(latencies) >= LATENCY_MOVES
+    measured = {}
+    for throttle in (THROTTLE, 1):
+        page.cdp.send("Emulation.setCPUThrottlingRate", {"rate": throttle})
+        latencies, draws = _latency_ms(page, "ADC bits", 0, LATENCY_MOVES)
+        measured[throttle] = latencies
+        print(f"[tile lab] slider -> plot latency over {len(latencies)} moves (CPU throttled {throttle:g}x, "
+              f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs): median {statistics.median(latencies):.0f} "
+              f"ms, max {max(latencies):.0f} ms; of which decoding and drawing: median "
+              f"{statistics.median(draws):.0f} ms, max {max(draws):.0f} ms")
     assert not errors, "\n".join(errors)
+    latencies, margin = measured[1], _load_margin()
+    assert len(latencies) >= LATENCY_MOVES
+    median_bound, max_bound = (margin * target for target in LATENCY_TARGET_MS)
+    assert statistics.median(latencies) <= median_bound and max(latencies) <= max_bound, (
+        f"slider -> plot latency (no throttling) median {statistics.median(latencies):.0f} ms, max "
+        f"{max(latencies):.0f} ms; allowed: {LATENCY_TARGET_MS[0]:g} / {LATENCY_TARGET_MS[1]:g} ms times the load "
+        f"margin {margin:.1f}")
 
 
 def test_drift_lab(page, voila, artifacts):
