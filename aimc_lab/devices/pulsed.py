@@ -64,12 +64,16 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import NamedTuple, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
 from aimc_lab.config import _check_bool, _check_real, _check_zero_or_real, _err, _real_value, register_config_class
+from aimc_lab.kernels.pulsed_update import apply_pulse_sequence
+from aimc_lab.kernels.pulsed_update import pulsed_update as _pulsed_update_kernel
+from aimc_lab.kernels.pulsed_update import signed_counts_update as _signed_counts_kernel
+from aimc_lab.kernels.pulsed_update.reference import DeviceTensors, PulseModel, pulse, step_and_scale
 
 __all__ = [
     "PulsedDevice", "Ideal", "ConstantStep", "LinearStep", "SoftBounds", "ExpStep", "PowStep",
@@ -134,9 +138,6 @@ class PulsedDevice:
     subtract_symmetry_point: bool = False
     reference_std: float = 0.0
 
-    #: True when n same-direction pulses have a closed form (the linear family).
-    closed_form = False
-
     def __post_init__(self) -> None:
         _check_real(self, "dw_min", 0.0, MAX_MAGNITUDE, lo_open=True)
         for name in _RELATIVE_SPREADS:
@@ -168,28 +169,25 @@ class PulsedDevice:
         """
         raise NotImplementedError
 
-    def linear_coefficients(self, up: Tensor, dw_up: Tensor, dw_down: Tensor, b_max: Tensor,
-                            b_min: Tensor) -> Tuple[Tensor, Tensor]:
-        """(Δ^d, γ^d) with s(w) = Δ^d·(1 + γ^d·w); only for models with ``closed_form``."""
-        raise NotImplementedError
+    def pulse_model(self, t: DeviceTensors) -> PulseModel:
+        """What the pulsed-update kernels need (tensors and plain parameters, no device object): here
+        the generic kind, s(w) from :meth:`step`, which runs the pulse loop; the constant and linear
+        models override it with their closed-form kinds."""
+        return PulseModel(t, self.dw_min, self.dw_min_std, self.mult_noise, step=self._step_of_tensors)
 
-    def pulse(self, w: Tensor, up: Tensor, t: "DeviceTensors", xi: Optional[Tensor]) -> Tensor:
-        """One pulse per device, the rule of docs/physics.md §4: w + d·(noisy step), clipped to the bounds.
+    def _step_of_tensors(self, w: Tensor, up: Tensor, t: DeviceTensors) -> Tensor:
+        return self.step(w, up, *t)
 
-        ``up``: bool mask of the directions; ``xi``: standard normal draws [like w] for the
-        cycle-to-cycle noise (``None``: noise-free). Multiplicative noise: s(w)·(1 + σ·ξ); additive:
-        s(w) + σ·Δ^d·ξ with the device's own step Δ^d in that direction, on every pulse (also where
-        s(w) = 0, e.g. at a soft bound). Every pulse path (update loop, pulse responses, fitting,
-        reference calibration) calls this one function.
-        """
-        step = self.step(w, up, *t)
-        sigma = self.dw_min_std
-        if xi is not None and sigma > 0:
-            if self.mult_noise:
-                step = step * (1 + sigma * xi)
-            else:
-                step = step + sigma * torch.where(up, t.dw_up, t.dw_down) * xi
-        return torch.clamp(w + torch.where(up, step, -step), min=t.b_min, max=t.b_max)
+    def pulse(self, w: Tensor, up: Tensor, t: DeviceTensors, xi: Optional[Tensor]) -> Tensor:
+        """One pulse per device by the rule of docs/physics.md §4 (the kernels' :func:`pulse`, the one
+        implementation): w + d·(s(w) + σ·scale·ξ), clipped to the bounds, with scale = s(w) for
+        multiplicative and the device's own Δ^d for additive noise. ``up``: bool mask of the
+        directions; ``xi``: standard normal draws like ``w`` (``None``: noise-free)."""
+        return pulse(w, up, self.pulse_model(t), xi)
+
+    def step_and_scale(self, w: Tensor, up: Tensor, t: DeviceTensors) -> Tuple[Tensor, Tensor]:
+        """(s(w), noise scale) of one pulse (the kernels' :func:`step_and_scale`)."""
+        return step_and_scale(w, up, self.pulse_model(t))
 
 
 _MAX_EXPONENT = 60.0
@@ -223,26 +221,20 @@ class Ideal(PulsedDevice):
     def step(self, w, up, dw_up, dw_down, b_max, b_min):
         return torch.where(up, dw_up, dw_down).expand_as(w)
 
+    def pulse_model(self, t: DeviceTensors) -> PulseModel:
+        return PulseModel(t, self.dw_min, 0.0, self.mult_noise, ideal=True)
+
 
 @_register
 class ConstantStep(PulsedDevice):
     """Step Δ^d independent of the weight (docs/physics.md §4)."""
 
-    closed_form = True
-
     def step(self, w, up, dw_up, dw_down, b_max, b_min):
         return torch.where(up, dw_up, dw_down).expand_as(w)
 
-    def pulse(self, w, up, t, xi):
-        """:meth:`PulsedDevice.pulse` with f = 1, where both noise types read Δ^d·(1 + σ·ξ) (fewer ops)."""
-        inc = torch.where(up, t.dw_up, -t.dw_down)
-        if xi is not None and self.dw_min_std > 0:
-            inc = torch.addcmul(inc, inc, xi, value=self.dw_min_std)
-        return torch.clamp(w + inc, min=t.b_min, max=t.b_max)
-
-    def linear_coefficients(self, up, dw_up, dw_down, b_max, b_min):
-        delta = torch.where(up, dw_up, dw_down)
-        return delta, torch.zeros_like(delta)
+    def pulse_model(self, t: DeviceTensors) -> PulseModel:
+        """The constant kind (closed forms; both noise types read Δ^d·(1 + σ·ξ))."""
+        return PulseModel(t, self.dw_min, self.dw_min_std, self.mult_noise)
 
 
 @_register
@@ -251,7 +243,6 @@ class LinearStep(PulsedDevice):
 
     gamma_up: float = 0.0
     gamma_down: float = 0.0
-    closed_form = True
 
     def _validate_model(self) -> None:
         _check_real(self, "gamma_up", 0.0, MAX_MAGNITUDE)
@@ -262,14 +253,18 @@ class LinearStep(PulsedDevice):
             raise _err(self, "w_min", self.w_min,
                        f"< 0 when gamma_down = {self.gamma_down} > 0 (γ⁻ = −gamma_down/b_min)")
 
-    def linear_coefficients(self, up, dw_up, dw_down, b_max, b_min):
-        delta = torch.where(up, dw_up, dw_down)
-        gamma = torch.where(up, -self.gamma_up / _nonzero(b_max), -self.gamma_down / _nonzero(b_min))
-        return delta, gamma
+    def slopes(self, b_max: Tensor, b_min: Tensor) -> Tuple[Tensor, Tensor]:
+        """Per-device (γ⁺, γ⁻) = (−gamma_up/b_max, −gamma_down/b_min), a zero bound counted as 1e-30."""
+        return -self.gamma_up / _nonzero(b_max), -self.gamma_down / _nonzero(b_min)
+
+    def pulse_model(self, t: DeviceTensors) -> PulseModel:
+        """The linear kind: s(w) = Δ^d·(1 + γ^d·w) clamped at >= 0 (closed forms)."""
+        g_up, g_down = self.slopes(t.b_max, t.b_min)
+        return PulseModel(t, self.dw_min, self.dw_min_std, self.mult_noise, gamma_up=g_up, gamma_down=g_down)
 
     def step(self, w, up, dw_up, dw_down, b_max, b_min):
-        delta, gamma = self.linear_coefficients(up, dw_up, dw_down, b_max, b_min)
-        return (delta * (1 + gamma * w)).clamp(min=0)
+        g_up, g_down = self.slopes(b_max, b_min)
+        return (torch.where(up, dw_up, dw_down) * (1 + torch.where(up, g_up, g_down) * w)).clamp(min=0)
 
 
 @_register
@@ -376,15 +371,6 @@ MODELS = (Ideal, ConstantStep, LinearStep, SoftBounds, ExpStep, PowStep, Piecewi
 # ---------------------------------------------------------------------------------------------
 
 
-class DeviceTensors(NamedTuple):
-    """Per-device constants drawn at construction, all [N, K]."""
-
-    dw_up: Tensor
-    dw_down: Tensor
-    b_max: Tensor
-    b_min: Tensor
-
-
 def draw_device_tensors(device: PulsedDevice, shape: Tuple[int, int], generator: torch.Generator,
                         dtype: torch.dtype = torch.float32) -> DeviceTensors:
     """Device-to-device spreads (docs/physics.md §4): steps Δ⁺/Δ⁻ and bounds per device."""
@@ -488,6 +474,10 @@ class DeviceArray(nn.Module):
     def shape(self) -> Tuple[int, int]:
         return tuple(self.w.shape)
 
+    def pulse_model(self) -> PulseModel:
+        """This array's devices as the pulsed-update kernels take them (``PulsedDevice.pulse_model``)."""
+        return self.device_params.pulse_model(self.tensors)
+
     def extra_repr(self) -> str:
         return f"{type(self.device_params).__name__}, shape={self.shape}"
 
@@ -521,11 +511,9 @@ class DeviceArray(nn.Module):
         at the *hidden* weight ``w0`` (a number, or [N, K]) clipped to each device's bounds; each pulse
         is :meth:`PulsedDevice.pulse` (own step, cycle-to-cycle noise from ``generator``, clipping).
         The array's state is not changed."""
-        from aimc_lab.kernels.pulsed_update.reference import apply_pulse_sequence
-
         start = self.clip(torch.as_tensor(w0, dtype=self.w.dtype, device=self.w.device).expand(self.shape))
         flat = DeviceTensors(*(t.reshape(-1) for t in self.tensors))
-        return apply_pulse_sequence(start.reshape(-1), directions, self.device_params, flat,
+        return apply_pulse_sequence(start.reshape(-1), directions, self.device_params.pulse_model(flat),
                                     make_generator(generator))
 
     @torch.no_grad()
@@ -562,11 +550,9 @@ class DeviceArray(nn.Module):
         stored by :meth:`commit` (write noise redrawn where a pulse changed the weight, from
         ``generator``), without it the array is left unchanged.
         """
-        from aimc_lab.kernels.pulsed_update import pulsed_update
-
-        w_new = pulsed_update(self.w, x, d, lr, self.device_params, self.tensors, desired_bl=desired_bl,
-                              update_management=update_management, bl_management=bl_management,
-                              generator=generator, exact=exact, block_rows=block_rows)
+        w_new = _pulsed_update_kernel(self.w, x, d, lr, self.pulse_model(), desired_bl=desired_bl,
+                                      update_management=update_management, bl_management=bl_management,
+                                      generator=generator, exact=exact, block_rows=block_rows)
         if commit:
             self.commit(w_new, generator)
         return w_new
@@ -577,11 +563,9 @@ class DeviceArray(nn.Module):
         """Apply |counts| pulses of direction sign(counts) to each device (counts [N, K], integers as
         floats), each pulse by the rule of docs/physics.md §4; used by transfers that decide pulse counts
         digitally. Returns the new hidden weights; ``commit`` as in :meth:`pulsed_update`."""
-        from aimc_lab.kernels.pulsed_update import signed_counts_update
-
         if tuple(counts.shape) != self.shape:
             raise ValueError(f"counts must have shape {self.shape}, got {tuple(counts.shape)}")
-        w_new = signed_counts_update(self.w, counts, self.device_params, self.tensors, generator)
+        w_new = _signed_counts_kernel(self.w, counts, self.pulse_model(), generator)
         if commit:
             self.commit(w_new, generator)
         return w_new

@@ -16,7 +16,7 @@ On the hardware batch rows are applied one after the other (see **Blocks** below
    expected update is −η·x_mj·d_mi for a device whose step is dw_min.
 4. The n_ij pulses (all in one direction within a row) are applied with the device's actual step,
    cycle-to-cycle noise per pulse and clipping to the bounds after each pulse
-   (:meth:`PulsedDevice.pulse`, docs/physics.md §4).
+   (:func:`pulse`, docs/physics.md §4).
 
 x_max and d_max are taken per batch row (AIHWKIT's documentation leaves this to the implementation);
 a row with x_max = 0 or d_max = 0 gives no pulses.
@@ -34,7 +34,7 @@ one. ``exact=True`` (or ``block_rows=1`` with the closed forms) is
 the row-by-row order of the hardware. Memory: O(N·K + chunk·(N + K)), never M×N×K×BL.
 
 Applying n pulses per device at once (``apply_pulse_counts``, ``apply_mixed_counts``, transfers): the
-spec is the pulse loop, each pulse :meth:`PulsedDevice.pulse` (noise on every pulse, scaled by the
+spec is the pulse loop, each pulse :func:`pulse` (noise on every pulse, scaled by the
 device's own Δ^d, clipping after each pulse), up and down pulses evenly interleaved (Bresenham).
 
 * **Exact in distribution**: for the linear family (ConstantStep, LinearStep, SoftBounds) one
@@ -62,15 +62,117 @@ Randomness comes only from ``generator``. Inputs are never written: the new hidd
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Callable, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from aimc_lab.devices.pulsed import ConstantStep, DeviceTensors, Ideal, PulsedDevice
+__all__ = ["DeviceTensors", "PulseModel", "pulse", "step_and_scale", "pulsed_update", "apply_pulse_counts",
+           "apply_mixed_counts", "block_pulse_counts", "apply_pulse_sequence", "signed_counts_update",
+           "pulse_train_factors", "check_update_args"]
 
-__all__ = ["pulsed_update", "apply_pulse_counts", "apply_mixed_counts", "block_pulse_counts",
-           "apply_pulse_sequence", "pulse_train_factors", "check_update_args"]
+
+class DeviceTensors(NamedTuple):
+    """Per-device constants drawn at construction, all of one shape (a tile's [N, K], or flat)."""
+
+    dw_up: Tensor
+    dw_down: Tensor
+    b_max: Tensor
+    b_min: Tensor
+
+
+class PulseModel(NamedTuple):
+    """What the kernels need to know about a tile's devices: tensors and plain parameters.
+
+    Built by the device model (``PulsedDevice.pulse_model`` in aimc_lab.devices.pulsed, which decides
+    the kind); the kernels never see a device object. Kinds:
+
+    * **constant** (``gamma_up``/``gamma_down``/``step`` None): s(w) = Δ^d;
+    * **linear** (``gamma_up``, ``gamma_down`` per-device tensors): s(w) = Δ^d·(1 + γ^d·w), clamped at
+      >= 0 — the closed forms of the module doc apply to these two kinds;
+    * **generic** (``step``): s(w) = step(w, up, tensors), any other model, always the pulse loop;
+    * **ideal**: the exact floating-point update, no pulses.
+
+    ``dw_min``: the nominal step (update and BL management); ``sigma``: cycle-to-cycle noise
+    (dw_min_std); ``mult_noise``: multiplicative (True) or additive noise (docs/physics.md §4).
+    """
+
+    tensors: DeviceTensors
+    dw_min: float
+    sigma: float = 0.0
+    mult_noise: bool = True
+    gamma_up: Optional[Tensor] = None
+    gamma_down: Optional[Tensor] = None
+    step: Optional[Callable[[Tensor, Tensor, DeviceTensors], Tensor]] = None
+    ideal: bool = False
+
+    @property
+    def closed_form(self) -> bool:
+        """True for the constant and linear kinds (n same-direction pulses have a closed form)."""
+        return self.step is None and not self.ideal
+
+    @property
+    def constant(self) -> bool:
+        return self.closed_form and self.gamma_up is None
+
+
+def _subset(model: PulseModel, idx: Tensor) -> PulseModel:
+    """The model of the devices ``idx`` (of flat per-device tensors)."""
+    return model._replace(tensors=DeviceTensors(*(v[idx] for v in model.tensors)),
+                          gamma_up=None if model.gamma_up is None else model.gamma_up[idx],
+                          gamma_down=None if model.gamma_down is None else model.gamma_down[idx])
+
+
+def _flat(model: PulseModel) -> PulseModel:
+    return model._replace(tensors=DeviceTensors(*(v.reshape(-1) for v in model.tensors)),
+                          gamma_up=None if model.gamma_up is None else model.gamma_up.reshape(-1),
+                          gamma_down=None if model.gamma_down is None else model.gamma_down.reshape(-1))
+
+
+def _coefficients(model: PulseModel, up: Tensor) -> Tuple[Tensor, Tensor]:
+    """(Δ^d, γ^d) per device for the pulse directions ``up`` (closed-form kinds)."""
+    t = model.tensors
+    delta = torch.where(up, t.dw_up, t.dw_down)
+    if model.gamma_up is None:
+        return delta, torch.zeros_like(delta)
+    return delta, torch.where(up, model.gamma_up, model.gamma_down)
+
+
+def step_and_scale(w: Tensor, up: Tensor, model: PulseModel) -> Tuple[Tensor, Tensor]:
+    """(s, scale): the noise-free step magnitude s(w) >= 0 of one pulse in direction ``up`` and the
+    scale of its cycle-to-cycle noise, s for multiplicative noise, the device's own Δ^d for additive
+    noise (docs/physics.md §4). The one place of the pulsed step formula Δ±·f(w)."""
+    t = model.tensors
+    if model.closed_form:
+        delta, gamma = _coefficients(model, up)
+        if model.gamma_up is None:
+            s = delta.expand_as(w)
+        else:
+            s = (delta * (1 + gamma * w)).clamp(min=0)
+        return s, (s if model.mult_noise else delta.expand_as(w))
+    if model.ideal:
+        s = torch.where(up, t.dw_up, t.dw_down).expand_as(w)
+        return s, s
+    s = model.step(w, up, t)
+    return s, (s if model.mult_noise else torch.where(up, t.dw_up, t.dw_down).expand_as(w))
+
+
+def pulse(w: Tensor, up: Tensor, model: PulseModel, xi: Optional[Tensor]) -> Tensor:
+    """One pulse per device, the rule of docs/physics.md §4: w + d·(s(w) + σ·scale·ξ), clipped to the
+    bounds (:func:`step_and_scale`; multiplicative noise s·(1 + σξ), additive s + σ·Δ^d·ξ on every
+    pulse, also where s(w) = 0, e.g. at a soft bound). ``up``: bool mask of the directions; ``xi``:
+    standard normal draws like ``w`` (``None``: noise-free). Every pulse path (update loop, pulse
+    responses, fitting, reference calibration) calls this one function."""
+    t = model.tensors
+    if model.constant:  # s = scale = Δ^d for both noise types: Δ^d·(1 + σξ), fewer ops
+        inc = torch.where(up, t.dw_up, -t.dw_down)
+        if xi is not None and model.sigma > 0:
+            inc = torch.addcmul(inc, inc, xi, value=model.sigma)
+        return torch.clamp(w + inc, min=t.b_min, max=t.b_max)
+    step, scale = step_and_scale(w, up, model)
+    if xi is not None and model.sigma > 0:
+        step = step * (1 + model.sigma * xi) if model.mult_noise else step + model.sigma * scale * xi
+    return torch.clamp(w + torch.where(up, step, -step), min=t.b_min, max=t.b_max)
 
 
 def check_update_args(w: Tensor, x: Tensor, d: Tensor, lr: float, desired_bl: int) -> None:
@@ -121,29 +223,25 @@ MARGIN_SIGMAS = 8.0
 MAX_MIXED_C = 0.05
 
 
-def _sub(t: DeviceTensors, idx: Tensor) -> DeviceTensors:
-    return DeviceTensors(*(v[idx] for v in t))
-
-
-def apply_pulse_counts(w: Tensor, n: Tensor, up: Tensor, device: PulsedDevice, t: DeviceTensors,
+def apply_pulse_counts(w: Tensor, n: Tensor, up: Tensor, model: PulseModel,
                        generator: Optional[torch.Generator], exact: bool = False) -> Tensor:
     """Apply n >= 0 same-direction pulses per device (1-d tensors of equal length); returns new w.
 
     ``up`` is a bool mask (True: up pulses). The closed form of the linear family (module doc) serves the
     devices whose whole path stays inside the valid region; the others, and every device with
-    ``exact=True`` or a model without closed form, run the pulse loop (:meth:`PulsedDevice.pulse`).
+    ``exact=True`` or a model without closed form, run the pulse loop (:func:`pulse`).
     """
     zero = torch.zeros_like(n)
     n_up, n_down = torch.where(up, n, zero), torch.where(up, zero, n)
-    if device.closed_form and not exact:
-        w_new, safe = _single_direction(w, n, up, device, t, generator)
-        return _finish(w_new, safe, w, n_up, n_down, device, t, generator)
-    return _pulse_loop(w, n_up, n_down, device, t, generator)
+    if model.closed_form and not exact:
+        w_new, safe = _single_direction(w, n, up, model, generator)
+        return _finish(w_new, safe, w, n_up, n_down, model, generator)
+    return _pulse_loop(w, n_up, n_down, model, generator)
 
 
-def _pulse_loop(w: Tensor, n_up: Tensor, n_down: Tensor, device: PulsedDevice, t: DeviceTensors,
+def _pulse_loop(w: Tensor, n_up: Tensor, n_down: Tensor, model: PulseModel,
                 generator: Optional[torch.Generator]) -> Tensor:
-    """The spec: each device's n⁺ up and n⁻ down pulses one at a time (:meth:`PulsedDevice.pulse`),
+    """The spec: each device's n⁺ up and n⁻ down pulses one at a time (:func:`pulse`),
     evenly interleaved (Bresenham: pulse k of T = n⁺ + n⁻ is up when ⌊k·n⁺/T⌋ > ⌊(k − 1)·n⁺/T⌋, i.e.
     when the remainder r ← r + n⁺ reaches T). The devices still pulsing are compacted whenever
     their number halves, so the work is O(Σ n + devices·log n_max)."""
@@ -151,9 +249,9 @@ def _pulse_loop(w: Tensor, n_up: Tensor, n_down: Tensor, device: PulsedDevice, t
     idx = ((n_up + n_down) > 0).nonzero().squeeze(-1)
     if idx.numel() == 0:
         return w
-    wi, ui, ti, ts = w[idx], n_up[idx], (n_up + n_down)[idx], _sub(t, idx)
+    wi, ui, ti, ms = w[idx], n_up[idx], (n_up + n_down)[idx], _subset(model, idx)
     rem = torch.zeros_like(wi)
-    noisy = device.dw_min_std > 0
+    noisy = model.sigma > 0
     k = 0
     while True:
         k += 1
@@ -164,31 +262,31 @@ def _pulse_loop(w: Tensor, n_up: Tensor, n_down: Tensor, device: PulsedDevice, t
         if 2 * n_active <= wi.numel():  # compact
             w[idx] = wi
             keep = active.nonzero().squeeze(-1)
-            idx, wi, ui, ti, rem, ts = idx[keep], wi[keep], ui[keep], ti[keep], rem[keep], _sub(ts, keep)
+            idx, wi, ui, ti, rem, ms = idx[keep], wi[keep], ui[keep], ti[keep], rem[keep], _subset(ms, keep)
             active = None
         rem.add_(ui)
         up = rem >= ti
         rem.sub_(ti * up)
         xi = torch.randn(wi.shape, generator=generator, dtype=w.dtype, device=w.device) if noisy else None
-        stepped = device.pulse(wi, up, ts, xi)
+        stepped = pulse(wi, up, ms, xi)
         wi = stepped if active is None else torch.where(active, stepped, wi)
     w[idx] = wi
     return w
 
 
-def _finish(w_new: Tensor, safe: Tensor, w: Tensor, n_up: Tensor, n_down: Tensor, device: PulsedDevice,
-            t: DeviceTensors, generator: Optional[torch.Generator]) -> Tensor:
+def _finish(w_new: Tensor, safe: Tensor, w: Tensor, n_up: Tensor, n_down: Tensor, model: PulseModel,
+            generator: Optional[torch.Generator]) -> Tensor:
     """Keep the closed-form result where ``safe`` and finite (its variance can overflow fp32 for large
     noise, e.g. 0·inf at a soft bound); the other devices run the pulse loop."""
     safe = safe & torch.isfinite(w_new)
     bad = (~safe).nonzero().squeeze(-1)
     if 2 * bad.numel() > safe.numel():  # mostly unsafe: loop on the whole arrays (no gathers)
         zero = torch.zeros_like(n_up)
-        looped = _pulse_loop(w, torch.where(safe, zero, n_up), torch.where(safe, zero, n_down), device, t,
+        looped = _pulse_loop(w, torch.where(safe, zero, n_up), torch.where(safe, zero, n_down), model,
                              generator)
         return torch.where(safe, w_new, looped)
     if bad.numel():
-        w_new[bad] = _pulse_loop(w[bad], n_up[bad], n_down[bad], device, _sub(t, bad), generator)
+        w_new[bad] = _pulse_loop(w[bad], n_up[bad], n_down[bad], _subset(model, bad), generator)
     return w_new
 
 
@@ -196,7 +294,7 @@ def _path_inside(lo: Tensor, hi: Tensor, t: DeviceTensors) -> Tensor:
     return (lo >= t.b_min) & (hi <= t.b_max)
 
 
-def _single_direction(w: Tensor, n: Tensor, up: Tensor, device: PulsedDevice, t: DeviceTensors,
+def _single_direction(w: Tensor, n: Tensor, up: Tensor, model: PulseModel,
                       generator: Optional[torch.Generator]):
     """Closed form of n same-direction pulses of the linear family: (new w, safe mask); see the module doc.
 
@@ -207,8 +305,9 @@ def _single_direction(w: Tensor, n: Tensor, up: Tensor, device: PulsedDevice, t:
     Var = (s₀σ)²·q^{2(n−1)}·((1 + x)ⁿ − 1)/x, x = (cσ/q)², drawn as a Gaussian. ``safe``: q > 0
     and the path ± MARGIN_SIGMAS·(its noise) stays inside the bounds and where 1 + γw >= 0.
     """
+    t = model.tensors
     sign = up.to(w.dtype) * 2 - 1
-    delta, gamma = device.linear_coefficients(up, *t)
+    delta, gamma = _coefficients(model, up)
     c = sign * delta * gamma
     ok = c > -1
     c = torch.where(ok, c, torch.zeros_like(c))
@@ -217,10 +316,10 @@ def _single_direction(w: Tensor, n: Tensor, up: Tensor, device: PulsedDevice, t:
     w_end = torch.exp(nL) * w + sign * delta * n * _ratio(torch.expm1(nL), nL) * _ratio(L, c)
     lo, hi = torch.minimum(w, w_end), torch.maximum(w, w_end)
     w_new = w_end
-    sigma = device.dw_min_std
+    sigma = model.sigma
     if sigma > 0:
         growth = torch.exp(2 * nL.clamp(min=0))  # q^{2n} where the map expands (q > 1)
-        if device.mult_noise:
+        if model.mult_noise:
             u = torch.maximum((1 + gamma * w).abs(), (1 + gamma * w_end).abs())
             x = (c * sigma / (1 + c)) ** 2
             L2 = torch.log1p(x)
@@ -240,34 +339,35 @@ def _single_direction(w: Tensor, n: Tensor, up: Tensor, device: PulsedDevice, t:
     return torch.maximum(torch.minimum(w_new, t.b_max), t.b_min), safe
 
 
-def apply_pulse_sequence(w: Tensor, directions: Tensor, device: PulsedDevice, t: DeviceTensors,
+def apply_pulse_sequence(w: Tensor, directions: Tensor, model: PulseModel,
                          generator: Optional[torch.Generator]) -> Tensor:
     """Apply one pulse per entry of ``directions`` (±1) to every device of ``w`` [D], in order
-    (:meth:`PulsedDevice.pulse`, noise from ``generator``).
+    (:func:`pulse`, noise from ``generator``).
 
     Returns the trace [D, P + 1] (column 0 = the start). Used by pulse responses, fitting and the
     reference calibration.
     """
     trace = [w.clone()]
-    noisy = device.dw_min_std > 0
+    noisy = model.sigma > 0
     for direction in directions.tolist():
         up = torch.full(w.shape, direction > 0, dtype=torch.bool, device=w.device)
         xi = torch.randn(w.shape, generator=generator, dtype=w.dtype, device=w.device) if noisy else None
-        w = device.pulse(w, up, t, xi)
+        w = pulse(w, up, model, xi)
         trace.append(w)
     return torch.stack(trace, dim=1)
 
 
-def signed_counts_update(w: Tensor, counts: Tensor, device: PulsedDevice, t: DeviceTensors,
+def signed_counts_update(w: Tensor, counts: Tensor, model: PulseModel,
                          generator: Optional[torch.Generator]) -> Tensor:
     """Apply |counts| pulses of direction sign(counts) per device (w, counts [N, K]); returns new w.
 
     Used by transfers (TTv2, mixed precision) that decide pulse counts digitally.
     """
-    if isinstance(device, Ideal):
+    t = model.tensors
+    if model.ideal:
         return _clip(w + counts * torch.where(counts > 0, t.dw_up, t.dw_down), t.b_max, t.b_min)
     counts = counts.to(w.dtype)
-    return _apply_mixed(w, counts.clamp(min=0), (-counts).clamp(min=0), device, t, generator, False)
+    return _apply_mixed(w, counts.clamp(min=0), (-counts).clamp(min=0), model, generator, False)
 
 
 _COUNT_DTYPE: dict = {}
@@ -345,7 +445,7 @@ def _slot_counts(p, q, bl, sx, sd, generator, count_dtype=None):
     return total, signed
 
 
-def apply_mixed_counts(w: Tensor, n_up: Tensor, n_down: Tensor, device: PulsedDevice, t: DeviceTensors,
+def apply_mixed_counts(w: Tensor, n_up: Tensor, n_down: Tensor, model: PulseModel,
                        generator: Optional[torch.Generator], exact: bool = False) -> Tensor:
     """Apply n_up up pulses and n_down down pulses per device (tensors of equal shape); returns new w.
 
@@ -364,44 +464,44 @@ def apply_mixed_counts(w: Tensor, n_up: Tensor, n_down: Tensor, device: PulsedDe
       |q − 1| > MAX_MIXED_C or q > 1 for a firing direction, other models, and ``exact=True``: the
       pulse loop.
     """
-    return _apply_mixed(w, n_up.clone(), n_down.clone(), device, t, generator, exact)
+    return _apply_mixed(w, n_up.clone(), n_down.clone(), model, generator, exact)
 
 
-def _apply_mixed(w, n_up, n_down, device, t, generator, exact, touched=None):
+def _apply_mixed(w, n_up, n_down, model, generator, exact, touched=None):
     """:func:`apply_mixed_counts` that may overwrite n_up/n_down; ``touched``: number of devices with
     pulses, if known."""
     shape = w.shape
     w, n_up, n_down = w.reshape(-1), n_up.reshape(-1), n_down.reshape(-1)
-    ft = DeviceTensors(*(v.reshape(-1) for v in t))
+    fm = _flat(model)
     if touched is None:
         touched = int(((n_up > 0) | (n_down > 0)).sum())
     if 4 * touched < w.numel():  # sparse: work on the touched devices only
         idx = ((n_up > 0) | (n_down > 0)).nonzero().squeeze(-1)
         out = w.clone()
         if idx.numel():
-            out[idx] = _apply_mixed_flat(w[idx], n_up[idx], n_down[idx], device,
-                                         DeviceTensors(*(v[idx] for v in ft)), generator, exact)
+            out[idx] = _apply_mixed_flat(w[idx], n_up[idx], n_down[idx], _subset(fm, idx), generator, exact)
         return out.view(shape)
-    return _apply_mixed_flat(w, n_up, n_down, device, ft, generator, exact).view(shape)
+    return _apply_mixed_flat(w, n_up, n_down, fm, generator, exact).view(shape)
 
 
-def _apply_mixed_flat(w, n_up, n_down, device, t, generator, exact):
-    if exact or not device.closed_form:
-        return _pulse_loop(w, n_up, n_down, device, t, generator)
-    if isinstance(device, ConstantStep):
-        return _constant_step_counts(w, n_up, n_down, device, t, generator)
-    return _linear_counts(w, n_up, n_down, device, t, generator)
+def _apply_mixed_flat(w, n_up, n_down, model, generator, exact):
+    if exact or not model.closed_form:
+        return _pulse_loop(w, n_up, n_down, model, generator)
+    if model.constant:
+        return _constant_step_counts(w, n_up, n_down, model, generator)
+    return _linear_counts(w, n_up, n_down, model, generator)
 
 
-def _constant_step_counts(w, n_up, n_down, device, t, generator):
+def _constant_step_counts(w, n_up, n_down, model, generator):
     """ConstantStep: w + n⁺Δ⁺ − n⁻Δ⁻ + N(0, σ²(n⁺Δ⁺² + n⁻Δ⁻²)), exact in distribution for every device
     whose interleaved path (within Δ⁺ + Δ⁻ of the straight line) stays MARGIN_SIGMAS noise standard
     deviations inside its bounds; the others run the pulse loop."""
+    t = model.tensors
     w_new = torch.addcmul(w, n_up, t.dw_up)
     w_new.addcmul_(n_down, t.dw_down, value=-1.0)
     room_lo = torch.minimum(w, w_new).sub_(t.b_min).sub_(t.dw_up).sub_(t.dw_down)  # path to b_min
     room_hi = torch.maximum(w, w_new).sub_(t.b_max).neg_()  # path to b_max
-    sigma = device.dw_min_std
+    sigma = model.sigma
     if sigma > 0:
         sd = (n_up * t.dw_up).mul_(t.dw_up).addcmul_(n_down * t.dw_down, t.dw_down).sqrt_()
         margin = sd * (sigma * MARGIN_SIGMAS)
@@ -411,16 +511,20 @@ def _constant_step_counts(w, n_up, n_down, device, t, generator):
     else:
         safe = (room_lo >= 0).logical_and_(room_hi >= 0)
     w_new = torch.clamp(w_new, min=t.b_min, max=t.b_max, out=w_new)
-    return _finish(w_new, safe, w, n_up, n_down, device, t, generator)
+    return _finish(w_new, safe, w, n_up, n_down, model, generator)
 
 
-def _linear_counts(w, n_up, n_down, device, t, generator):
+def _linear_counts(w, n_up, n_down, model, generator):
     """LinearStep family with up and down pulses: the continuous-interleaving closed form (module doc)
     for devices with both directions, the exact single-direction form for the others, the pulse loop for
     devices whose path is not safely inside the valid region."""
-    ones = torch.ones_like(w, dtype=torch.bool)
-    d_up, g_up = device.linear_coefficients(ones, *t)
-    d_dn, g_dn = device.linear_coefficients(~ones, *t)
+    single = (n_up == 0) | (n_down == 0)
+    n_single = int(single.sum())
+    if n_single == w.numel():  # one direction per device (e.g. every transfer): the exact n-pulse form only
+        w_1, safe_1 = _single_direction(w, n_up + n_down, n_up > 0, model, generator)
+        return _finish(w_1, safe_1, w, n_up, n_down, model, generator)
+    t = model.tensors
+    d_up, g_up, d_dn, g_dn = t.dw_up, model.gamma_up, t.dw_down, model.gamma_down
     c_up, c_dn = d_up * g_up, -d_dn * g_dn  # q − 1 per direction
     # a firing direction needs an attracting map close to the identity, 1 − MAX_MIXED_C <= q <= 1: the
     # continuous limit of the interleaving is accurate for small steps (q > 1: degenerate bounds)
@@ -441,9 +545,9 @@ def _linear_counts(w, n_up, n_down, device, t, generator):
     reach = d_up + d_dn  # an interleaved path stays within one step of each direction of the curve
     lo, hi = torch.minimum(w, w_end) - reach, torch.maximum(w, w_end) + reach
     w_new = w_end
-    sigma = device.dw_min_std
+    sigma = model.sigma
     if sigma > 0:
-        if device.mult_noise:
+        if model.mult_noise:
             def rate(v: Tensor, frac: float) -> Tensor:  # Σ_d n^d·s^d(w)², contracted from τ to 1
                 s_up, s_dn = (d_up * (1 + g_up * v)).clamp(min=0), (d_dn * (1 + g_dn * v)).clamp(min=0)
                 return (n_up * s_up ** 2 + n_down * s_dn ** 2) * torch.exp(2 * (1 - frac) * beta)
@@ -463,11 +567,10 @@ def _linear_counts(w, n_up, n_down, device, t, generator):
     for g, n in ((g_up, n_up), (g_dn, n_down)):
         safe &= ((1 + g * lo >= 0) & (1 + g * hi >= 0)) | (n == 0)
     w_new = torch.maximum(torch.minimum(w_new, t.b_max), t.b_min)
-    single = (n_up == 0) | (n_down == 0)
-    if bool(single.any()):
-        w_1, safe_1 = _single_direction(w, n_up + n_down, n_up > 0, device, t, generator)
+    if n_single:
+        w_1, safe_1 = _single_direction(w, n_up + n_down, n_up > 0, model, generator)
         w_new, safe = torch.where(single, w_1, w_new), torch.where(single, safe_1, safe)
-    return _finish(w_new, safe, w, n_up, n_down, device, t, generator)
+    return _finish(w_new, safe, w, n_up, n_down, model, generator)
 
 
 def _ratio(num: Tensor, den: Tensor) -> Tensor:
@@ -476,7 +579,7 @@ def _ratio(num: Tensor, den: Tensor) -> Tensor:
     return torch.where(small, torch.ones_like(num), num / torch.where(small, torch.ones_like(den), den))
 
 
-def pulsed_update(w: Tensor, x: Tensor, d: Tensor, lr: float, device: PulsedDevice, t: DeviceTensors, *,
+def pulsed_update(w: Tensor, x: Tensor, d: Tensor, lr: float, model: PulseModel, *,
                   desired_bl: int = 31, update_management: bool = True, bl_management: bool = True,
                   generator: Optional[torch.Generator] = None, exact: bool = False,
                   block_rows: Optional[int] = None) -> Tensor:
@@ -485,7 +588,8 @@ def pulsed_update(w: Tensor, x: Tensor, d: Tensor, lr: float, device: PulsedDevi
     Args:
         w: hidden weights [N, K] (not modified).
         x: inputs [M, K]; d: output gradients [M, N]; lr: η >= 0.
-        device, t: the device model and its per-device tensors (``DeviceArray.tensors``).
+        model: the devices' tensors and parameters (:class:`PulseModel`, from
+            ``DeviceArray.pulse_model()``).
         desired_bl: maximal (and, without BL management, fixed) number of slots BL >= 1.
         generator: the only source of randomness.
         exact: row by row and pulse by pulse for every model (the hardware order; slow, for tests).
@@ -498,9 +602,10 @@ def pulsed_update(w: Tensor, x: Tensor, d: Tensor, lr: float, device: PulsedDevi
         raise ValueError(f"block_rows = {block_rows!r} is invalid; allowed: None or an integer >= 1")
     x = x.to(w.dtype)
     d = d.to(w.dtype)
-    if isinstance(device, Ideal):
+    t = model.tensors
+    if model.ideal:
         return _clip(w - lr * d.t() @ x, t.b_max, t.b_min)
-    bl, p, q = pulse_train_factors(x, d, float(lr), device.dw_min, desired_bl, update_management, bl_management)
+    bl, p, q = pulse_train_factors(x, d, float(lr), model.dw_min, desired_bl, update_management, bl_management)
     rows = ((p.amax(dim=1) > 0) & (q.amax(dim=1) > 0)).nonzero().squeeze(-1)
     if rows.numel() == 0:
         return w.clone()
@@ -515,5 +620,5 @@ def pulsed_update(w: Tensor, x: Tensor, d: Tensor, lr: float, device: PulsedDevi
             continue
         n_up = (total - signed).mul_(0.5)
         n_down = total.add_(signed).mul_(0.5)
-        out = _apply_mixed(out, n_up, n_down, device, t, generator, exact, touched)
+        out = _apply_mixed(out, n_up, n_down, model, generator, exact, touched)
     return out if out is not w else w.clone()

@@ -12,8 +12,9 @@ reference's ``exact=True`` (row-by-row) semantics; the reference's default block
 in distribution (tested). The factors (BL, p, q) come from the reference's
 ``pulse_train_factors`` (update and BL management).
 
-Supported models: ConstantStep, LinearStep, SoftBounds (s(w) = Δ^d·(1 + γ^d·w) clamped at >= 0);
-the dispatcher runs the reference for the others. Random streams differ from the torch reference:
+Supported: the constant and linear kinds of ``PulseModel`` (ConstantStep, LinearStep, SoftBounds:
+s(w) = Δ^d·(1 + γ^d·w) clamped at >= 0, per-device γ^d); the dispatcher runs the reference for the others.
+Like every kernel it takes tensors and plain parameters, never a device object. Random streams differ from the torch reference:
 the two agree in distribution (tested statistically under ``TRITON_INTERPRET=1``), not bit for bit.
 Philox counters are 64-bit, slot in the high word (``_philox_offset``): they never wrap for any batch
 (32-bit offsets slot·N·K + i·K + j overflowed for a 512×512 tile from 265 rows on). The launcher
@@ -29,12 +30,10 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from aimc_lab.devices.pulsed import ConstantStep, DeviceTensors, LinearStep, PulsedDevice
-from aimc_lab.kernels.pulsed_update.reference import check_update_args, pulse_train_factors
+from aimc_lab.kernels._triton_util import draw_seeds
+from aimc_lab.kernels.pulsed_update.reference import PulseModel, check_update_args, pulse_train_factors
 
-__all__ = ["pulsed_update", "pulsed_update_fwd", "check_launch_size", "SUPPORTED"]
-
-SUPPORTED = (ConstantStep, LinearStep)  # SoftBounds is a LinearStep
+__all__ = ["pulsed_update", "pulsed_update_fwd", "check_launch_size"]
 
 
 _INT32_LIMIT = 2 ** 31
@@ -48,9 +47,8 @@ def _philox_offset(slot, idx):
 
 @triton.jit
 def _pulsed_update_fwd_kernel(w_ptr, out_ptr, dw_up_ptr, dw_down_ptr, b_max_ptr, b_min_ptr,
-                              p_ptr, q_ptr, sx_ptr, sd_ptr, bl_ptr,
-                              M, N, K, BL_MAX, seed_x, seed_d, seed_n,
-                              gamma_up, gamma_down, sigma,
+                              g_up_ptr, g_down_ptr, p_ptr, q_ptr, sx_ptr, sd_ptr, bl_ptr,
+                              M, N, K, BL_MAX, seed_x, seed_d, seed_n, sigma,
                               MULT_NOISE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
@@ -65,8 +63,8 @@ def _pulsed_update_fwd_kernel(w_ptr, out_ptr, dw_up_ptr, dw_down_ptr, b_max_ptr,
     dw_down = tl.load(dw_down_ptr + offs, mask=mask, other=0.0)
     b_max = tl.load(b_max_ptr + offs, mask=mask, other=1.0)
     b_min = tl.load(b_min_ptr + offs, mask=mask, other=-1.0)
-    g_up = -gamma_up / tl.where(b_max == 0.0, 1e-30, b_max)  # as PulsedDevice.linear_coefficients
-    g_down = -gamma_down / tl.where(b_min == 0.0, 1e-30, b_min)
+    g_up = tl.load(g_up_ptr + offs, mask=mask, other=0.0)  # per-device slopes γ^d (0: constant step)
+    g_down = tl.load(g_down_ptr + offs, mask=mask, other=0.0)
     for m in range(0, M):
         p = tl.load(p_ptr + m * K + cols, mask=cmask, other=0.0)
         q = tl.load(q_ptr + m * N + rows, mask=rmask, other=0.0)
@@ -94,7 +92,7 @@ def _pulsed_update_fwd_kernel(w_ptr, out_ptr, dw_up_ptr, dw_down_ptr, b_max_ptr,
 
 
 def pulsed_update_fwd(w: Tensor, p: Tensor, q: Tensor, sx: Tensor, sd: Tensor, bl: Tensor,
-                      device: LinearStep, t: DeviceTensors, seeds) -> Tensor:
+                      model: PulseModel, seeds) -> Tensor:
     """Launch the kernel on contiguous fp32 tensors; returns the new weights."""
     N, K = w.shape
     M = p.shape[0]
@@ -102,16 +100,16 @@ def pulsed_update_fwd(w: Tensor, p: Tensor, q: Tensor, sx: Tensor, sd: Tensor, b
     check_launch_size(M, N, K, bl_max)
     out = torch.empty_like(w)
     block_n, block_k = 16, 16
-    if isinstance(device, LinearStep):
-        gamma_up, gamma_down = device.gamma_up, device.gamma_down
+    t = model.tensors
+    if model.gamma_up is None:  # the constant kind: zero slopes
+        g_up = g_down = torch.zeros_like(w)
     else:
-        gamma_up = gamma_down = 0.0
+        g_up, g_down = model.gamma_up.to(w.dtype).contiguous(), model.gamma_down.to(w.dtype).contiguous()
     grid = (triton.cdiv(N, block_n), triton.cdiv(K, block_k))
     _pulsed_update_fwd_kernel[grid](
         w, out, t.dw_up.contiguous(), t.dw_down.contiguous(), t.b_max.contiguous(), t.b_min.contiguous(),
-        p, q, sx, sd, bl, M, N, K, bl_max, seeds[0], seeds[1], seeds[2],
-        float(gamma_up), float(gamma_down), float(device.dw_min_std),
-        MULT_NOISE=bool(device.mult_noise), BLOCK_N=block_n, BLOCK_K=block_k)
+        g_up, g_down, p, q, sx, sd, bl, M, N, K, bl_max, seeds[0], seeds[1], seeds[2], float(model.sigma),
+        MULT_NOISE=bool(model.mult_noise), BLOCK_N=block_n, BLOCK_K=block_k)
     return out
 
 
@@ -125,20 +123,20 @@ def check_launch_size(M: int, N: int, K: int, bl_max: int) -> None:
                          f"allowed: M·BL < 2^31 (split the batch)")
 
 
-def pulsed_update(w: Tensor, x: Tensor, d: Tensor, lr: float, device: PulsedDevice, t: DeviceTensors, *,
+def pulsed_update(w: Tensor, x: Tensor, d: Tensor, lr: float, model: PulseModel, *,
                   desired_bl: int = 31, update_management: bool = True, bl_management: bool = True,
                   generator: Optional[torch.Generator] = None) -> Tensor:
     """Same contract as :func:`aimc_lab.kernels.pulsed_update.reference.pulsed_update` (fp32)."""
     check_update_args(w, x, d, lr, desired_bl)
-    if not isinstance(device, SUPPORTED):
-        raise NotImplementedError(f"the Triton pulsed update supports {[c.__name__ for c in SUPPORTED]}, "
-                                  f"not {type(device).__name__}; use the torch backend")
+    if not model.closed_form:
+        raise NotImplementedError("the Triton pulsed update supports the constant and linear kinds of "
+                                  "PulseModel (ConstantStep, LinearStep, SoftBounds), not a generic step "
+                                  "function or the ideal device; use the torch backend")
     if w.dtype != torch.float32:
         raise ValueError(f"the Triton pulsed update needs float32 weights, got {w.dtype}")
     x = x.to(w.dtype)
     d = d.to(w.dtype)
-    bl, p, q = pulse_train_factors(x, d, float(lr), device.dw_min, desired_bl, update_management, bl_management)
-    seeds = torch.randint(0, 2 ** 31 - 1, (3,), generator=generator, device=generator.device if generator
-                          is not None else "cpu").tolist()
+    bl, p, q = pulse_train_factors(x, d, float(lr), model.dw_min, desired_bl, update_management, bl_management)
+    seeds = draw_seeds(generator, w.device, 3)
     return pulsed_update_fwd(w.contiguous(), p.contiguous(), q.contiguous(), torch.sign(x).contiguous(),
-                             torch.sign(d).contiguous(), bl.to(torch.int32).contiguous(), device, t, seeds)
+                             torch.sign(d).contiguous(), bl.to(torch.int32).contiguous(), model, seeds)

@@ -19,7 +19,7 @@ def one_pulse(device, w, up):
                         torch.full((n,), device.dw_min * (1 - max(device.up_down, 0))),
                         torch.full((n,), device.w_max), torch.full((n,), device.w_min))
     upm = torch.full((n,), up)
-    return apply_pulse_counts(w, torch.ones(n), upm, device, t, None, exact=True) - w, t
+    return apply_pulse_counts(w, torch.ones(n), upm, device.pulse_model(t), None, exact=True) - w, t
 
 
 W = torch.linspace(-0.5, 0.5, 11)
@@ -80,8 +80,8 @@ def test_soft_bounds_symmetry_point():
     # alternating up/down pulses park the device at the symmetry point
     directions = torch.tensor([1.0, -1.0] * 3000)
     from aimc_lab.kernels.pulsed_update.reference import apply_pulse_sequence
-    trace = apply_pulse_sequence(torch.tensor([0.3, -0.2]), directions, dev,
-                                 P.DeviceTensors(*(t.reshape(-1)[:2] for t in array.tensors)), None)
+    trace = apply_pulse_sequence(torch.tensor([0.3, -0.2]), directions,
+                                 dev.pulse_model(P.DeviceTensors(*(t.reshape(-1)[:2] for t in array.tensors))), None)
     torch.testing.assert_close(trace[:, -1], torch.full((2,), formula), atol=2e-3, rtol=0)
 
 
@@ -261,8 +261,8 @@ def test_pulse_response_update_path_and_independent_loop_agree():
     # update path: all 200 up pulses of a device at once, then all 200 down pulses
     from aimc_lab.kernels.pulsed_update.reference import signed_counts_update
     g = torch.Generator().manual_seed(5)
-    after_up = signed_counts_update(array.w, torch.full_like(array.w, 200.0), dev, array.tensors, g)
-    after_down = signed_counts_update(after_up, torch.full_like(array.w, -200.0), dev, array.tensors, g)
+    after_up = signed_counts_update(array.w, torch.full_like(array.w, 200.0), dev.pulse_model(array.tensors), g)
+    after_down = signed_counts_update(after_up, torch.full_like(array.w, -200.0), dev.pulse_model(array.tensors), g)
     # independent loop
     gl = torch.Generator().manual_seed(6)
     flat = [v.reshape(-1) for v in array.tensors]

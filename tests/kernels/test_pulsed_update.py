@@ -31,7 +31,7 @@ def mean_update(device, x, d, lr, trials, seed=0, **kw):
     g = torch.Generator().manual_seed(seed)
     acc = torch.zeros_like(array.w)
     for _ in range(trials):
-        acc += reference(array.w, x, d, lr, device, array.tensors, generator=g, **kw) - array.w
+        acc += reference(array.w, x, d, lr, device.pulse_model(array.tensors), generator=g, **kw) - array.w
     return acc / trials
 
 
@@ -67,8 +67,7 @@ def test_update_and_bl_management_factors():
     assert bl.tolist() == [7]
     torch.testing.assert_close(p, ((lr / (dw_min * 7)) ** 0.5 * x.abs()).clamp(max=1))
     with pytest.raises(ValueError, match="desired_bl"):
-        reference(torch.zeros(2, 3), x, d, lr, P.ConstantStep(), P.DeviceArray(P.ConstantStep(), 2, 3).tensors,
-                  desired_bl=0)
+        reference(torch.zeros(2, 3), x, d, lr, P.DeviceArray(P.ConstantStep(), 2, 3).pulse_model(), desired_bl=0)
 
 
 def test_bounds_and_inputs_unchanged():
@@ -79,7 +78,7 @@ def test_bounds_and_inputs_unchanged():
     g = torch.Generator().manual_seed(0)
     w = array.w
     for _ in range(20):
-        w = reference(w, x, d, 1.0, device, array.tensors, generator=g)
+        w = reference(w, x, d, 1.0, device.pulse_model(array.tensors), generator=g)
         assert (w <= array.b_max + 1e-6).all() and (w >= array.b_min - 1e-6).all()
     assert torch.equal(array.w, w0) and torch.equal(x, x0) and torch.equal(d, d0)
 
@@ -88,10 +87,10 @@ def test_generator_reproducible_and_zero_rows():
     device = P.ConstantStep()
     array = P.DeviceArray(device, 5, 4, seed=0)
     x, d = torch.randn(3, 4), torch.randn(3, 5) * 0.1
-    a = reference(array.w, x, d, 0.1, device, array.tensors, generator=torch.Generator().manual_seed(7))
-    b = reference(array.w, x, d, 0.1, device, array.tensors, generator=torch.Generator().manual_seed(7))
+    a = reference(array.w, x, d, 0.1, device.pulse_model(array.tensors), generator=torch.Generator().manual_seed(7))
+    b = reference(array.w, x, d, 0.1, device.pulse_model(array.tensors), generator=torch.Generator().manual_seed(7))
     assert torch.equal(a, b)
-    zero = reference(array.w, torch.zeros(3, 4), d, 0.1, device, array.tensors)
+    zero = reference(array.w, torch.zeros(3, 4), d, 0.1, device.pulse_model(array.tensors))
     assert torch.equal(zero, array.w)
 
 
@@ -99,7 +98,7 @@ def test_ideal_device_is_exact():
     device = P.Ideal()
     array = P.DeviceArray(device, 5, 4, seed=0)
     x, d = torch.randn(3, 4) * 0.1, torch.randn(3, 5) * 0.1
-    torch.testing.assert_close(reference(array.w, x, d, 0.5, device, array.tensors) - array.w, -0.5 * d.t() @ x)
+    torch.testing.assert_close(reference(array.w, x, d, 0.5, device.pulse_model(array.tensors)) - array.w, -0.5 * d.t() @ x)
 
 
 @pytest.mark.parametrize("device", [P.SoftBounds(dw_min=0.01, up_down=0.2, dw_min_std=0.3),
@@ -111,8 +110,8 @@ def test_closed_form_matches_pulse_loop(device):
     array.set_weights(torch.rand(32, 32) - 0.5)
     x, d = torch.rand(2, 32), -torch.rand(2, 32) * 0.5
     g = torch.Generator().manual_seed(0)
-    fast = [reference(array.w, x, d, 0.5, device, array.tensors, generator=g) - array.w for _ in range(30)]
-    slow = [reference(array.w, x, d, 0.5, device, array.tensors, generator=g, exact=True) - array.w
+    fast = [reference(array.w, x, d, 0.5, device.pulse_model(array.tensors), generator=g) - array.w for _ in range(30)]
+    slow = [reference(array.w, x, d, 0.5, device.pulse_model(array.tensors), generator=g, exact=True) - array.w
             for _ in range(30)]
     fast, slow = torch.stack(fast), torch.stack(slow)
     assert abs(fast.mean() / slow.mean() - 1) < 0.03
@@ -132,10 +131,10 @@ def test_triton_matches_reference_statistics():
     dt, dr = [], []
     kw = dict(desired_bl=12, bl_management=False)  # many slots: low variance of the mean
     for s in range(8):
-        dt.append(triton_impl.pulsed_update(array.w, x, d, 0.1, device, array.tensors,
+        dt.append(triton_impl.pulsed_update(array.w, x, d, 0.1, device.pulse_model(array.tensors),
                                             generator=torch.Generator().manual_seed(s), **kw) - array.w)
     for s in range(40):  # the reference is cheap: more samples
-        dr.append(reference(array.w, x, d, 0.1, device, array.tensors,
+        dr.append(reference(array.w, x, d, 0.1, device.pulse_model(array.tensors),
                             generator=torch.Generator().manual_seed(100 + s), **kw) - array.w)
     dt, dr = torch.stack(dt), torch.stack(dr)
     target = -0.1 * d.t() @ x
@@ -146,11 +145,11 @@ def test_triton_matches_reference_statistics():
     assert (array.w + dt <= array.b_max + 1e-6).all()
     # the dispatcher runs Triton when asked, the reference for models the kernel lacks
     with backend.use_backend("triton"):
-        out = pulsed_update(array.w, x, d, 0.1, device, array.tensors, generator=torch.Generator().manual_seed(0))
+        out = pulsed_update(array.w, x, d, 0.1, device.pulse_model(array.tensors), generator=torch.Generator().manual_seed(0))
         assert out.shape == array.w.shape
         es = P.ExpStep()
         arr2 = P.DeviceArray(es, 4, 3, seed=0)
-        pulsed_update(arr2.w, torch.ones(1, 3), torch.ones(1, 4), 0.1, es, arr2.tensors)
+        pulsed_update(arr2.w, torch.ones(1, 3), torch.ones(1, 4), 0.1, es.pulse_model(arr2.tensors))
 
 
 def test_block_counts_bf16_exact_and_chunked(monkeypatch):
@@ -181,9 +180,9 @@ def test_mixed_counts_constant_step_exact_sum():
     array = P.DeviceArray(device, 6, 5, seed=0)
     g = torch.Generator().manual_seed(0)
     n_up, n_down = torch.randint(0, 5, (6, 5), generator=g).float(), torch.randint(0, 5, (6, 5), generator=g).float()
-    got = apply_mixed_counts(array.w, n_up, n_down, device, array.tensors, None)
+    got = apply_mixed_counts(array.w, n_up, n_down, device.pulse_model(array.tensors), None)
     torch.testing.assert_close(got, array.clip(array.w + n_up * array.dw_up - n_down * array.dw_down))
-    slow = apply_mixed_counts(array.w, n_up, n_down, device, array.tensors, None, exact=True)
+    slow = apply_mixed_counts(array.w, n_up, n_down, device.pulse_model(array.tensors), None, exact=True)
     torch.testing.assert_close(got, slow)
 
 
@@ -201,13 +200,13 @@ def test_mixed_closed_form_matches_interleaved_loop(device):
     n_up = torch.randint(0, 30, (64, 64), generator=g).float()
     n_down = torch.randint(0, 30, (64, 64), generator=g).float()
     quiet = dataclasses.replace(device, dw_min_std=0.0)
-    fast0 = apply_mixed_counts(array.w, n_up, n_down, quiet, array.tensors, None) - array.w
-    slow0 = apply_mixed_counts(array.w, n_up, n_down, quiet, array.tensors, None, exact=True) - array.w
+    fast0 = apply_mixed_counts(array.w, n_up, n_down, quiet.pulse_model(array.tensors), None) - array.w
+    slow0 = apply_mixed_counts(array.w, n_up, n_down, quiet.pulse_model(array.tensors), None, exact=True) - array.w
     assert (fast0 - slow0).abs().mean() < 0.05 * slow0.abs().mean()  # only near the bounds (clip order)
     assert (fast0 - slow0).abs().max() < 0.1 * slow0.abs().max()
-    fast = torch.stack([apply_mixed_counts(array.w, n_up, n_down, device, array.tensors, g) - array.w - fast0
+    fast = torch.stack([apply_mixed_counts(array.w, n_up, n_down, device.pulse_model(array.tensors), g) - array.w - fast0
                         for _ in range(5)])
-    slow = torch.stack([apply_mixed_counts(array.w, n_up, n_down, device, array.tensors, g, exact=True)
+    slow = torch.stack([apply_mixed_counts(array.w, n_up, n_down, device.pulse_model(array.tensors), g, exact=True)
                         - array.w - slow0 for _ in range(5)])
     assert abs(fast.std() / slow.std() - 1) < 0.1
 
@@ -221,9 +220,9 @@ def test_block_update_matches_row_by_row(device):
     x = torch.rand(16, 24, generator=gen) * 2 - 1
     d = torch.randn(16, 24, generator=gen) * 0.05
     g = torch.Generator().manual_seed(1)
-    block = torch.stack([reference(array.w, x, d, 0.1, device, array.tensors, generator=g) - array.w
+    block = torch.stack([reference(array.w, x, d, 0.1, device.pulse_model(array.tensors), generator=g) - array.w
                          for _ in range(40)])
-    exact = torch.stack([reference(array.w, x, d, 0.1, device, array.tensors, generator=g, exact=True) - array.w
+    exact = torch.stack([reference(array.w, x, d, 0.1, device.pulse_model(array.tensors), generator=g, exact=True) - array.w
                          for _ in range(40)])
     # per-device means agree within their sampling error (mean z² ≈ 1 when the distributions agree)
     z2 = (block.mean(0) - exact.mean(0)) ** 2 / ((block.var(0) + exact.var(0)) / 40).clamp(min=1e-12)
@@ -231,7 +230,7 @@ def test_block_update_matches_row_by_row(device):
     assert (block.mean() - exact.mean()).abs() < 0.05 * exact.mean(0).abs().mean()
     assert abs(block.std() / exact.std() - 1) < 0.05
     with pytest.raises(ValueError, match="block_rows"):
-        reference(array.w, x, d, 0.1, device, array.tensors, block_rows=0)
+        reference(array.w, x, d, 0.1, device.pulse_model(array.tensors), block_rows=0)
 
 
 @pytest.mark.parametrize("device", [P.reram_sb(), P.SoftBounds(), P.LinearStep(gamma_up=0.5, gamma_down=0.5)])
@@ -242,7 +241,7 @@ def test_update_stays_finite_when_bounds_lie_within_a_step(device):
     gen = torch.Generator().manual_seed(0)
     x, d = torch.randn(32, 256, generator=gen), torch.randn(32, 256, generator=gen)
     d[:, :8] = 0  # rows of devices that get no pulse
-    out = reference(array.w, x, d, 0.1, device, array.tensors, generator=gen)
+    out = reference(array.w, x, d, 0.1, device.pulse_model(array.tensors), generator=gen)
     assert torch.isfinite(out).all()
     assert torch.equal(out[:8], array.w[:8])
     assert (out <= array.b_max).all() and (out >= array.b_min).all()
@@ -265,13 +264,13 @@ def test_closed_forms_equal_the_recursion_in_corner_cases(device):
     for n in (1, 3, 40):
         for up in (True, False):
             n_t, up_t = torch.full((7,), float(n)), torch.full((7,), up)
-            fast = apply_pulse_counts(w, n_t, up_t, device, t, None)
-            slow = apply_pulse_counts(w, n_t, up_t, device, t, None, exact=True)
+            fast = apply_pulse_counts(w, n_t, up_t, device.pulse_model(t), None)
+            slow = apply_pulse_counts(w, n_t, up_t, device.pulse_model(t), None, exact=True)
             assert torch.isfinite(fast).all()
             torch.testing.assert_close(fast, slow, atol=1e-6, rtol=1e-5)
         n_up, n_down = torch.tensor([3.0, 0, 5, 2, 7, 1, 4]), torch.tensor([2.0, 4, 0, 6, 7, 9, 4])
-        fast = apply_mixed_counts(w, n_up, n_down, device, t, None)
-        slow = apply_mixed_counts(w, n_up, n_down, device, t, None, exact=True)
+        fast = apply_mixed_counts(w, n_up, n_down, device.pulse_model(t), None)
+        slow = apply_mixed_counts(w, n_up, n_down, device.pulse_model(t), None, exact=True)
         assert torch.isfinite(fast).all()
         torch.testing.assert_close(fast, slow, atol=2e-4, rtol=0)  # continuous vs even interleaving
 
@@ -288,8 +287,8 @@ def test_multi_pulse_noise_has_the_distribution_of_single_pulses(device):
     n_up = torch.randint(0, 30, (100, 100), generator=torch.Generator().manual_seed(1)).float()
     n_down = torch.where(torch.arange(100)[None, :] < 50, torch.zeros(()), n_up.flip(0))  # single and mixed
     g = torch.Generator().manual_seed(2)
-    fast = apply_mixed_counts(array.w, n_up, n_down, device, array.tensors, g)
-    slow = apply_mixed_counts(array.w, n_up, n_down, device, array.tensors, g, exact=True)
+    fast = apply_mixed_counts(array.w, n_up, n_down, device.pulse_model(array.tensors), g)
+    slow = apply_mixed_counts(array.w, n_up, n_down, device.pulse_model(array.tensors), g, exact=True)
     for part in (slice(0, 50), slice(50, 100)):
         a, b = (fast - array.w)[part], (slow - array.w)[part]
         se = b.std().item() / b.numel() ** 0.5
@@ -329,10 +328,10 @@ def test_triton_follows_the_per_pulse_noise_rule_at_the_bounds():
     x = torch.ones(1, 16)
     d = torch.cat([-torch.ones(8), torch.ones(8)])[None, :] * 0.35  # rows 0-7 up, 8-15 down; q = 0.875
     kw = dict(desired_bl=8, bl_management=False, update_management=False)
-    tri = torch.stack([triton_impl.pulsed_update(array.w, x, d, 1.0, device, array.tensors,
+    tri = torch.stack([triton_impl.pulsed_update(array.w, x, d, 1.0, device.pulse_model(array.tensors),
                                                  generator=torch.Generator().manual_seed(s), **kw)
                        for s in range(6)])
-    ref = torch.stack([reference(array.w, x, d, 1.0, device, array.tensors, exact=True,
+    ref = torch.stack([reference(array.w, x, d, 1.0, device.pulse_model(array.tensors), exact=True,
                                  generator=torch.Generator().manual_seed(100 + s), **kw) for s in range(24)])
     for part in (slice(0, 8), slice(8, 16)):
         a, b = tri[:, part] - array.w[part], ref[:, part] - array.w[part]
@@ -351,6 +350,26 @@ def test_closed_form_with_overflowing_noise_variance_falls_back_to_the_loop():
                         torch.full((1, 1), 0.05000000074505806), torch.full((1, 1), -0.05000000074505806))
     w = torch.full((1, 1), -0.05000000074505806)
     for seed in range(20):
-        out = apply_mixed_counts(w, torch.zeros(1, 1), torch.full((1, 1), 31.0), dev, t,
+        out = apply_mixed_counts(w, torch.zeros(1, 1), torch.full((1, 1), 31.0), dev.pulse_model(t),
                                  torch.Generator().manual_seed(seed))
         assert torch.equal(out, w), (seed, out)
+
+
+def test_kernel_modules_do_not_import_the_device_models():
+    """Kernels take tensors and plain parameters (PulseModel): importing them in a fresh interpreter must
+    not import aimc_lab.devices (devices import the kernels, never the other way round). Importing
+    triton_impl imports the package and reference too; each is checked in turn."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, importlib\n"
+            "for name in ('aimc_lab.kernels.pulsed_update.reference', 'aimc_lab.kernels.pulsed_update',\n"
+            "             'aimc_lab.kernels.pulsed_update.triton_impl'):\n"
+            "    importlib.import_module(name)\n"
+            "    bad = sorted(m for m in sys.modules if m.split('.')[:2] == ['aimc_lab', 'devices'])\n"
+            "    print(name, 'DEVICES', bad)\n")
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("DEVICES []") == 3, proc.stdout

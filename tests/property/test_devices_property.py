@@ -77,13 +77,13 @@ def exercise(device, seed, lr, x_scale, d_scale, rows):
     for block_rows in (None, 1):
         x = torch.randn(rows, K, generator=g) * x_scale
         d = torch.randn(rows, N, generator=g) * d_scale
-        w_new = pulsed_update(array.w, x, d, lr, device, array.tensors, generator=g, block_rows=block_rows)
+        w_new = pulsed_update(array.w, x, d, lr, device.pulse_model(array.tensors), generator=g, block_rows=block_rows)
         array.commit(w_new, g)
         array.after_update(g)
         assert_state_ok(array)
     n_up = torch.randint(0, 60, (N, K), generator=g).float()
     n_down = torch.randint(0, 60, (N, K), generator=g).float() * torch.randint(0, 2, (N, K), generator=g)
-    array.commit(apply_mixed_counts(array.w, n_up, n_down, device, array.tensors, g), g)
+    array.commit(apply_mixed_counts(array.w, n_up, n_down, device.pulse_model(array.tensors), g), g)
     assert_state_ok(array)
     array.reset_devices(torch.rand(N, K, generator=g) < 0.5, g)
     assert_state_ok(array)
@@ -124,13 +124,13 @@ def test_closed_forms_equal_the_recursion(device, seed, n_max, near_bound):
     w = t.b_min + (t.b_max - t.b_min) * (u.round() if near_bound else u)
     n = torch.randint(0, n_max + 1, (64,), generator=g).double()
     up = torch.rand(64, generator=g) < 0.5
-    fast = apply_pulse_counts(w, n, up, device, t, None)
-    slow = apply_pulse_counts(w, n, up, device, t, None, exact=True)
+    fast = apply_pulse_counts(w, n, up, device.pulse_model(t), None)
+    slow = apply_pulse_counts(w, n, up, device.pulse_model(t), None, exact=True)
     assert torch.isfinite(fast).all()
     torch.testing.assert_close(fast, slow, atol=1e-9, rtol=1e-7)
     n_down = torch.randint(0, n_max + 1, (64,), generator=g).double()
-    fast = apply_mixed_counts(w, n, n_down, device, t, None)
-    slow = apply_mixed_counts(w, n, n_down, device, t, None, exact=True)
+    fast = apply_mixed_counts(w, n, n_down, device.pulse_model(t), None)
+    slow = apply_mixed_counts(w, n, n_down, device.pulse_model(t), None, exact=True)
     assert torch.isfinite(fast).all()
     if isinstance(device, P.ConstantStep):
         torch.testing.assert_close(fast, slow, atol=1e-9, rtol=1e-7)
@@ -146,6 +146,6 @@ def test_noise_off_is_deterministic_and_generator_free(device, seed):
     array = P.DeviceArray(device, 4, 4, seed=seed)
     g = torch.Generator().manual_seed(seed)
     n_up, n_down = torch.randint(0, 20, (4, 4), generator=g).float(), torch.randint(0, 20, (4, 4), generator=g).float()
-    a = apply_mixed_counts(array.w, n_up, n_down, device, array.tensors, None)
-    b = apply_mixed_counts(array.w, n_up, n_down, device, array.tensors, torch.Generator().manual_seed(1))
+    a = apply_mixed_counts(array.w, n_up, n_down, device.pulse_model(array.tensors), None)
+    b = apply_mixed_counts(array.w, n_up, n_down, device.pulse_model(array.tensors), torch.Generator().manual_seed(1))
     assert torch.equal(a, b)
