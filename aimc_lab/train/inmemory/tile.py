@@ -1,0 +1,254 @@
+"""The in-memory training tile: weights on pulsed devices, changed only by pulses (docs/physics.md §4).
+
+Data flow per mini-batch (tile weight W [N, K] read from the devices):
+
+* forward  y = analog_mvm(x, W̃, config.forward), W̃ = W + write noise (devices' ``read()``);
+* backward grad_x = analog_mvm(δ, W̃ᵀ, config.backward) (the transposed, noisy read); instead of a
+  weight gradient the tile stores (x, δ) for the update;
+* update(η) hands the stored rows (all rows of all forwards since the last update, in order) to the
+  tile's algorithm (``tile.algorithm``, one class per algorithm in this package), then runs C's decay
+  and diffusion once.
+
+The forward/backward always read C (AIHWKIT's γ = 0 default of the transfer compounds). No weight
+scaling: the weights are the devices' normalized weights (inside their bounds).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import List, Optional, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+from torch.autograd.graph import get_gradient_edge
+
+from aimc_lab._checks import check_tile_input
+from aimc_lab.config import AnalogConfig
+from aimc_lab.devices.pulsed import DeviceArray, make_generator
+from aimc_lab.kernels.analog_mvm import analog_mvm
+from aimc_lab.train.inmemory.parameters import InMemoryTrainingParameters
+from aimc_lab.train.inmemory.registry import algorithm_class
+
+__all__ = ["InMemoryTile", "InMemoryFunction", "AnalogContext"]
+
+_SEED_RANGE = (-2 ** 63, 2 ** 64 - 1)  # what torch.Generator.manual_seed accepts
+
+
+class AnalogContext(nn.Parameter):
+    """An empty parameter that stands for a tile in ``model.parameters()``.
+
+    It makes autograd run the tile's backward even for a first layer whose input needs no gradient,
+    and lets :class:`~aimc_lab.train.analog_sgd.AnalogSGD` find the tile (``analog_tile``). Its
+    gradient (empty) marks the tile's stored rows as live: see :meth:`InMemoryTile.record`.
+    ``copy.deepcopy`` and pickling (``torch.save(model)``) keep the type and the link to the tile; like
+    a parameter's gradient, the gradient is not copied.
+    """
+
+    def __new__(cls, tile: "InMemoryTile", data: Optional[Tensor] = None, requires_grad: bool = True):
+        param = super().__new__(cls, torch.empty(0) if data is None else data, requires_grad=requires_grad)
+        param.analog_tile = tile
+        return param
+
+    def __deepcopy__(self, memo):
+        if id(self) in memo:
+            return memo[id(self)]
+        result = AnalogContext(None, self.data.clone(), self.requires_grad)
+        memo[id(self)] = result
+        result.analog_tile = copy.deepcopy(self.analog_tile, memo)
+        return result
+
+    def __reduce_ex__(self, protocol):
+        return (AnalogContext, (self.analog_tile, self.data, self.requires_grad))
+
+
+def _receives_gradient(param: Tensor) -> bool:
+    """Whether the running backward pass accumulates a gradient into ``param`` (not so under
+    ``torch.autograd.grad(y, x)`` or ``backward(inputs=[x])``). torch has no public query for this;
+    its own ``torch.autograd.graph.register_multi_grad_hook`` asks the engine the same way."""
+    return torch._C._will_engine_execute_node(get_gradient_edge(param).node)
+
+
+class InMemoryFunction(torch.autograd.Function):
+    """Noisy forward with W; noisy transposed backward; stores (x, δ) on the tile instead of grad W."""
+
+    @staticmethod
+    def forward(ctx, x, analog_ctx, weights, tile):
+        ctx.tile = tile
+        ctx.save_for_backward(x, weights)
+        return analog_mvm(x, weights, tile.config.forward, generator=tile.generator)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x, weights = ctx.saved_tensors
+        tile = ctx.tile
+        if ctx.needs_input_grad[1] and _receives_gradient(tile.analog_ctx):
+            tile.record(x.detach(), grad_y.detach())
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = analog_mvm(grad_y, weights.t().contiguous(), tile.config.backward, generator=tile.generator)
+        return grad_x, torch.zeros(0, dtype=grad_y.dtype, device=grad_y.device), None, None
+
+
+class InMemoryTile(nn.Module):
+    """A tile trained in memory (module doc).
+
+    Args:
+        out_features, in_features: N, K.
+        config: an :class:`AnalogConfig` whose ``training`` is an :class:`InMemoryTrainingParameters`
+            (see :func:`training_config`).
+        seed: int or ``torch.Generator`` for the device-to-device draws, the initial weights and the
+            runtime noise (``None``: from torch's global RNG).
+
+    Initial weights: uniform in ±1/sqrt(K) (as ``nn.Linear``), clipped to the devices' bounds.
+
+    The rows (x, δ) a backward stores live as long as the gradient of ``analog_ctx``: ``update``
+    consumes them, and a backward after the gradient was reset (``zero_grad()``) drops the rows of
+    earlier backward passes, as a reset gradient would. A frozen tile (``analog_ctx`` without
+    ``requires_grad``) stores none, nor does a backward that computes no gradient for ``analog_ctx``
+    (``torch.autograd.grad(y, x)``). Like gradients, the rows are not copied by ``copy.deepcopy`` or
+    pickling.
+    """
+
+    def __init__(self, out_features: int, in_features: int, config: AnalogConfig,
+                 seed: Union[int, torch.Generator, None] = None) -> None:
+        super().__init__()
+        for name, value in (("out_features", out_features), ("in_features", in_features)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+            if value < 1:
+                raise ValueError(f"{name} = {value!r} is invalid; allowed: an integer >= 1")
+        _check_seed(seed)
+        if not isinstance(config, AnalogConfig):
+            raise TypeError(f"config must be an AnalogConfig, got {type(config).__name__}")
+        tc = config.training
+        if not isinstance(tc, InMemoryTrainingParameters):
+            raise ValueError("InMemoryTile needs config.training to be an InMemoryTrainingParameters "
+                             "(use aimc_lab.train.inmemory.training_config(...))")
+        self.config = config
+        self.training_params = tc
+        self.out_features, self.in_features = out_features, in_features
+        gen = make_generator(seed)
+        self.C = DeviceArray(tc.device, out_features, in_features, seed=gen)
+        shape = (out_features, in_features)
+        self.algorithm = algorithm_class(tc.algorithm)(tc)
+        self.algorithm.build(self, gen)
+        self.register_buffer("update_count", torch.zeros((), dtype=torch.long))
+        bound = 1.0 / math.sqrt(in_features)
+        init = (torch.rand(shape, generator=gen) * 2 - 1) * bound
+        self.C.set_weights(init)
+        self.generator = torch.Generator().manual_seed(int(torch.randint(0, 2 ** 62, (1,), generator=gen).item()))
+        self.analog_ctx = AnalogContext(self)
+        self._pending: List[Tuple[Tensor, Tensor]] = []
+
+    def extra_repr(self) -> str:
+        return f"out_features={self.out_features}, in_features={self.in_features}, " \
+               f"algorithm={self.training_params.algorithm!r}"
+
+    def _label(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_pending"] = []
+        return state
+
+    def get_extra_state(self):
+        return {"generator": self.generator.get_state()}
+
+    def set_extra_state(self, state) -> None:
+        self.generator.set_state(state["generator"])
+
+    def set_weights(self, weights: Tensor) -> None:
+        """Program W [N, K] into C directly (clipped to the bounds); the algorithm's state (A, buffers) is
+        cleared."""
+        if not isinstance(weights, Tensor):
+            raise TypeError(f"weights must be a tensor, got {type(weights).__name__}")
+        if tuple(weights.shape) != (self.out_features, self.in_features):
+            raise ValueError(f"weights must have shape [{self.out_features}, {self.in_features}], "
+                             f"got {tuple(weights.shape)}")
+        if not bool(torch.isfinite(weights).all()):
+            raise ValueError("weights contain NaN or inf; allowed: finite values")
+        self.C.set_weights(weights.detach())
+        self.algorithm.reset(self)
+
+    def get_weights(self) -> Tensor:
+        """The weight W [N, K] the network uses (C's effective weight, no write noise)."""
+        return self.C.weights().detach().clone()
+
+    # -- forward / backward --------------------------------------------------------------------
+
+    def forward(self, x: Tensor) -> Tensor:
+        """y [..., N] = analog(x [..., K] @ W.T); the input is checked before anything changes
+        (not a tensor or not of the tile's dtype: TypeError; wrong shape or NaN/inf: ValueError)."""
+        check_tile_input(x, self.in_features, self.C.w.dtype, leading_dims=True)
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.in_features)
+        weights = self.C.read()
+        if torch.is_grad_enabled() and (x2.requires_grad or self.analog_ctx.requires_grad):
+            y = InMemoryFunction.apply(x2, self.analog_ctx, weights, self)
+        else:
+            y = analog_mvm(x2, weights, self.config.forward, generator=self.generator)
+        return y.reshape(*lead, self.out_features)
+
+    # -- the stored rows ------------------------------------------------------------------------
+
+    def record(self, x: Tensor, d: Tensor) -> None:
+        """Store the rows x [M, K], δ [M, N] of one backward (the backward calls this)."""
+        param = self.analog_ctx
+        if param.grad is None:  # reset since the stored rows were recorded: they go with it
+            self._pending.clear()
+            param.grad = torch.zeros_like(param)
+        self._pending.append((x, d))
+
+    def discard_rows(self) -> None:
+        """Forget the stored rows (what ``zero_grad`` is to a weight gradient)."""
+        self._pending.clear()
+
+    def check_update(self, lr: float) -> None:
+        """Raise what ``update(lr)`` would meet, changing nothing: ``lr`` not a finite number >= 0,
+        stored rows with NaN or inf, a mixed-precision step that would overflow χ."""
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+            raise TypeError(f"lr must be a number, got {type(lr).__name__} {lr!r}")
+        if not math.isfinite(lr) or lr < 0:
+            raise ValueError(f"lr = {lr!r} is invalid; allowed: a finite number >= 0")
+        for i, (x, d) in enumerate(self._pending):
+            for name, rows in (("x (inputs)", x), ("d (output gradients)", d)):
+                if not bool(torch.isfinite(rows).all()):
+                    raise ValueError(f"{self._label()}: the rows of backward pass {i} since the last update "
+                                     f"contain NaN or inf in {name}; nothing was updated (zero_grad() "
+                                     "discards the rows)")
+        self.algorithm.check_rows(self, self._pending, lr)
+
+    # -- update ---------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def update(self, lr: float) -> None:
+        """Apply the algorithm's update with the rows stored by the backward passes since the last call.
+
+        Validates first (:meth:`check_update`): on an error nothing has changed."""
+        self.check_update(lr)
+        if not self._pending:
+            return
+        if len(self._pending) == 1:
+            x, d = self._pending[0]
+        else:
+            x = torch.cat([p[0] for p in self._pending])
+            d = torch.cat([p[1] for p in self._pending])
+        dtype = self.C.w.dtype
+        self._pending.clear()
+        self.algorithm.update(self, x.to(dtype), d.to(dtype), float(lr))
+        self.update_count += 1
+        self.C.after_update(self.generator)
+
+
+def _check_seed(seed) -> None:
+    if seed is None or isinstance(seed, torch.Generator):
+        return
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, a torch.Generator or None, got {type(seed).__name__} {seed!r}")
+    lo, hi = _SEED_RANGE
+    if not lo <= seed <= hi:
+        raise ValueError(f"seed = {seed!r} is invalid; allowed: an integer in [{lo}, {hi}]")
