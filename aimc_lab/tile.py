@@ -26,12 +26,10 @@ import torch
 from torch import Tensor, nn
 
 from aimc_lab import _registry
-from aimc_lab import _dist
-from aimc_lab._checks import all_finite, check_tile_input
+from aimc_lab._checks import check_tile_input
 from aimc_lab.config import AnalogConfig
 from aimc_lab.devices import make_noise_model
-from aimc_lab.devices.base import (NoiseModel, check_time, conductance_targets, conductances_to_weights,
-                                   mapping_scale)
+from aimc_lab.devices.base import NoiseModel, check_time, conductances_to_weights, mapping_scale
 from aimc_lab.devices.compensation import DriftCompensation, make_compensation
 from aimc_lab.devices.pcm import PCMLikeNoise
 from aimc_lab.kernels import analog_mvm
@@ -118,9 +116,6 @@ class AnalogTile(nn.Module):
         self.compensation = compensation if compensation is not None else make_compensation(
             config.drift_compensation.kind)
         self.generator: Optional[torch.Generator] = None  # forward noise source (None: torch's global RNG)
-        # The torch.distributed group whose ranks average each input-range init step, so the ranges stay
-        # identical on every rank (set by aimc_lab.distributed.wrap; None: this process alone).
-        self.range_group = None
 
         self.weight = nn.Parameter(torch.zeros(N, K))
         if config.mapping.learn_out_scaling:
@@ -234,8 +229,6 @@ class AnalogTile(nn.Module):
             std = peak * torch.stack([part.std() for part in torch.split(xs / peak, self.in_size, dim=1)])
             top = torch.finfo(std.dtype).max
             target = (ir.init_std_alpha * std).clamp(1e-6, top)
-            if self.range_group is not None:  # every rank sees its own shard of the global batch
-                _dist.average_(target, self.range_group)
             if n == 0:
                 return target
             return (self.input_range.detach() * (n / (n + 1)) + target / (n + 1)).clamp(max=top)
@@ -263,7 +256,7 @@ class AnalogTile(nn.Module):
         else:
             y = analog_mvm(u, self._forward_weight(), self.config.forward, in_size=self.in_size,
                            out_scales=scales, generator=self.generator) * self.out_scale
-        if not all_finite(y):
+        if not bool(torch.isfinite(y).all()):
             raise ValueError(f"the tile output overflows {y.dtype} for this input (max|x| = "
                              f"{float(x.detach().abs().max()):.3g}); allowed: inputs small enough that "
                              "x @ W.T stays finite: scale them down")
@@ -323,7 +316,7 @@ class AnalogTile(nn.Module):
         w = self._check_matrix(self.weight.detach(), "weight")
         nm = self.noise_model
         map_scale = mapping_scale(torch.stack([ws.abs().max() for ws in self._slices(w)]), nm.g_max)  # [S]
-        g_target = conductance_targets(w, map_scale[self.slice_index], nm.g_max)  # [N, K], signed
+        g_target = (w * map_scale[self.slice_index]).clamp_(-nm.g_max, nm.g_max)  # [N, K], signed
         g_prog = nu = None
         if not self._noise_free():
             targets = self._pair(g_target)
