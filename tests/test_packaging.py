@@ -49,6 +49,8 @@ def test_wheel_contains_every_subpackage_and_the_notebooks(wheel):
                      "aimc_lab/tile.py", "aimc_lab/kernels/__init__.py", "aimc_lab/kernels/backend.py",
                      "aimc_lab/kernels/analog_mvm/reference.py", "aimc_lab/kernels/analog_mvm/triton_impl.py",
                      "aimc_lab/widgets/__init__.py", "aimc_lab/widgets/digit_models.pt",
+                     "aimc_lab/widgets/design_sweep.pt", "aimc_lab/cost/__init__.py",
+                     "aimc_lab/notebooks/dashboards/design_lab.ipynb",
                      "aimc_lab/notebooks/dashboards/README.md",
                      "aimc_lab/notebooks/dashboards/tile_lab.ipynb", "aimc_lab/notebooks/dashboards/drift_lab.ipynb",
                      *(f"aimc_lab/notebooks/{name}" for name in TUTORIALS)):
@@ -100,8 +102,8 @@ def test_installed_wheel_copies_and_runs_a_tutorial_outside_the_repository(wheel
     assert done.returncode == 0, done.stderr[-3000:]
     course = work / "course"
     assert sorted(p.name for p in course.glob("*.ipynb")) == TUTORIALS
-    assert sorted(p.name for p in (course / "dashboards").iterdir()) == ["README.md", "drift_lab.ipynb",
-                                                                          "tile_lab.ipynb"]
+    assert sorted(p.name for p in (course / "dashboards").iterdir()) == ["README.md", "design_lab.ipynb",
+                                                                          "drift_lab.ipynb", "tile_lab.ipynb"]
     run = ("import nbformat, nbclient\n"
            "nb = nbformat.read('course/01_analog_mvm.ipynb', as_version=4)\n"
            "nbclient.NotebookClient(nb, timeout=900, kernel_name='python3',\n"
