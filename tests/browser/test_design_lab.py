@@ -31,7 +31,6 @@ def test_design_lab(page, voila, artifacts):
     page.wait_for_function("i => document.querySelectorAll('%s')[i].data[0].x.length > 0" % FIGURES, arg=0,
                            timeout=UPDATE_TIMEOUT_MS)
     times["sweep shown"] = _seconds_since_navigation(page)
-    _report("design lab", times)
     page.screenshot(path=str(artifacts / "design_lab_before.png"), full_page=True)
 
     # cheaper ADCs: every point moves left, the scatter redraws with other energies
@@ -39,7 +38,9 @@ def test_design_lab(page, voila, artifacts):
     handle = _slider(page, "ADC energy")
     handle.focus()
     handle.press("ArrowLeft")
+    start = _seconds_since_navigation(page)
     _wait_changed(page, 0, 0, before_rev, before_x)
+    times["ADC slider -> plot"] = _seconds_since_navigation(page) - start
     assert max(map(float, _trace_x(page, 0, 0)[1:-1].split(","))) < max(map(float, before_x[1:-1].split(",")))
 
     # another design to inspect: the breakdown bars change
@@ -49,6 +50,9 @@ def test_design_lab(page, voila, artifacts):
     options = [o.replace("\xa0", " ") for o in menu.evaluate("s => Array.from(s.options).map(o => o.text)")]
     current = menu.evaluate("s => s.selectedIndex")
     menu.select_option(index=next(i for i, o in enumerate(options) if i != current and "tile 16" in o))
+    start = _seconds_since_navigation(page)
     _wait_changed(page, 1, 2, before_rev, before_x)
+    times["inspect -> bars"] = _seconds_since_navigation(page) - start
+    _report("design lab", times)
     page.screenshot(path=str(artifacts / "design_lab_after.png"), full_page=True)
     assert not errors, "\n".join(errors)
