@@ -591,3 +591,75 @@ def test_tile_classes_come_from_the_registry_not_from_an_import():
         assert not [name for name in imported if name.startswith("aimc_lab.train")], module.__name__
     with pytest.raises(TypeError, match="no tile class is registered"):
         _registry.tile_class(object())
+
+
+# -- the published defaults (docs/physics.md §4), each against a hand-derived expectation -------------
+
+IDEAL = P.Ideal(w_max=1.0, w_min=-1.0)
+
+
+def test_tiki_taka_transfer_rate_is_transfer_lr_times_eta():
+    # Ideal arrays: A += −η·δᵀx exactly, then per sample one column k of A is written to C with rate
+    # transfer_lr·η: ΔC[:, k] = transfer_lr·η·A[:, k] (η = 0.5, transfer_lr = 0.3; 2 samples: columns 0, 1)
+    config = training_config("tiki-taka", device=IDEAL, fast_device=IDEAL, forward=PERFECT, backward=PERFECT,
+                             transfer_io=PERFECT, transfer_lr=0.3)
+    assert config.training.scale_transfer_lr and config.training.transfer_per_sample
+    tile = InMemoryTile(2, 3, config, seed=0)
+    tile.set_weights(torch.zeros(2, 3))
+    x = torch.tensor([[1.0, 0.5, -0.5], [0.2, -1.0, 0.4]])
+    d = torch.tensor([[-0.2, 0.1], [0.3, -0.4]])
+    _constant_gradient_steps(tile, x, d, lr=0.5, steps=1)
+    a = -0.5 * d.t() @ x
+    torch.testing.assert_close(tile.A.weights(), a)
+    expected = torch.zeros(2, 3)
+    expected[:, :2] = 0.3 * 0.5 * a[:, :2]
+    torch.testing.assert_close(tile.get_weights(), expected)
+    assert int(tile.transfer_column) == 2
+
+
+def test_ttv2_defaults_one_pulse_per_transfer_buffer_reset_one_column_per_sample():
+    p = training_config("ttv2", device=EXACT_STEP).training
+    assert (p.fast_lr, p.scale_fast_lr, p.desired_bl, p.transfer_bl, p.forget_buffer, p.momentum) == \
+        (1.0, False, 5, 1, True, 0.0)
+    # absolute fast_lr: A gets −fast_lr·δᵀx whatever η; H += transfer_lr·η·A/dw_min per read; where
+    # |H| >= 1 exactly one pulse goes to C and that entry of H is reset to 0
+    config = training_config("ttv2", device=EXACT_STEP, fast_device=IDEAL, forward=PERFECT, backward=PERFECT,
+                             transfer_io=PERFECT, fast_lr=0.01)
+    tile = InMemoryTile(2, 4, config, seed=0)
+    tile.set_weights(torch.zeros(2, 4))
+    x = torch.tensor([[1.0, 0.5, -1.0, 0.0], [0.5, 1.0, 1.0, 0.0], [1.0, -1.0, 0.5, 0.0]])
+    d = torch.tensor([[-1.0, 0.5], [-1.0, -0.5], [-1.0, 0.25]])
+    _constant_gradient_steps(tile, x, d, lr=0.2, steps=1)
+    a = -0.01 * d.t() @ x
+    torch.testing.assert_close(tile.A.weights(), a)
+    h = 0.2 * a[:, :3] / EXACT_STEP.dw_min  # 3 samples: columns 0, 1, 2
+    pulses = torch.where(h.abs() >= 1, torch.sign(h), torch.zeros_like(h))
+    torch.testing.assert_close(tile.get_weights()[:, :3], pulses * EXACT_STEP.dw_min)
+    torch.testing.assert_close(tile.H[:, :3], torch.where(pulses != 0, torch.zeros_like(h), h))
+    assert h.abs().max() > 1.5 and int(tile.transfer_column) == 3  # capped at one pulse; 3 columns read
+
+
+def test_auto_scale_normalises_fast_updates_to_the_running_gradient_size():
+    # c-ttv2 default: A's rate = fast_lr·desired_bl·dw_min_A/(x̄·d̄), x̄, d̄ running means (momentum 0.99,
+    # the first update sets them) of the rows' max |x|, max |δ|; scaling x and δ leaves A's update unchanged
+    p = training_config("c-ttv2").training
+    assert p.auto_scale and p.fast_lr == 0.1 and p.desired_bl == 5 and p.in_chop_prob == 0.1
+    fast = P.Ideal(dw_min=0.002, w_max=1.0, w_min=-1.0)
+    updates = []
+    for scale in (1.0, 10.0):
+        config = training_config("c-ttv2", device=EXACT_STEP, fast_device=fast, forward=PERFECT,
+                                 backward=PERFECT, transfer_io=PERFECT, in_chop_prob=0.0)
+        tile = InMemoryTile(2, 3, config, seed=0)
+        tile.set_weights(torch.zeros(2, 3))
+        x = torch.tensor([[1.0, -0.5, 0.25], [0.5, 0.5, -0.2]]) * scale
+        d = torch.tensor([[0.2, -0.1], [-0.4, 0.1]]) * scale
+        _constant_gradient_steps(tile, x, d, lr=0.1, steps=1)
+        x_bar, d_bar = 0.75 * scale, 0.3 * scale
+        torch.testing.assert_close(tile.grad_scale, torch.tensor([x_bar, d_bar, 1.0]))
+        rate = 0.1 * 5 * 0.002 / (x_bar * d_bar)
+        torch.testing.assert_close(tile.A.weights(), -rate * d.t() @ x)
+        updates.append(tile.A.weights())
+        x2, d2 = x * 3, d * 2  # second update: x̄ ← 0.99·x̄ + 0.01·(3·x̄)
+        _constant_gradient_steps(tile, x2, d2, lr=0.1, steps=1)
+        torch.testing.assert_close(tile.grad_scale[:2], torch.tensor([1.02 * x_bar, 1.01 * d_bar]))
+    torch.testing.assert_close(updates[0], updates[1])
