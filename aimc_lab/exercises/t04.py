@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import torch
 
-from aimc_lab.config import AnalogConfig, ClipParameters, WeightModifierParameters
+from aimc_lab.config import AnalogConfig, ClipParameters
 from aimc_lab.exercises import Exercise, ExerciseSet, Feedback, expect_close, right, wrong
 from aimc_lab.presets import standard_hwa
 
