@@ -218,6 +218,11 @@ def test_estimate_counts_mvms_like_the_simulator_and_leaves_the_model_alone():
     t = df.attrs["totals"]
     assert t["tops_per_w"] == pytest.approx(t["ops"] / t["energy_j"] / 1e12)
     assert estimate(model)["mvms"].iloc[:4].tolist() == [1, 1, 1, 1]
+    again = estimate(model, params=CostParameters(adc_fom=200e-15), mvms=counts)  # counts reused, params changed
+    assert list(again["mvms"])[:4] == [32, 32, 32, 2]
+    assert (again["energy_adc_j"] > df["energy_adc_j"]).all()
+    with pytest.raises(ValueError, match="mvms"):
+        estimate(model, mvms={"conv.tile": 1})
     with pytest.raises(ValueError, match="input_shape"):
         estimate(model, (2, 0, 6, 6))
 

@@ -33,6 +33,7 @@ from aimc_lab.config import AnalogConfig, replace_path
 from aimc_lab.convert import convert_to_analog
 from aimc_lab.cost import COMPONENTS, CostParameters, estimate
 from aimc_lab.inference import accuracy, evaluate_over_time, tiles, time_label
+from aimc_lab.nn.container import named_analog_tiles
 from aimc_lab.widgets._figure import Figure
 from aimc_lab.widgets._util import SLIDER_LAYOUT, SLIDER_STYLE, backend_badge, bits_to_res
 from aimc_lab.widgets.drift_explorer import load_digit_models
@@ -252,13 +253,15 @@ class DesignExplorer(W.VBox):
         self.params = self._cost_params()
         if self.models is None:
             return
-        _, _, test = self.models
-        shape = (1,) + tuple(test[0].shape[1:])
         for point in self.points:
-            if point.table is not None:
-                point.table = estimate(self._build(point), shape, self.params)
+            if point.table is not None:  # the MVM counts stay; only the cost parameters change
+                mvms = {name: int(n) for name, n in zip(self._tile_names(point), point.table["mvms"].iloc[:-1])}
+                point.table = estimate(self._build(point), params=self.params, mvms=mvms)
         self._draw_points()
         self._draw_selection()
+
+    def _tile_names(self, point: DesignPoint) -> List[str]:
+        return [name for name, _ in named_analog_tiles(self._build(point))]
 
     def front(self) -> List[int]:
         """Indices of the Pareto-optimal points (accuracy up, energy down), by energy."""

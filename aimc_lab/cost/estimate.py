@@ -161,7 +161,7 @@ def network_totals(rows) -> dict:
 
 
 def estimate(model: nn.Module, input_shape: Optional[Sequence[int]] = None, params: Optional[CostParameters] = None,
-             *, passes: Optional[float] = None):
+             *, passes: Optional[float] = None, mvms: Optional[Dict[str, int]] = None):
     """Cost of one inference of a converted network, as a pandas DataFrame.
 
     One row per tile (Linear, Conv, and each of a recurrent cell's ``tile_ih``/``tile_hh``), with the
@@ -177,6 +177,8 @@ def estimate(model: nn.Module, input_shape: Optional[Sequence[int]] = None, para
             costs are per forward pass of it. None: one MVM per tile.
         params: the cost model's numbers (default ``CostParameters()``).
         passes: mean bound-management passes per MVM for every tile (see :func:`mvm_cost`).
+        mvms: MVMs per tile as :func:`count_mvms` returns them, to skip counting again (e.g. when only
+            ``params`` change); ``input_shape`` is then not used.
     """
     import pandas as pd
 
@@ -186,7 +188,15 @@ def estimate(model: nn.Module, input_shape: Optional[Sequence[int]] = None, para
     if not isinstance(params, CostParameters):
         raise TypeError(f"estimate: params must be a CostParameters or None, got {type(params).__name__}")
     tiles = list(named_analog_tiles(model))
-    counts = count_mvms(model, input_shape) if input_shape is not None else {name: 1 for name, _ in tiles}
+    if mvms is not None:
+        if not isinstance(mvms, dict) or set(mvms) != {name for name, _ in tiles}:
+            raise ValueError("estimate: mvms must be a dict with an entry per tile of the model, as count_mvms "
+                             f"returns; got {mvms!r:.200}")
+        counts = mvms
+    elif input_shape is not None:
+        counts = count_mvms(model, input_shape)
+    else:
+        counts = {name: 1 for name, _ in tiles}
     rows = []
     for name, tile in tiles:
         layer_name, _, attr = name.rpartition(".")
