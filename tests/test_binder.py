@@ -79,6 +79,13 @@ def test_start_script_is_executable():
         assert 'exec "$@"' in start.read_text()
 
 
+def test_one_torch_thread_by_default_on_binder_and_in_lab_sh():
+    """Binder's few shared cores: torch's idle OpenMP threads spin against every other process (tutorial
+    03 took 16 min instead of about 1). One thread unless the user sets OMP_NUM_THREADS."""
+    for script in (BINDER / "start", ROOT / "scripts" / "lab.sh"):
+        assert "export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}" in script.read_text(), script
+
+
 def test_binder_install_has_no_triton(project, lines):
     """Binder is CPU-only: triton (691 MB) sits in the gpu extra, outside the core and the lab extra."""
     installed = [Requirement(d) for d in project["dependencies"]]
