@@ -8,18 +8,20 @@ experiment and returns a tidy table.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Callable, Iterable, Iterator, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from aimc_lab import _dist
 from aimc_lab.devices.base import check_time
 from aimc_lab.nn.container import programmable_tiles
 from aimc_lab.tile import AnalogTile
 
-__all__ = ["tiles", "program", "drift", "unprogram", "accuracy", "evaluate_over_time", "TIMES", "time_label"]
+__all__ = ["tiles", "program", "drift", "unprogram", "accuracy", "evaluate_over_time", "cell_generator", "TIMES",
+           "time_label"]
 
 #: Inference times students look at: 1 s, 1 h, 1 day, 1 month, 1 year.
 TIMES = (1.0, 3600.0, 86400.0, 2.592e6, 3.1536e7)
@@ -148,59 +150,89 @@ def accuracy(model: nn.Module, data: Data) -> float:
     return 100.0 * correct / total
 
 
+def cell_generator(seed: int, repeat: int, stream: int) -> torch.Generator:
+    """The generator of one cell of a seeded drift experiment (docs/physics.md §2's evaluation protocol).
+
+    ``stream`` 0 is the programming of repeat ``repeat``; stream ``1 + i`` drifts it to the i-th time
+    and draws that evaluation's read and forward noise. Each (seed, repeat, stream) gets an independent
+    stream (numpy's SeedSequence hashing), so any cell can be computed alone: that is what lets
+    :func:`evaluate_over_time` split its grid over processes and still give the single-process table.
+    """
+    words = np.random.SeedSequence([seed & (2 ** 64 - 1), repeat, stream]).generate_state(1, dtype=np.uint64)
+    return torch.Generator().manual_seed(int(words[0]) & (2 ** 63 - 1))
+
+
 @torch.no_grad()
 def evaluate_over_time(model: nn.Module, data: Data, times: Sequence[float] = TIMES, repeats: int = 5,
                        reprogram: bool = True, seed: int = 0,
                        metric: Callable[[nn.Module, Data], float] = accuracy,
                        progress: Union[bool, Callable[[int, int], None]] = False,
-                       raw: bool = False) -> pd.DataFrame:
+                       raw: bool = False, distributed: bool = False, group=None) -> pd.DataFrame:
     """Accuracy (or ``metric``) at each time, over ``repeats`` programming/read-noise instances.
 
     With ``reprogram`` every repeat programs the model anew (a new programming-noise instance);
-    otherwise one programming is drifted ``repeats`` times (read noise only). Randomness comes from
-    one generator seeded with ``seed``. ``progress``: True for a tqdm bar, or a callable
-    ``(done, total)``. Returns a tidy table with columns ``time_s, time, mean, std, n`` (or, with
-    ``raw=True``, one row per ``time_s, repeat, value``). The model is left unprogrammed. With the
-    default ``metric``, ``data`` is checked first as by :func:`accuracy`.
+    otherwise one programming is drifted ``repeats`` times (read noise only). Randomness is seeded
+    per cell of the (repeat × time) grid (:func:`cell_generator`), so the table depends on ``seed``
+    only. ``progress``: True for a tqdm bar, or a callable ``(done, total)``. Returns a tidy table
+    with columns ``time_s, time, mean, std, n`` (or, with ``raw=True``, one row per
+    ``time_s, repeat, value``). The model is left unprogrammed. With the default ``metric``, ``data``
+    is checked first as by :func:`accuracy`.
+
+    ``distributed=True`` (inside a torch.distributed process group, e.g. under ``torchrun``): every
+    rank calls this with the same model, data and arguments; the grid is split into contiguous
+    chunks, one per rank, and every rank returns the whole table, identical to the single-process
+    table for the same seed. Without a process group (or with one rank) it is the plain call.
     """
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats = {repeats!r} is invalid; allowed: an integer >= 1")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed = {seed!r} is invalid; allowed: an integer")
+    if not isinstance(distributed, bool):
+        raise TypeError(f"distributed = {distributed!r} is invalid; allowed: True or False")
     if metric is accuracy:  # another metric decides what its data looks like
         check_data(data)
     times = [check_time(t) for t in times]
     if not times:
         raise ValueError("times is empty; give at least one inference time in seconds")
     all_tiles = _all_tiles(model)
-    generator = torch.Generator().manual_seed(seed)
-    total = repeats * len(times)
+    cells = [(r, i) for r in range(repeats) for i in range(len(times))]
+    rank, size = _dist.rank_and_size(group) if distributed else (0, 1)
+    start, stop = (len(cells) * rank) // size, (len(cells) * (rank + 1)) // size
+    mine = cells[start:stop]
     bar = None
-    if progress is True:
+    if progress is True and rank == 0:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, desc="drift")
+        bar = tqdm(total=len(mine), desc="drift")
     rows = []
     saved_generators = [tile.generator for tile in all_tiles]
-    for tile in all_tiles:
-        tile.generator = generator  # forward noise from the same seeded stream
+    programmed_as = None
     try:
-        for r in range(repeats):
-            if reprogram or r == 0:
+        for r, i in mine:
+            instance = r if reprogram else 0
+            if instance != programmed_as:
+                program_stream = cell_generator(seed, instance, 0)
                 for tile in all_tiles:
-                    tile.program(generator)
-            for t in times:
-                for tile in all_tiles:
-                    tile.drift(t, generator)
-                rows.append({"time_s": t, "repeat": r, "value": float(metric(model, data))})
-                if bar is not None:
-                    bar.update(1)
-                elif callable(progress):
-                    progress(len(rows), total)
+                    tile.generator = program_stream  # the reference read-out of drift compensation too
+                    tile.program(program_stream)
+                programmed_as = instance
+            stream = cell_generator(seed, r, 1 + i)
+            for tile in all_tiles:
+                tile.generator = stream  # read-out of drift compensation and forward noise: the cell's stream
+                tile.drift(times[i], stream)
+            rows.append({"time_s": times[i], "repeat": r, "value": float(metric(model, data))})
+            if bar is not None:
+                bar.update(1)
+            elif callable(progress):
+                progress(len(rows), len(mine))
     finally:
         if bar is not None:
             bar.close()
         for tile, gen in zip(all_tiles, saved_generators):
             tile.unprogram()
             tile.generator = gen
+    if distributed:
+        rows = _dist.gather_lists(rows, group)
     table = pd.DataFrame(rows)
     if raw:
         return table
