@@ -21,28 +21,15 @@ in the config given to ``convert_to_analog`` (docs/extending.md).
 
 from __future__ import annotations
 
-import math
 from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 
+from aimc_lab._checks import MAX_TIME, check_time  # the kernels validate times too (a lower layer)
+
 __all__ = ["NoiseModel", "weights_to_conductances", "conductances_to_weights", "mapping_scale", "check_time",
-           "MAX_TIME"]
-
-#: The latest inference time accepted, in seconds (about 3·10^10 years): any later time overflows
-#: the fp32 state it is stored in long before it means anything physically.
-MAX_TIME = 1e18
-
-
-def check_time(t_inference: float) -> float:
-    """Validate an inference time in seconds: a finite number in [0, MAX_TIME]."""
-    if isinstance(t_inference, bool) or not isinstance(t_inference, (int, float)):
-        raise TypeError(f"t_inference must be a number of seconds, got {type(t_inference).__name__}")
-    if not math.isfinite(t_inference) or not 0 <= t_inference <= MAX_TIME:
-        raise ValueError(f"t_inference = {t_inference!r} is invalid; allowed: a finite time in "
-                         f"[0, {MAX_TIME:g}] seconds")
-    return float(t_inference)
+           "MAX_TIME", "conductance_targets"]
 
 
 def mapping_scale(w_max: Tensor, g_max: float) -> Tensor:
@@ -59,9 +46,14 @@ def weights_to_conductances(w: Tensor, g_max: float) -> Tuple[Tensor, Tensor, Te
     if not torch.isfinite(w).all():
         raise ValueError("weights contain NaN or inf; cannot map them to conductances")
     s = mapping_scale(w.abs().max(), g_max)
-    g_plus = (s * w).clamp(0, g_max)
-    g_minus = (-s * w).clamp(0, g_max)
-    return g_plus, g_minus, s
+    target = conductance_targets(w, s, g_max)
+    return target.clamp(min=0.0), (-target).clamp(min=0.0), s
+
+
+def conductance_targets(w: Tensor, s: Tensor, g_max: float) -> Tensor:
+    """The signed targets g⁺ − g⁻ = clip(s·w, −g_max, g_max) in µS of a differential pair (docs/physics.md
+    §2; g± are its positive and negative parts); ``s`` broadcasts against ``w`` (per tile or per column)."""
+    return (w * s).clamp(-g_max, g_max)
 
 
 def conductances_to_weights(g_plus: Tensor, g_minus: Tensor, s: Tensor) -> Tensor:

@@ -9,7 +9,8 @@
 Deviations from the reference: ξ comes from Triton's Philox keyed by one integer drawn from the
 caller's generator (same distributions, other values); fp32 arithmetic (outputs have the input's
 dtype); (t/t_0)^(−ν) is evaluated as exp(−ν·ln(t/t_0)) and x^0.65 as exp2(0.65·log2 x), which agree
-with torch's pow to a few ulp.
+with torch's pow to a few ulp. The model's constants are the reference's (module-level tuples there),
+passed to the kernels as arguments.
 """
 
 from __future__ import annotations
@@ -23,16 +24,19 @@ import triton.language as tl
 from torch import Tensor
 
 from aimc_lab.config import NoiseModelParameters
-from aimc_lab.devices.base import check_time
+from aimc_lab._checks import check_time
 from aimc_lab.kernels._triton_util import draw_seed, elementwise_block
+from aimc_lab.kernels.pcm_noise import reference as _ref
 
 __all__ = ["pcm_program", "pcm_at_time", "pcm_program_fwd", "pcm_at_time_fwd"]
 
 
 @triton.jit
 def _pcm_program_fwd_kernel(g_ptr, gprog_ptr, nu_ptr, numel, seed, g_max, sigma_scale, c0, c1, c2,
-                            prog_scale, drift_scale, BLOCK: tl.constexpr):
-    """g_P and ν for the flat index range of this program (see module docstring)."""
+                            prog_scale, drift_scale, g_floor, mu_slope, mu_icpt, mu_lo, mu_hi,
+                            sig_slope, sig_icpt, sig_lo, sig_hi, BLOCK: tl.constexpr):
+    """g_P and ν for the flat index range of this program (see module docstring; the constants are
+    the reference's, passed by the launcher)."""
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < numel
     g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
@@ -40,9 +44,9 @@ def _pcm_program_fwd_kernel(g_ptr, gprog_ptr, nu_ptr, numel, seed, g_max, sigma_
     gh = tl.math.div_rn(g, g_max)
     sigma = sigma_scale * (c0 + c1 * gh + c2 * gh * gh)
     g_prog = tl.maximum(g + prog_scale * sigma * tl.randn(key, offs), 0.0)
-    log_g = tl.log(tl.maximum(tl.abs(gh), 1e-7))
-    mu = tl.minimum(tl.maximum(-0.0155 * log_g + 0.0244, 0.049), 0.1)
-    sig = tl.minimum(tl.maximum(-0.0125 * log_g - 0.0059, 0.008), 0.045)
+    log_g = tl.log(tl.maximum(tl.abs(gh), g_floor))
+    mu = tl.minimum(tl.maximum(mu_slope * log_g + mu_icpt, mu_lo), mu_hi)
+    sig = tl.minimum(tl.maximum(sig_slope * log_g + sig_icpt, sig_lo), sig_hi)
     nu = drift_scale * tl.abs(mu + sig * tl.randn(key + 1, offs))
     tl.store(gprog_ptr + offs, g_prog.to(gprog_ptr.dtype.element_ty), mask=mask)
     tl.store(nu_ptr + offs, nu.to(nu_ptr.dtype.element_ty), mask=mask)
@@ -50,16 +54,16 @@ def _pcm_program_fwd_kernel(g_ptr, gprog_ptr, nu_ptr, numel, seed, g_max, sigma_
 
 @triton.jit
 def _pcm_at_time_fwd_kernel(gp_ptr, nu_ptr, out_ptr, numel, seed, log_ratio, g_max, time_term,
-                            read_scale, BLOCK: tl.constexpr):
+                            read_scale, q_scale, q_exponent, q_floor, q_cap, BLOCK: tl.constexpr):
     """g(t) for the flat index range of this program (see module docstring)."""
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < numel
     gp = tl.load(gp_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     nu = tl.load(nu_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     g_drift = gp * tl.exp(-nu * log_ratio)
-    # below 2.4e-5 the clamp to 1e-3 decides anyway; the floor keeps log2 finite
+    # below the floor's root the clamp to q_floor decides anyway; the 1e-30 keeps log2 finite
     rel = tl.maximum(tl.math.div_rn(tl.abs(gp), g_max), 1e-30)
-    q_s = tl.minimum(tl.math.div_rn(0.0088, tl.maximum(tl.exp2(0.65 * tl.log2(rel)), 1e-3)), 0.2)
+    q_s = tl.minimum(tl.math.div_rn(q_scale, tl.maximum(tl.exp2(q_exponent * tl.log2(rel)), q_floor)), q_cap)
     sigma = tl.abs(g_drift) * q_s * time_term
     g = tl.maximum(g_drift + read_scale * sigma * tl.randn(tl.to_tensor(seed).to(tl.int64) * 2, offs), 0.0)
     tl.store(out_ptr + offs, g.to(out_ptr.dtype.element_ty), mask=mask)
@@ -76,8 +80,9 @@ def pcm_program_fwd(g_target: Tensor, params: NoiseModelParameters,
         c0, c1, c2 = params.prog_coeff
         block = elementwise_block(numel)
         _pcm_program_fwd_kernel[(triton.cdiv(numel, block),)](
-            src, g_prog, nu, numel, seed, float(params.g_max), float(params.g_max / 25.0),
-            c0, c1, c2, float(params.prog_noise_scale), float(params.drift_scale), BLOCK=block)
+            src, g_prog, nu, numel, seed, float(params.g_max), float(params.g_max / _ref.PROG_G_REF),
+            c0, c1, c2, float(params.prog_noise_scale), float(params.drift_scale), _ref.DRIFT_G_FLOOR,
+            *_ref.DRIFT_MU, *_ref.DRIFT_SIGMA, BLOCK=block)
     return g_prog, nu
 
 
@@ -96,7 +101,7 @@ def pcm_at_time_fwd(g_prog: Tensor, nu: Tensor, t_inference: float, params: Nois
         _pcm_at_time_fwd_kernel[(triton.cdiv(numel, block),)](
             src, nu_src, out, numel, seed, math.log(t / params.t_0), float(params.g_max),
             math.sqrt(math.log((t + params.t_read) / (2 * params.t_read))),
-            float(params.read_noise_scale), BLOCK=block)
+            float(params.read_noise_scale), *_ref.READ_Q_S, BLOCK=block)
     return out
 
 

@@ -52,9 +52,11 @@ SCRIPT = textwrap.dedent('''
     pt = dict(g_ptr=P("fp32"), gprog_ptr=P("fp32"), nu_ptr=P("fp32"), numel="i32", seed="i32",
               g_max="fp32", sigma_scale="fp32", c0="fp32", c1="fp32", c2="fp32",
               prog_scale="fp32", drift_scale="fp32")
+    pt.update({n: "fp32" for n in "g_floor mu_slope mu_icpt mu_lo mu_hi sig_slope sig_icpt sig_lo sig_hi".split()})
     build(pcm._pcm_program_fwd_kernel, pt, dict(BLOCK=1024, seed=1))
     at = dict(gp_ptr=P("fp32"), nu_ptr=P("fp32"), out_ptr=P("fp32"), numel="i32", seed="i32",
-              log_ratio="fp32", g_max="fp32", time_term="fp32", read_scale="fp32")
+              log_ratio="fp32", g_max="fp32", time_term="fp32", read_scale="fp32", q_scale="fp32",
+              q_exponent="fp32", q_floor="fp32", q_cap="fp32")
     build(pcm._pcm_at_time_fwd_kernel, at, dict(BLOCK=1024, seed=1))
     print("compiled")
 ''')
