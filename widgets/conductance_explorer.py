@@ -87,9 +87,10 @@ class ConductanceExplorer(W.VBox):
         controls = W.VBox([W.HTML("<b>PCM model</b>"), self.controls["prog_noise_scale"],
                            self.controls["drift_scale"], self.controls["read_noise_scale"],
                            W.HTML("<b>Weights</b>"), self.controls["weight_std"], self.summary],
-                          layout=W.Layout(width="400px"))
+                          layout=W.Layout(width="400px", min_width="400px", flex="0 0 auto"))
+        # the controls keep their width; in a column narrower than controls + curves the curves wrap below
         super().__init__([W.HTML("<h3 style='margin:4px 0'>Conductance explorer</h3>"), backend_badge(),
-                          W.HBox([controls, self.curves]), self.heatmaps])
+                          W.HBox([controls, self.curves], layout=W.Layout(flex_flow="row wrap")), self.heatmaps])
         self.update()
 
     def _on_param(self, name: str, value: float) -> None:

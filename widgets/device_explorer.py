@@ -63,9 +63,10 @@ class DeviceExplorer(W.VBox):
         self.info = W.HTML()
         left = W.VBox([self.controls[k] for k in ("preset", "dw_min", "up_down", "bounds", "dw_min_std",
                                                    "dw_min_dtod", "pulses")] + [self.info],
-                      layout=W.Layout(width="420px"))
+                      layout=W.Layout(width="420px", min_width="420px", flex="0 0 auto"))
+        # the controls keep their width; in a column narrower than controls + plot the plot wraps below
         super().__init__([W.HTML("<h3 style='margin:4px 0'>Device explorer</h3>"), backend_badge(),
-                          W.HBox([left, self.figure])])
+                          W.HBox([left, self.figure], layout=W.Layout(flex_flow="row wrap"))])
         self._sync_controls(set_pulses=True)
         self.update()
 
