@@ -25,7 +25,7 @@ from typing import List, Optional
 import torch
 from torch import Tensor, nn
 
-from aimc_lab import _registry
+from aimc_lab import _dist, _registry
 from aimc_lab._checks import all_finite, check_tile_input
 from aimc_lab.config import AnalogConfig
 from aimc_lab.devices import make_noise_model
@@ -117,6 +117,13 @@ class AnalogTile(nn.Module):
         self.compensation = compensation if compensation is not None else make_compensation(
             config.drift_compensation.kind)
         self.generator: Optional[torch.Generator] = None  # forward noise source (None: torch's global RNG)
+        # The torch.distributed group whose ranks average each input-range init step, so the ranges stay
+        # identical on every rank (set by aimc_lab.distributed.wrap; None: this process alone).
+        self.range_group = None
+        # Weight-noise injection's source when it must differ from the forward noise's (None: generator).
+        # Under torch.distributed every rank shares it, so a global batch sees one weight-noise draw as in
+        # one process, while each rank's forward noise is its own (aimc_lab.distributed.wrap).
+        self.modifier_generator: Optional[torch.Generator] = None
 
         self.weight = nn.Parameter(torch.zeros(N, K))
         if config.mapping.learn_out_scaling:
@@ -208,7 +215,8 @@ class AnalogTile(nn.Module):
             return self.w_read
         mod = self.config.modifier
         if mod.kind != "none" and (self.training or mod.enable_during_test):
-            noisy = weight_modifier(self.weight.detach(), mod, self.generator)
+            source = self.generator if self.modifier_generator is None else self.modifier_generator
+            noisy = weight_modifier(self.weight.detach(), mod, source)
             return self.weight + (noisy - self.weight.detach())
         return self.weight
 
@@ -230,6 +238,8 @@ class AnalogTile(nn.Module):
             std = peak * torch.stack([part.std() for part in torch.split(xs / peak, self.in_size, dim=1)])
             top = torch.finfo(std.dtype).max
             target = (ir.init_std_alpha * std).clamp(1e-6, top)
+            if self.range_group is not None:  # every rank sees its own shard of the global batch
+                _dist.average_(target, self.range_group)
             if n == 0:
                 return target
             return (self.input_range.detach() * (n / (n + 1)) + target / (n + 1)).clamp(max=top)
