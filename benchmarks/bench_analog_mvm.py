@@ -1,6 +1,8 @@
-"""Speed of the noisy analog MVM: torch reference vs the fused Triton kernel vs a plain matmul.
+"""Speed of the noisy analog MVM: the plain torch spec, the fast torch path and the fused Triton kernel
+vs a plain matmul.
 
-Providers: ``torch reference`` (kernels/analog_mvm/reference.py), ``triton``
+Providers: ``torch reference`` (kernels/analog_mvm/reference.py, the readable spec), ``torch fast``
+(kernels/analog_mvm/cpu_fast.py, what backend "torch" runs), ``triton``
 (kernels/analog_mvm/triton_impl.py, GPU only) and ``matmul`` (``x @ w.T``, the floor).
 Shapes N×K: 512×512, 2048×2048, 4096×1024; batches M: 1024, 8192. Settings:
 
@@ -29,7 +31,7 @@ import time
 import torch
 
 from aimc_lab.config import IOParameters
-from aimc_lab.kernels.analog_mvm import reference
+from aimc_lab.kernels.analog_mvm import cpu_fast, reference
 
 SHAPES = [(512, 512), (2048, 2048), (4096, 1024)]  # (N, K)
 BATCHES = [1024, 8192]
@@ -66,7 +68,7 @@ def data(M: int, N: int, K: int, device: torch.device):
 def run(args) -> list:
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
-    providers = {"torch reference": reference.analog_mvm}
+    providers = {"torch reference": reference.analog_mvm, "torch fast": cpu_fast.analog_mvm}
     if cuda:
         from aimc_lab.kernels.analog_mvm import triton_impl
 

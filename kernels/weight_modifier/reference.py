@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from aimc_lab.config import WeightModifierParameters
+from aimc_lab.kernels.analog_mvm.reference import round_half_away
 
 __all__ = ["weight_modifier"]
 
@@ -35,9 +36,7 @@ def weight_modifier(w: Tensor, params: WeightModifierParameters,
     omega = _omega(w, params)
     if kind == "discretize":
         step = params.res if params.res <= 1 else 1.0 / params.res
-        v = w / (omega * step)
-        r = v.abs().add_(0.5).floor_().copysign_(v)
-        return r * (omega * step)
+        return round_half_away(w / (omega * step)) * (omega * step)
     xi = torch.randn(w.shape, generator=generator, device=w.device, dtype=w.dtype)
     if kind == "add_normal":
         return w + params.std_dev * omega * xi
