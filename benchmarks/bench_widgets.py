@@ -3,8 +3,9 @@
 Protocol: build the widget (not timed), 3 warm-up changes, then 20 timed changes of one control
 (alternating between values so every change recomputes); each time runs from setting the control's
 value to the return of the observer, i.e. after the figure's data was updated and its state message
-was built (serialising included; no frontend here). Reports median and 90th percentile. The
-browser's share (message, decoding, drawing) is measured by tests/browser/test_dashboards.py.
+was built (serialising included; no frontend here). Reports median and 90th percentile, and the
+median size of the figure's state message per change (binary buffers plus JSON). The browser's share
+(message, decoding, drawing) is measured by tests/browser/test_dashboards.py.
 Targets: <= 100 ms without the PCM model, <= 250 ms with PCM drift on.
 
     .venv/bin/python benchmarks/bench_widgets.py [--threads 1] [--csv out.csv]
@@ -13,6 +14,8 @@ Targets: <= 100 ms without the PCM model, <= 250 ms with PCM drift on.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import time
 
@@ -39,6 +42,14 @@ def bench_case(preset, setup, control, values):
     for name, value in setup.items():
         ex.controls[name].value = value
     widget = ex.controls[control]
+    sizes = []
+    send = ex.figure.state._send
+
+    def measured_send(msg, buffers=None):
+        sizes.append(sum(len(b) for b in buffers or []) + len(json.dumps(msg, default=str)))
+        return send(msg, buffers)
+
+    ex.figure.state._send = measured_send
     times = []
     for i in range(WARMUP + CHANGES):
         value = values[i % len(values)]
@@ -49,7 +60,7 @@ def bench_case(preset, setup, control, values):
         assert ex.figure.data[0].y is not before, "figure was not updated"
         if i >= WARMUP:
             times.append(1000 * dt)
-    return statistics.median(times), statistics.quantiles(times, n=10)[-1]
+    return statistics.median(times), statistics.quantiles(times, n=10)[-1], statistics.median(sizes[WARMUP:])
 
 
 def main() -> None:
@@ -60,21 +71,21 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows = []
     for case, preset, setup, control, values, target in CASES:
-        median, p90 = bench_case(preset, setup, control, values)
-        rows.append((case, median, p90, target, "yes" if median <= target else "NO"))
+        median, p90, size = bench_case(preset, setup, control, values)
+        rows.append((case, median, p90, size / 1000, target, "yes" if median <= target else "NO"))
     print(f"TileExplorer {SIZE}x{SIZE} tile, {N_INPUTS} inputs, {CHANGES} changes, backend "
-          f"{backend.active()}, {args.threads} thread(s)")
-    header = f"{'case':<42} {'median ms':>10} {'p90 ms':>8} {'target':>7} {'ok':>4}"
+          f"{backend.active()}, {args.threads} thread(s), load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    header = f"{'case':<42} {'median ms':>10} {'p90 ms':>8} {'msg kB':>7} {'target':>7} {'ok':>4}"
     print(header)
     print("-" * len(header))
-    for case, median, p90, target, ok in rows:
-        print(f"{case:<42} {median:>10.1f} {p90:>8.1f} {target:>7} {ok:>4}")
+    for case, median, p90, size, target, ok in rows:
+        print(f"{case:<42} {median:>10.1f} {p90:>8.1f} {size:>7.1f} {target:>7} {ok:>4}")
     if args.csv:
         import csv
 
         with open(args.csv, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["case", "median_ms", "p90_ms", "target_ms", "ok"])
+            writer.writerow(["case", "median_ms", "p90_ms", "message_kb", "target_ms", "ok"])
             writer.writerows(rows)
 
 
