@@ -11,10 +11,13 @@ network (docs/extending.md).
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List
+from typing import Callable, List
 
 import torch
 from torch import Tensor
+
+from aimc_lab import config
+from aimc_lab.devices._kinds import KindRegistry
 
 __all__ = ["DriftCompensation", "GlobalDriftCompensation", "PerColumnDriftCompensation",
            "make_compensation", "register_compensation", "unregister_compensation"]
@@ -56,46 +59,23 @@ class PerColumnDriftCompensation(DriftCompensation):
 
 
 _BUILTIN = {"none": DriftCompensation, "global": GlobalDriftCompensation, "per_column": PerColumnDriftCompensation}
-_USER: Dict[str, Callable[[], DriftCompensation]] = {}
+_USER = KindRegistry(config.DRIFT_COMPENSATION, tuple(_BUILTIN), DriftCompensation, "compensation")
 
 
 def register_compensation(kind: str, factory: Callable[[], DriftCompensation]) -> None:
     """Make ``kind`` a valid ``DriftCompensationParameters.kind``, built by ``factory()`` (usually the
     :class:`DriftCompensation` subclass). Registering a kind again replaces it; a config naming a kind
     not registered in this process is refused when it is built or loaded."""
-    from aimc_lab import config
-    from aimc_lab.devices import check_kind_name
-
-    check_kind_name(kind, tuple(_BUILTIN), "register_compensation")
-    if not callable(factory):
-        raise TypeError(f"register_compensation: factory must be callable (a DriftCompensation subclass), got "
-                        f"{type(factory).__name__} {factory!r:.60}")
-    _USER[kind] = factory
-    if kind not in config.DRIFT_COMPENSATION:
-        config.DRIFT_COMPENSATION.append(kind)
+    _USER.register(kind, factory)
 
 
 def unregister_compensation(kind: str) -> None:
     """Forget a registered kind (configs naming it are refused from then on)."""
-    from aimc_lab import config
-
-    if kind not in _USER:
-        raise ValueError(f"unregister_compensation: kind = {kind!r} is not registered; registered: "
-                         + (", ".join(map(repr, _USER)) or "none"))
-    del _USER[kind]
-    config.DRIFT_COMPENSATION.remove(kind)
+    _USER.unregister(kind)
 
 
 def make_compensation(kind: str) -> DriftCompensation:
     """The compensation named in ``DriftCompensationParameters.kind`` (built-in or registered)."""
     if kind in _BUILTIN:
         return _BUILTIN[kind]()
-    factory = _USER.get(kind)
-    if factory is None:
-        raise ValueError(f"make_compensation: kind = {kind!r} is not registered; allowed: "
-                         + ", ".join(map(repr, [*_BUILTIN, *_USER])) + " (register_compensation adds one)")
-    comp = factory()
-    if not isinstance(comp, DriftCompensation):
-        raise TypeError(f"make_compensation: the factory registered for kind {kind!r} returned "
-                        f"{type(comp).__name__}; allowed: a DriftCompensation (subclass) instance")
-    return comp
+    return _USER.build(kind)
