@@ -24,6 +24,7 @@ import torch.distributed as dist
 from torch import nn
 
 import aimc_lab as al
+from aimc_lab import _dist
 from aimc_lab import distributed as adist
 
 
@@ -51,16 +52,16 @@ def shards(n: int, global_batch: int, epoch: int, rank: int, world: int):
 
 def ranks_agree(tensor: torch.Tensor) -> float:
     """max |this rank's tensor - rank 0's| over all ranks (0.0 in one process)."""
-    if not al._dist.active():
+    if not _dist.active():
         return 0.0
     ref = tensor.detach().clone()
-    al._dist.broadcast_(ref, 0)
+    _dist.broadcast_(ref, 0)
     diff = torch.tensor([float((tensor.detach() - ref).abs().max())])
     dist.all_reduce(diff, op=dist.ReduceOp.MAX)
     return float(diff)
 
 
-def main(argv=None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--global-batch", type=int, default=32, help="samples per step over all ranks")
@@ -69,7 +70,11 @@ def main(argv=None) -> dict:
     p.add_argument("--repeats", type=int, default=4, help="programming instances in the drift evaluation")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", help="write the figures here (rank 0)")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     if "RANK" not in os.environ:  # plain `python`: a process group of one
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ.get("MASTER_PORT", "29512"),
@@ -94,7 +99,7 @@ def main(argv=None) -> dict:
             opt.step()
             total += loss.detach()
             steps += 1
-        al._dist.average_(total)
+        _dist.average_(total)
         acc = al.accuracy(model.module, (data.x_test, data.y_test))
         history.append({"epoch": epoch + 1, "loss": float(total) / steps, "test_acc": acc})
         if rank == 0:

@@ -156,6 +156,14 @@ def test_shell_command(command, tmp_path):
             assert Path(args.notebook).exists() or _dashboard(args.notebook), f"{where}: {args.notebook}"
         else:
             assert args.command == "lab", f"{where}: {line}"
+    elif program == "torchrun":  # the distributed example: the script exists and takes these arguments
+        script = next(w for w in words if w.endswith(".py"))
+        assert (ROOT / script).parent == ROOT / "benchmarks", f"{where}: {script}"
+        spec = importlib.util.spec_from_file_location("readme_torchrun", ROOT / script)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.build_parser().parse_args(words[words.index(script) + 1:])  # a bad argument fails here
+        assert "--nproc_per_node=2" in words, f"{where}: {line}"
     elif program == ".venv/bin/voila":
         assert "--Voila.ip=127.0.0.1" in words, f"{where}: serve on localhost only"
         assert (ROOT / words[-1]).exists(), f"{where}: {words[-1]} does not exist"
