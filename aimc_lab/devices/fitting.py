@@ -7,8 +7,8 @@ and the chosen parameters are fitted by ``scipy.optimize.least_squares`` to mini
 Σ_k (w_model[k] − w_measured[k])². Cycle-to-cycle noise is then estimated from the one-step
 residuals r_k = (m_{k+1} − m_k) − d_k·s(m_k) (measured increment minus the fitted model's step at the
 measured state), using only pulses whose measured state is away from the bounds, each residual in units
-of that pulse's noise scale (the rule of ``PulsedDevice.pulse``): multiplicative σ = std(r/s),
-additive σ = std(r/Δ^d) with the nominal step Δ^d of the pulse's direction.
+of that pulse's noise scale (``PulsedDevice.step_and_scale``, the formula every pulse uses):
+multiplicative σ = std(r/s), additive σ = std(r/Δ^d) with the nominal step Δ^d of the pulse's direction.
 The measured increments also carry the read noise of the measurement; here it is attributed to the
 cycle-to-cycle noise. Device-to-device spreads are not observable from one device: they are kept from
 the template (the "assumed" spreads).
@@ -23,7 +23,7 @@ from typing import Sequence, Tuple
 import numpy as np
 import torch
 
-from aimc_lab.devices.pulsed import DeviceArray, PulsedDevice, measurement_directions
+from aimc_lab.devices.pulsed import DeviceArray, DeviceTensors, PulsedDevice, measurement_directions
 
 __all__ = ["FitResult", "fit_device", "synthetic_measurement", "measurement_directions", "simulate_response"]
 
@@ -128,12 +128,12 @@ def _c2c_noise(device: PulsedDevice, directions: torch.Tensor, measured: torch.T
     array = _nominal_array(device, noise=False)
     w = measured[:-1]
     up = directions > 0
-    t = [v.reshape(-1).expand_as(w) for v in array.tensors]
-    step = array.device_params.step(w, up, *t)
-    scale = step if device.mult_noise else torch.where(up, t[0], t[1])
+    t = DeviceTensors(*(v.reshape(-1).expand_as(w) for v in array.tensors))
+    # the one formula of the step and of its noise scale (PulsedDevice.step_and_scale, docs/physics.md §4)
+    step, scale = array.device_params.step_and_scale(w, up, t)
     r = (measured[1:] - w - directions * step) / scale.clamp(min=1e-300)
     margin = 2 * device.dw_min
-    inside = (w < t[2] - margin) & (w > t[3] + margin) & (step > 0)
+    inside = (w < t.b_max - margin) & (w > t.b_min + margin) & (step > 0)
     if int(inside.sum()) < 3:
         return float(device.dw_min_std)
     return float(r[inside].std())

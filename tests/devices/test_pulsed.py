@@ -1,6 +1,7 @@
 """Device models: per-pulse step formulas, bounds, symmetry point, validation, presets."""
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -13,11 +14,10 @@ NO_SPREAD = dict(dw_min_dtod=0.0, up_down_dtod=0.0, w_max_dtod=0.0, w_min_dtod=0
 
 
 def one_pulse(device, w, up):
-    """Apply exactly one noise-free pulse to devices at weights ``w`` (1-d)."""
+    """Apply exactly one noise-free pulse to devices at weights ``w`` (1-d), with the library's own
+    per-device steps and bounds (``draw_device_tensors``; no spread: the nominal values)."""
     n = w.numel()
-    t = P.DeviceTensors(torch.full((n,), device.dw_min * (1 + min(device.up_down, 0))),
-                        torch.full((n,), device.dw_min * (1 - max(device.up_down, 0))),
-                        torch.full((n,), device.w_max), torch.full((n,), device.w_min))
+    t = P.draw_device_tensors(device, (n,), torch.Generator().manual_seed(0))
     upm = torch.full((n,), up)
     return apply_pulse_counts(w, torch.ones(n), upm, device.pulse_model(t), None, exact=True) - w, t
 
@@ -59,6 +59,46 @@ def test_step_formulas(up):
     pos = (W + 0.6) / 1.2 * 2  # in node units
     expected = (2 - pos) if up else pos
     torch.testing.assert_close(dw, d * 0.001 * expected, atol=1e-7, rtol=1e-5)
+
+
+@pytest.mark.parametrize("up_down, dw_up, dw_down", [(0.2, 0.001, 0.0008), (-0.3, 0.0007, 0.001), (0.0, 0.001, 0.001)])
+def test_draw_device_tensors_nominal_steps_and_bounds(up_down, dw_up, dw_down):
+    """Δ⁺ = dw_min·(1 + min(up_down, 0)), Δ⁻ = dw_min·(1 − max(up_down, 0)) (docs/physics.md §4), by hand."""
+    device = P.ConstantStep(dw_min=0.001, up_down=up_down, w_max=0.7, w_min=-0.4, **NO_SPREAD)
+    t = P.draw_device_tensors(device, (3, 4), torch.Generator().manual_seed(0))
+    torch.testing.assert_close(t.dw_up, torch.full((3, 4), dw_up), rtol=1e-6, atol=0)
+    torch.testing.assert_close(t.dw_down, torch.full((3, 4), dw_down), rtol=1e-6, atol=0)
+    assert torch.equal(t.b_max, torch.full((3, 4), 0.7)) and torch.equal(t.b_min, torch.full((3, 4), -0.4))
+
+
+@pytest.mark.parametrize("log_normal", [False, True])
+def test_draw_device_tensors_spread_statistics(log_normal):
+    """Device-to-device spread over 200k devices against hand-derived moments: gain g = 1 + a·ξ (or
+    exp(a·ξ)), r = b·ξ', Δ± = dw_min·(g ± r + asymmetry), bounds w·(1 + c·ξ''). Means, standard
+    deviations and the correlation of Δ⁺ and Δ⁻, (Var g − b²)/(Var g + b²), within 4 standard errors."""
+    a, b, c_max, c_min, up_down = 0.2, 0.05, 0.3, 0.1, -0.1
+    device = P.ConstantStep(dw_min=0.01, up_down=up_down, dw_min_dtod=a, up_down_dtod=b,
+                            dw_min_dtod_log_normal=log_normal, w_max=0.8, w_min=-0.5, w_max_dtod=c_max,
+                            w_min_dtod=c_min, dw_min_std=0.0)
+    n = 200_000
+    t = P.draw_device_tensors(device, (n, 1), torch.Generator().manual_seed(1), torch.float64)
+    if log_normal:
+        mean_g, var_g = math.exp(a * a / 2), (math.exp(a * a) - 1) * math.exp(a * a)
+    else:
+        mean_g, var_g = 1.0, a * a
+    sd = math.sqrt(var_g + b * b)
+    for got, mean in ((t.dw_up, 0.01 * (mean_g + up_down)), (t.dw_down, 0.01 * mean_g)):
+        assert abs(float(got.mean()) - mean) < 4 * 0.01 * sd / math.sqrt(n)
+        assert abs(float(got.std()) / (0.01 * sd) - 1) < 4 * math.sqrt(0.5 / n) * (3 if log_normal else 1)
+    rho = float(torch.corrcoef(torch.stack([t.dw_up.reshape(-1), t.dw_down.reshape(-1)]))[0, 1])
+    assert abs(rho - (var_g - b * b) / (var_g + b * b)) < 0.01
+    for got, w, spread in ((t.b_max, 0.8, c_max), (t.b_min, -0.5, c_min)):
+        assert abs(float(got.mean()) - w) < 4 * abs(w) * spread / math.sqrt(n)
+        assert abs(float(got.std()) / (abs(w) * spread) - 1) < 0.01
+    # reproducible from the generator; the steps are >= 0 and b_min <= b_max on every device
+    again = P.draw_device_tensors(device, (n, 1), torch.Generator().manual_seed(1), torch.float64)
+    assert all(torch.equal(u, v) for u, v in zip(t, again))
+    assert (t.dw_up >= 0).all() and (t.dw_down >= 0).all() and (t.b_min <= t.b_max).all()
 
 
 @pytest.mark.parametrize("factory", [P.ConstantStep, P.LinearStep, P.SoftBounds, P.ExpStep, P.PowStep,
