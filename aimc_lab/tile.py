@@ -78,8 +78,10 @@ class InputRangeFunction(torch.autograd.Function):
         grad_r = None
         if ctx.needs_input_grad[1]:
             # clipped at +r: min(g, 0); at -r: -max(g, 0); both are min(g·sign(x), 0) on clipped entries;
-            # relative to the range: g·r = grad
-            per_col = (grad if ir.gradient_relative else g).mul(1 - inside).mul_(torch.sign(x)).clamp_(max=0).sum(0)
+            # relative to the range: g·r = grad. g·sign(x) = copysign(g, g·x) (x != 0 where clipped):
+            # a product and a copysign instead of torch.sign, which is ~10x slower than a product on the CPU
+            per_col = (grad if ir.gradient_relative else g).mul(1 - inside)
+            per_col = per_col.copysign_(per_col * x).clamp_(max=0).sum(0)
             grad_r = torch.zeros_like(r).index_add_(0, slice_index, per_col)  # [S]
             n_inside = torch.zeros_like(r).index_add_(0, slice_index, inside.sum(0))
             count = torch.zeros_like(r).index_add_(0, slice_index, torch.full_like(per_col, x.shape[0]))
