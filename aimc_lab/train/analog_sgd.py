@@ -93,7 +93,7 @@ class AnalogSGD(torch.optim.Optimizer):
             lr, wd = group["lr"], group["weight_decay"]
             for p in group["params"]:
                 if isinstance(p, AnalogContext):
-                    p.analog_tile.update(lr)
+                    p.analog_tile.apply_update(lr)  # validated by _check_step above
                     p.grad = None
                     continue
                 if p.grad is None:

@@ -215,6 +215,8 @@ class InMemoryTile(nn.Module):
         if not math.isfinite(lr) or lr < 0:
             raise ValueError(f"lr = {lr!r} is invalid; allowed: a finite number >= 0")
         for i, (x, d) in enumerate(self._pending):
+            if bool(torch.isfinite(x).all() & torch.isfinite(d).all()):  # one sync per backward pass
+                continue
             for name, rows in (("x (inputs)", x), ("d (output gradients)", d)):
                 if not bool(torch.isfinite(rows).all()):
                     raise ValueError(f"{self._label()}: the rows of backward pass {i} since the last update "
@@ -230,6 +232,12 @@ class InMemoryTile(nn.Module):
 
         Validates first (:meth:`check_update`): on an error nothing has changed."""
         self.check_update(lr)
+        self.apply_update(lr)
+
+    @torch.no_grad()
+    def apply_update(self, lr: float) -> None:
+        """:meth:`update` without the validation, for a caller that ran :meth:`check_update` with the
+        same ``lr`` and rows just before (``AnalogSGD.step`` validates every tile before changing any)."""
         if not self._pending:
             return
         if len(self._pending) == 1:
