@@ -16,7 +16,7 @@ Here the parts are split so that no timeout can lose an update:
   one model per kernel, shared by every figure; the page decompresses and evaluates it once.
 * :class:`Figure` is the view: an anywidget with a module of a few KB that returns at once, so it is
   ready long before anywidget's 2 s limit. Its ``render`` returns at once (the controls around it show
-  without waiting for plotly.js); in the background it waits (without a limit) for plotly.js, draws
+  without waiting for plotly.js); once the page has painted, it loads plotly.js (no time limit), draws
   the state with ``Plotly.react`` and redraws on every state change, coalescing changes that arrive
   during a draw and decoding the layout again only when it changed. Even if anywidget gave up on this view model, its view still renders and follows the
   state model. After each draw the plot element carries ``data-revision`` (a counter) and
@@ -178,11 +178,6 @@ function models(model) {
 }
 
 export default {
-  initialize({ model }) {
-    // start loading plotly.js as soon as the model exists (views render later); never awaited here,
-    // so this returns at once, well within anywidget's limit
-    models(model).then(([, library]) => loadPlotly(library)).catch(() => {});
-  },
   async render({ model, el }) {
     const plot = document.createElement("div");
     plot.className = "aimc-lab-figure";
@@ -219,9 +214,14 @@ export default {
     };
     const onChange = () => { draw().catch((e) => console.error("[aimc-lab figure]", e)); };
     state.on("change", onChange);
-    // not awaited: the view (and the controls around it) shows at once; the plot draws when plotly.js
-    // has loaded, however long that takes
-    onChange();
+    // not awaited: the view (and the controls around it) shows at once. plotly.js is loaded (once per
+    // page) by the first draw, after the page has painted the controls: evaluating its 4.6 MB holds
+    // the page's only thread for a while, so it waits until the widgets are on screen (a background
+    // tab paints nothing: the timeout starts it there)
+    let started = false;
+    const start = () => { if (!started) { started = true; onChange(); } };
+    requestAnimationFrame(() => setTimeout(start, 0));
+    setTimeout(start, 500);
     return () => {
       alive = false;
       state.off("change", onChange);
