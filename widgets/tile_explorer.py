@@ -254,7 +254,8 @@ class TileExplorer(W.VBox):
 
     def update(self) -> None:
         """Recompute and update the figure in place: one message with the data, plus the axis ranges
-        when the data outgrew them (ranges rounded up with :func:`nice_ceil`)."""
+        when the data outgrew them or fill less than half of them (ranges rounded up with
+        :func:`nice_ceil`)."""
         y = self.compute()
         ideal = self.ideal
         err = y - ideal
@@ -264,10 +265,11 @@ class TileExplorer(W.VBox):
         flat_ideal = ideal.reshape(-1)[self._scatter_index].numpy()
         flat_y = y.reshape(-1)[self._scatter_index].numpy()
         e = err.reshape(-1).numpy()
-        half = nice_ceil(float(np.quantile(np.abs(e), 0.999)))
+        old = self._ranges or (None, None, None)
+        half = _range(old[1], float(np.quantile(np.abs(e), 0.999)))
         counts, edges = np.histogram(e, bins=N_BINS, range=(-half, half))
-        lim = nice_ceil(float(max(np.abs(flat_ideal).max(), np.abs(flat_y).max())) * 1.05)
-        ranges = (lim, half, nice_ceil(1.05 * float(counts.max())))
+        lim = _range(old[0], float(max(np.abs(flat_ideal).max(), np.abs(flat_y).max())) * 1.05)
+        ranges = (lim, half, _range(old[2], 1.05 * float(counts.max())))
         with self.figure.batch_update():
             self.figure.data[0].x = flat_ideal
             self.figure.data[0].y = flat_y
@@ -309,6 +311,14 @@ class TileExplorer(W.VBox):
         fig.update_layout(height=400, width=FIGURE_WIDTH, showlegend=False, margin=dict(l=60, r=20, t=40, b=50),
                           bargap=0.0, template="plotly_white")
         return Figure(fig)
+
+
+def _range(current: Optional[float], needed: float) -> float:
+    """An axis extent for data reaching ``needed``: the current one while the data fill between half of
+    it and all of it (no new axes when a slider moves back and forth), else ``nice_ceil(needed)``."""
+    if current is not None and 0.5 * current <= needed <= current:
+        return current
+    return nice_ceil(needed)
 
 
 def _joules(energy: float) -> str:
