@@ -244,8 +244,15 @@ def _pulse_loop(w: Tensor, n_up: Tensor, n_down: Tensor, model: PulseModel,
     """The spec: each device's n⁺ up and n⁻ down pulses one at a time (:func:`pulse`),
     evenly interleaved (Bresenham: pulse k of T = n⁺ + n⁻ is up when ⌊k·n⁺/T⌋ > ⌊(k − 1)·n⁺/T⌋, i.e.
     when the remainder r ← r + n⁺ reaches T). The devices still pulsing are compacted whenever
-    their number halves, so the work is O(Σ n + devices·log n_max)."""
+    their number halves, so the work is O(Σ n + devices·log n_max). Constant-step devices with pulses
+    in one direction take the exact shortcut of :func:`_constant_runs`."""
     w = w.clone()
+    if model.constant:
+        single = ((n_up == 0) | (n_down == 0)) & ((n_up + n_down) > 0)
+        if bool(single.any()):
+            sel = single.nonzero().squeeze(-1)
+            w[sel] = _constant_runs(w[sel], n_up[sel], n_down[sel], _subset(model, sel), generator)
+            n_up, n_down = torch.where(single, 0, n_up), torch.where(single, 0, n_down)
     idx = ((n_up + n_down) > 0).nonzero().squeeze(-1)
     if idx.numel() == 0:
         return w
@@ -272,6 +279,41 @@ def _pulse_loop(w: Tensor, n_up: Tensor, n_down: Tensor, model: PulseModel,
         wi = stepped if active is None else torch.where(active, stepped, wi)
     w[idx] = wi
     return w
+
+
+def _constant_runs(w: Tensor, n_up: Tensor, n_down: Tensor, model: PulseModel,
+                   generator: Optional[torch.Generator]) -> Tensor:
+    """The pulse loop, exactly, for constant-step devices (1-d) whose T = n⁺ + n⁻ >= 1 pulses all go one
+    way. Pulse k adds inc_k = ±Δ^d·(1 + σξ_k) and clips (:func:`pulse`). When every inc_k has the
+    pulse's sign (1 + σξ_k >= 0, i.e. ξ_k >= −1/σ), the path is monotone, so clipping after each pulse equals clipping
+    once: w_T = clip(w + ±Δ^d·(T + σ·Σξ_k)) (equal to the loop up to rounding). The per-pulse ξ_k are
+    drawn (ΣT normals); the devices where one of them reverses a step replay the loop with those very
+    draws, so the result has the loop's law exactly."""
+    t = model.tensors
+    n = n_up + n_down
+    up = n_up > 0
+    inc = torch.where(up, t.dw_up, -t.dw_down)
+    if model.sigma <= 0:
+        return torch.clamp(w + n * inc, min=t.b_min, max=t.b_max)
+    counts = n.to(torch.long)
+    end = torch.cumsum(counts, 0)  # device i owns the draws [end_i − T_i, end_i)
+    start = end - counts
+    xi = torch.randn(int(end[-1]), generator=generator, dtype=w.dtype, device=w.device)  # [ΣT]
+    csum = torch.cat([xi.new_zeros(1, dtype=torch.float64), torch.cumsum(xi, 0, dtype=torch.float64)])
+    xi_sum = (csum[end] - csum[start]).to(w.dtype)  # Σ_k ξ_k per device
+    out = torch.clamp(w + inc * (n + model.sigma * xi_sum), min=t.b_min, max=t.b_max)
+    against = (xi < -1.0 / model.sigma).nonzero().squeeze(-1)  # draws that reverse their step
+    if against.numel():  # those devices: the loop with the same draws
+        reversed_ = torch.unique(torch.searchsorted(end, against, right=True))
+        wr, ir, nr, sr = w[reversed_], inc[reversed_], counts[reversed_], start[reversed_]
+        lo, hi = t.b_min[reversed_], t.b_max[reversed_]
+        for k in range(int(nr.max())):
+            live = nr > k
+            xk = xi[torch.where(live, sr + k, 0)]
+            step = torch.addcmul(ir, ir, xk, value=model.sigma)
+            wr = torch.where(live, torch.clamp(wr + step, min=lo, max=hi), wr)
+        out[reversed_] = wr
+    return out
 
 
 def _finish(w_new: Tensor, safe: Tensor, w: Tensor, n_up: Tensor, n_down: Tensor, model: PulseModel,
