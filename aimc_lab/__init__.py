@@ -28,7 +28,7 @@ __version__ = "0.1.0"
 # name is the submodule's)
 _LAZY = {
     "data": "aimc_lab.data", "devices": "aimc_lab.devices", "train": "aimc_lab.train",
-    "distributed": "aimc_lab.distributed",
+    "distributed": "aimc_lab.distributed", "cost": "aimc_lab.cost", "exercises": "aimc_lab.exercises",
     "backend": "aimc_lab.kernels.backend", "analog_mvm": "aimc_lab.kernels",
     "NoiseModel": "aimc_lab.devices.base", "PCMLikeNoise": "aimc_lab.devices.pcm",
     "DriftCompensation": "aimc_lab.devices.compensation",
@@ -46,7 +46,7 @@ _LAZY = {
 }
 
 __all__ = [
-    "config", "data", "presets", "devices", "train", "distributed", "backend", "analog_mvm",
+    "config", "data", "presets", "devices", "train", "distributed", "cost", "exercises", "backend", "analog_mvm",
     "AnalogConfig", "IOParameters", "MappingParameters", "NoiseModelParameters", "DriftCompensationParameters",
     "WeightModifierParameters", "ClipParameters", "RemapParameters", "InputRangeParameters",
     "NoiseModel", "PCMLikeNoise", "DriftCompensation", "GlobalDriftCompensation", "PerColumnDriftCompensation",

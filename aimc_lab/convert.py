@@ -26,7 +26,7 @@ import copy as copy_module
 import io
 import os
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Iterator, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import torch
 from torch import Tensor, nn

@@ -136,7 +136,7 @@ def test_tutorials_copies_notebooks_and_keeps_edits(tmp_path, capsys):
     assert main(["tutorials", str(dest)]) == 0
     copied = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
     assert copied == ["01_analog_mvm.ipynb", "02_pcm_drift_inference.ipynb", "03_inmemory_training.ipynb",
-                      "dashboards/README.md", "dashboards/design_lab.ipynb", "dashboards/drift_lab.ipynb",
+                      "04_hwa_training.ipynb", "05_customization.ipynb", "dashboards/README.md", "dashboards/design_lab.ipynb", "dashboards/drift_lab.ipynb",
                       "dashboards/tile_lab.ipynb"]
     assert (dest / "01_analog_mvm.ipynb").read_bytes() == (ROOT / "notebooks" / "01_analog_mvm.ipynb").read_bytes()
     (dest / "01_analog_mvm.ipynb").write_text("edited")

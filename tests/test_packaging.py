@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TUTORIALS = ["01_analog_mvm.ipynb", "02_pcm_drift_inference.ipynb", "03_inmemory_training.ipynb"]
+TUTORIALS = ["01_analog_mvm.ipynb", "02_pcm_drift_inference.ipynb", "03_inmemory_training.ipynb",
+             "04_hwa_training.ipynb", "05_customization.ipynb"]
 
 
 def test_kernels_and_widgets_map_into_the_package():
@@ -50,6 +51,8 @@ def test_wheel_contains_every_subpackage_and_the_notebooks(wheel):
                      "aimc_lab/kernels/analog_mvm/reference.py", "aimc_lab/kernels/analog_mvm/triton_impl.py",
                      "aimc_lab/widgets/__init__.py", "aimc_lab/widgets/digit_models.pt",
                      "aimc_lab/widgets/design_sweep.pt", "aimc_lab/cost/__init__.py",
+                     "aimc_lab/exercises/t05.py", "aimc_lab/train/inmemory/__init__.py",
+                     "aimc_lab/distributed.py", "aimc_lab/validation.py",
                      "aimc_lab/notebooks/dashboards/design_lab.ipynb",
                      "aimc_lab/notebooks/dashboards/README.md",
                      "aimc_lab/notebooks/dashboards/tile_lab.ipynb", "aimc_lab/notebooks/dashboards/drift_lab.ipynb",

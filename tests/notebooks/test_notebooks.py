@@ -21,7 +21,8 @@ SANITIZE = Path(__file__).with_name("sanitize.cfg")
 
 def test_notebooks_found():
     names = {p.name for p in NOTEBOOKS}
-    assert {"01_analog_mvm.ipynb", "02_pcm_drift_inference.ipynb", "03_inmemory_training.ipynb"} <= names
+    assert {"01_analog_mvm.ipynb", "02_pcm_drift_inference.ipynb", "03_inmemory_training.ipynb",
+            "04_hwa_training.ipynb", "05_customization.ipynb"} <= names
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[str(p.relative_to(ROOT / "notebooks")) for p in NOTEBOOKS])
