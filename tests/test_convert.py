@@ -148,7 +148,7 @@ def test_use_programmed_digital_model_computes_what_the_perfect_analog_model_com
     x·W_eff^T + b with W_eff what the chip applies (read weights, drift compensation per input slice,
     column-wise output scales). The digital copy must give the same outputs, and drift compensation
     must matter (outputs differ from the uncompensated copy) when it is on."""
-    from aimc_lab.config import DriftCompensationParameters, replace_path
+    from aimc_lab.config import DriftCompensationParameters
     torch.manual_seed(3)
     model = nn.Linear(20, 6)
     config = AnalogConfig(forward=IOParameters(is_perfect=True), noise_model=NoiseModelParameters(kind="pcm"),

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from aimc_lab import data as al_data
 from aimc_lab import presets
-from aimc_lab.config import AnalogConfig, replace_path
+from aimc_lab.config import replace_path
 from aimc_lab.convert import convert_to_analog
 from aimc_lab.inference import TIMES, accuracy, evaluate_over_time, tiles, time_label
 from aimc_lab.train import calibrate_input_ranges, hwa_train

@@ -316,11 +316,12 @@ def _initial_state(layer: nn.Module, h: Optional[Tensor], B: int, unbatched: boo
 
 def _sequence(layer: nn.Module, x: Tensor) -> Tuple[Tensor, bool]:
     """x -> [T, B, I]; returns also whether it was unbatched."""
-    name, I = type(layer).__name__, layer.input_size
+    name, n_in = type(layer).__name__, layer.input_size
     check_input(name, x)
-    if x.dim() not in (2, 3) or x.shape[-1] != I:
+    if x.dim() not in (2, 3) or x.shape[-1] != n_in:
         order = "[B, T, I]" if layer.batch_first else "[T, B, I]"
-        raise ValueError(f"{name} expects inputs {order} with I = {I}, or unbatched [T, {I}]; got {tuple(x.shape)}")
+        raise ValueError(f"{name} expects inputs {order} with I = {n_in}, or unbatched [T, {n_in}]; "
+                         f"got {tuple(x.shape)}")
     check_finite(name, x)
     if x.dim() == 2:
         return x.unsqueeze(1), True
