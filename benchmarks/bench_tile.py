@@ -9,6 +9,7 @@
    second-order products the preset needs (Σ|w|x̃² for the PCM read-noise std; Σ|w||x̃| and
    Σw·x̃·position for IR drop, docs/physics.md §1 step 4b) in the fast path's aux dtype. No
    element-wise step is counted, so "vs floor" is what the element-wise work and overheads cost.
+   nn.Linear, the layer and its floor are timed in alternation (one load change hits all three).
 3. One hardware-aware training step (forward, backward, Adam step, post-step clip/remap) of a
    LeNet-style CNN on 28×28 inputs, batch 64: digital vs converted to analog with the standard preset.
 
@@ -55,11 +56,26 @@ def lenet() -> nn.Module:
         nn.Flatten(), nn.Linear(32 * 4 * 4, 128), nn.Tanh(), nn.Linear(128, 10))
 
 
-def _floor_parts(x: Tensor, weight: Tensor, io, repeats: int):
-    """What the preset ``io`` cannot avoid on input ``x`` [M, K] (see the module docstring, part 2):
-    per bound-management pass, the fp32 MAC and one Gaussian per output of the rows that pass runs
-    (the rows come from the spec's own exponents k on this input), plus the second-order products
-    (three with IR drop, one for PCM read noise) in the fast path's aux dtype on the first pass."""
+def interleaved_ms(fns, repeats: int, warmup: int = 2):
+    """Median ms of each function in ``fns``, timed in alternation (a load change hits all alike)."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, ts in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - start)
+    return [1e3 * statistics.median(ts) for ts in times]
+
+
+def floor_fn(x: Tensor, weight: Tensor, io):
+    """What the preset ``io`` cannot avoid on input ``x`` [M, K] (see the module docstring, part 2), as
+    one function: per bound-management pass, the fp32 MAC and one Gaussian per output of the rows
+    that pass runs (the rows come from the spec's own exponents k on this input), plus the
+    second-order products (three with IR drop, one for PCM read noise) in the fast path's aux dtype
+    on the first pass. Returns (function, passes, products)."""
     M, K = x.shape
     w = weight.detach().t().contiguous().unsqueeze(0)  # [1, K, N]
     N = w.shape[-1]
@@ -72,15 +88,16 @@ def _floor_parts(x: Tensor, weight: Tensor, io, repeats: int):
     n_aux = (2 if io.ir_drop > 0 else 0) + (1 if io.w_noise > 0 and io.w_noise_type == "pcm_read" else 0)
     aux = cpu_fast.default_aux_dtype(x)
     gen = torch.Generator().manual_seed(0)
-    ms = 0.0
-    for r in rows:
-        xr = x[:r].unsqueeze(0).contiguous()
-        ms += median_ms(lambda: torch.bmm(xr, w), repeats)
-        ms += median_ms(lambda: torch.randn(1, r, N, generator=gen), repeats)
-    if n_aux:
-        xa, wa = x.unsqueeze(0).to(aux), w.abs().to(aux)
-        ms += n_aux * median_ms(lambda: torch.bmm(xa, wa), repeats)
-    return ms, len(rows), n_aux
+    parts = [x[:r].unsqueeze(0).contiguous() for r in rows]
+    xa, wa = x.unsqueeze(0).to(aux), w.abs().to(aux)
+
+    def run():
+        for xr in parts:
+            torch.bmm(xr, w)
+            torch.randn(1, xr.shape[1], N, generator=gen)
+        for _ in range(n_aux):
+            torch.bmm(xa, wa)
+    return run, len(rows), n_aux
 
 
 PRESETS = (("standard preset", lambda: presets.standard_hwa()),
@@ -106,12 +123,12 @@ def forward_rows(repeats: int):
                 layer = AnalogLinear(512, 512, config=cfg)
                 layer.set_weights(linear.weight, linear.bias)
                 layer.eval()
-                bases.append(median_ms(lambda: linear(x), repeats))
-                ms = median_ms(lambda: layer(x), repeats)
-                floor, passes, n_aux = _floor_parts(x, layer.tile.weight, cfg.forward, repeats)
-                rows.append((title, f"AnalogLinear, {name}", ms, ms / bases[-1], ms / floor))
+                floor, passes, n_aux = floor_fn(x, layer.tile.weight, cfg.forward)
+                base, ms, floor_ms = interleaved_ms([lambda: linear(x), lambda: layer(x), floor], repeats)
+                bases.append(base)
+                rows.append((title, f"AnalogLinear, {name}", ms, ms / base, ms / floor_ms))
                 rows.append((title, f"  its floor: {passes} pass(es) of MAC + Gaussian, {n_aux} {aux} products",
-                             floor, floor / bases[-1], 1.0))
+                             floor_ms, floor_ms / base, 1.0))
             rows.insert(len(rows) - 2 * len(PRESETS), (title, "nn.Linear (median over the presets' runs)",
                                                       statistics.median(bases), 1.0, float("nan")))
     return rows
