@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aimc_lab.config import _check_fields, _check_int, _check_real, _checked
+from aimc_lab.validation import check_fields, check_int, check_real, checked
 
 __all__ = ["CostParameters"]
 
@@ -52,27 +52,27 @@ class CostParameters:
     gives none (measure it with :func:`aimc_lab.cost.bound_management_passes`).
     """
 
-    adc_fom: float = _checked(100e-15, _check_real, lo=0.0, hi=_HUGE)
-    adc_energy_floor: float = _checked(4e-12, _check_real, lo=0.0, hi=_HUGE)
-    adc_share: int = _checked(1, _check_int, lo=1, hi=2 ** 20)
-    adc_time_per_bit: float = _checked(1e-9, _check_real, lo=0.0, hi=_HUGE)
-    pwm_lsb_time: float = _checked(1e-9, _check_real, lo=0.0, hi=_HUGE, lo_open=True)
-    dac_fom: float = _checked(1e-15, _check_real, lo=0.0, hi=_HUGE)
-    dac_energy_floor: float = _checked(0.1e-12, _check_real, lo=0.0, hi=_HUGE)
-    read_voltage: float = _checked(0.2, _check_real, lo=0.0, hi=10.0)
-    mean_abs_weight: float = _checked(0.25, _check_real, lo=0.0, hi=1.0)
-    mean_abs_input: float = _checked(0.25, _check_real, lo=0.0, hi=1.0)
-    digital_mult_energy: float = _checked(1.1e-12, _check_real, lo=0.0, hi=_HUGE)
-    digital_add_energy: float = _checked(0.4e-12, _check_real, lo=0.0, hi=_HUGE)
-    sram_energy_per_bit: float = _checked(10e-12 / 64, _check_real, lo=0.0, hi=_HUGE)
-    output_word_bits: int = _checked(16, _check_int, lo=1, hi=64)
-    max_parallel_tiles: int = _checked(0, _check_int, lo=0, hi=2 ** 31 - 1)
-    cell_area: float = _checked(4e-6, _check_real, lo=0.0, hi=_HUGE)
-    adc_area: float = _checked(600e-6, _check_real, lo=0.0, hi=_HUGE)
-    driver_area: float = _checked(20e-6, _check_real, lo=0.0, hi=_HUGE)
-    tile_periphery_area: float = _checked(0.15, _check_real, lo=0.0, hi=_HUGE)
-    default_bits: int = _checked(8, _check_int, lo=1, hi=32)
-    bm_mean_passes: float = _checked(1.0, _check_real, lo=1.0, hi=64.0)
+    adc_fom: float = checked(100e-15, check_real, lo=0.0, hi=_HUGE)
+    adc_energy_floor: float = checked(4e-12, check_real, lo=0.0, hi=_HUGE)
+    adc_share: int = checked(1, check_int, lo=1, hi=2 ** 20)
+    adc_time_per_bit: float = checked(1e-9, check_real, lo=0.0, hi=_HUGE)
+    pwm_lsb_time: float = checked(1e-9, check_real, lo=0.0, hi=_HUGE, lo_open=True)
+    dac_fom: float = checked(1e-15, check_real, lo=0.0, hi=_HUGE)
+    dac_energy_floor: float = checked(0.1e-12, check_real, lo=0.0, hi=_HUGE)
+    read_voltage: float = checked(0.2, check_real, lo=0.0, hi=10.0)
+    mean_abs_weight: float = checked(0.25, check_real, lo=0.0, hi=1.0)
+    mean_abs_input: float = checked(0.25, check_real, lo=0.0, hi=1.0)
+    digital_mult_energy: float = checked(1.1e-12, check_real, lo=0.0, hi=_HUGE)
+    digital_add_energy: float = checked(0.4e-12, check_real, lo=0.0, hi=_HUGE)
+    sram_energy_per_bit: float = checked(10e-12 / 64, check_real, lo=0.0, hi=_HUGE)
+    output_word_bits: int = checked(16, check_int, lo=1, hi=64)
+    max_parallel_tiles: int = checked(0, check_int, lo=0, hi=2 ** 31 - 1)
+    cell_area: float = checked(4e-6, check_real, lo=0.0, hi=_HUGE)
+    adc_area: float = checked(600e-6, check_real, lo=0.0, hi=_HUGE)
+    driver_area: float = checked(20e-6, check_real, lo=0.0, hi=_HUGE)
+    tile_periphery_area: float = checked(0.15, check_real, lo=0.0, hi=_HUGE)
+    default_bits: int = checked(8, check_int, lo=1, hi=32)
+    bm_mean_passes: float = checked(1.0, check_real, lo=1.0, hi=64.0)
 
     def __post_init__(self) -> None:
-        _check_fields(self)
+        check_fields(self)
