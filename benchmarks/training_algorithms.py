@@ -214,6 +214,11 @@ def _job(task):
     return run(name, fitted_device(), seed, epochs, lr, max_steps)
 
 
+def _indexed_job(item):
+    index, task = item
+    return index, _job(task)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=("tuned", "protocol"), default="tuned")
@@ -258,13 +263,24 @@ def main():
         names = ["floating point", *ALGOS]
         lrs = {name: args.lr if args.lr is not None else (FP_LR if name == "floating point" else ALGOS[name][1])
                for name in names}
-    tasks = [(args.mode, name, seed, args.epochs, lrs[name], args.max_steps) for name in names for seed in seeds]
+    # seed-major order: every row's first seed finishes before any second seed (a cut-short run still
+    # shows every row)
+    tasks = [(args.mode, name, seed, args.epochs, lrs[name], args.max_steps) for seed in seeds for name in names]
     start = time.perf_counter()
+    results = [None] * len(tasks)
+
+    def done(index, result):  # one line per finished run, so a long run shows its results as they come
+        results[index] = result
+        print(f"  run {tasks[index][1]}, seed {tasks[index][2]}: {result[0]:.1f} %, "
+              f"{result[1] / args.epochs:.2f} s/epoch", flush=True)
+
     if args.jobs == 1:
-        results = [_job(task) for task in tasks]
+        for index, task in enumerate(tasks):
+            done(index, _job(task))
     else:  # spawn: a fresh interpreter per worker (no OpenMP state inherited through fork)
         with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
-            results = pool.map(_job, tasks, chunksize=1)
+            for index, result in pool.imap_unordered(_indexed_job, list(enumerate(tasks)), chunksize=1):
+                done(index, result)
     total = time.perf_counter() - start
     rows = []
     print(f"{'algorithm':<23} {'test acc %':>16} {'wall s/run':>11} {'s/epoch':>8}  {'lr':>5}  settings")
