@@ -46,6 +46,10 @@ device's own Δ^d, clipping after each pulse), up and down pulses evenly interle
   unclamped (1 + γw >= 0) and q > 0: there clipping never acts (probability < 1e-15), so the closed
   form and the loop have the same law. Every other device (at or near a bound, a bound nearer than
   one step, beyond a fixed point, q > 1 for mixed pulses) runs the pulse loop.
+* **The pulse loop, shortened exactly**: ConstantStep devices whose pulses all go one way (at a bound
+  too) draw their per-pulse noise ξ_k as the loop does; when every step Δ(1 + σξ_k) has the pulse's
+  sign the path is monotone and clipping once, clip(w ± Δ(T + σΣξ_k)), equals clipping after each
+  pulse; a device with a reversed step replays the loop with the same draws (``_constant_runs``).
 * **Approximated**: multiplicative noise of LinearStep/SoftBounds (γ ≠ 0) is drawn as a Gaussian with
   the exact mean and variance, (s₀σ)²·q^{2(n−1)}·((1 + x)ⁿ − 1)/x with x = (cσ/q)²; the true law is a
   product of n factors q + cσξ (skewness about 3·√n·|c|·σ, ~1e-3 for the presets). Up *and* down

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from aimc_lab.devices import pulsed as P
-from aimc_lab.devices.fitting import fit_device, measurement_directions, synthetic_measurement
+from aimc_lab.devices.fitting import _c2c_noise, fit_device, measurement_directions, synthetic_measurement
 
 
 def test_synthetic_protocol():
@@ -27,9 +27,11 @@ def test_fit_recovers_hidden_soft_bounds():
 
 
 def test_fit_estimates_additive_noise_in_units_of_the_devices_own_step():
-    """Additive noise σ·Δ^d: the residuals are divided by Δ^d, not by the state-dependent step s(w)
-    (dividing by s(w), the multiplicative rule, overestimates σ by ~30 % here)."""
+    """Additive noise σ·Δ^d: the residuals are divided by Δ^d, not by the state-dependent step s(w).
+    Up pulses only, so that s(w) < Δ⁺ everywhere: the multiplicative scale would overestimate σ."""
     hidden = P.SoftBounds(dw_min=0.01, up_down=-0.3, w_max=0.9, w_min=-0.7, dw_min_std=1.0, mult_noise=False)
+    directions, measured = synthetic_measurement(hidden, seed=0, n_up=300, n_down=0, n_alternating=0)
+    assert abs(_c2c_noise(hidden, directions, measured) / 1.0 - 1) < 0.1
     directions, measured = synthetic_measurement(hidden, seed=0)
     result = fit_device(P.SoftBounds(mult_noise=False), directions, measured)
     assert not result.device.mult_noise
