@@ -28,10 +28,17 @@ def test_fit_recovers_hidden_soft_bounds():
 
 def test_fit_estimates_additive_noise_in_units_of_the_devices_own_step():
     """Additive noise σ·Δ^d: the residuals are divided by Δ^d, not by the state-dependent step s(w).
-    Up pulses only, so that s(w) < Δ⁺ everywhere: the multiplicative scale would overestimate σ."""
+    Up pulses only, so that s(w) < Δ⁺ everywhere: the multiplicative scale would overestimate σ. The
+    measured trace is simulated here, independently of the library's pulse rule."""
     hidden = P.SoftBounds(dw_min=0.01, up_down=-0.3, w_max=0.9, w_min=-0.7, dw_min_std=1.0, mult_noise=False)
-    directions, measured = synthetic_measurement(hidden, seed=0, n_up=300, n_down=0, n_alternating=0)
-    assert abs(_c2c_noise(hidden, directions, measured) / 1.0 - 1) < 0.1
+    # the measurement written out here (not by the library's pulse rule, which the estimate shares):
+    # w ← clip(w + Δ⁺·(1 − w/b_max) + σ·Δ⁺·ξ), Δ⁺ = dw_min·(1 + up_down)
+    g = torch.Generator().manual_seed(0)
+    delta, w, trace = 0.01 * 0.7, torch.zeros((), dtype=torch.float64), [0.0]
+    for xi in torch.randn(300, generator=g, dtype=torch.float64):
+        w = torch.clamp(w + delta * (1 - w / 0.9) + 1.0 * delta * xi, -0.7, 0.9)
+        trace.append(float(w))
+    assert abs(_c2c_noise(hidden, torch.ones(300), torch.tensor(trace, dtype=torch.float64)) / 1.0 - 1) < 0.1
     directions, measured = synthetic_measurement(hidden, seed=0)
     result = fit_device(P.SoftBounds(mult_noise=False), directions, measured)
     assert not result.device.mult_noise
