@@ -189,8 +189,8 @@ def test_cttv2_without_chopping_is_ttv2():
     device = P.SoftBounds(dw_min=0.01, up_down=0.2)
     common = dict(transfer_columns=3, transfer_lr=0.3, fast_lr=1.0, auto_scale=False,
                   fast_device=dataclasses.replace(device, subtract_symmetry_point=True))
-    tiles = [InMemoryTile(N, K, training_config(a, device=device, in_chop_prob=0.0, **common), seed=0)
-             for a in ("ttv2", "c-ttv2")]
+    tiles = [InMemoryTile(N, K, training_config(a, device=device, **extra, **common), seed=0)
+             for a, extra in (("ttv2", {}), ("c-ttv2", dict(in_chop_prob=0.0)))]
     for tile in tiles:
         opt = AnalogSGD(tile, lr=0.1)
         for i in range(0, 128, 16):
