@@ -61,7 +61,6 @@ ExpStep constants; ExpStep's ``dw_min_std_add``/``dw_min_std_slope`` noise terms
 
 from __future__ import annotations
 
-import math
 import numbers
 from dataclasses import dataclass
 from typing import Optional, Tuple, Union
@@ -69,7 +68,8 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from aimc_lab.config import _check_bool, _check_real, _check_zero_or_real, _err, _real_value, register_config_class
+from aimc_lab.config import register_config_class
+from aimc_lab.validation import check_bool, check_real, check_zero_or_real, invalid, real_value
 from aimc_lab.kernels.pulsed_update import apply_pulse_sequence
 from aimc_lab.kernels.pulsed_update import pulsed_update as _pulsed_update_kernel
 from aimc_lab.kernels.pulsed_update import signed_counts_update as _signed_counts_kernel
@@ -139,21 +139,21 @@ class PulsedDevice:
     reference_std: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_real(self, "dw_min", 0.0, MAX_MAGNITUDE, lo_open=True)
+        check_real(self, "dw_min", 0.0, MAX_MAGNITUDE, lo_open=True)
         for name in _RELATIVE_SPREADS:
-            _check_real(self, name, 0.0, MAX_SPREAD)
-        _check_real(self, "dw_min_std", 0.0, MAX_STEP_NOISE)
-        _check_real(self, "write_noise_std", 0.0, MAX_WRITE_NOISE)
-        _check_zero_or_real(self, "lifetime", 1.0, MAX_LIFETIME)
+            check_real(self, name, 0.0, MAX_SPREAD)
+        check_real(self, "dw_min_std", 0.0, MAX_STEP_NOISE)
+        check_real(self, "write_noise_std", 0.0, MAX_WRITE_NOISE)
+        check_zero_or_real(self, "lifetime", 1.0, MAX_LIFETIME)
         for name in ("diffusion", "reset_std", "reference_std"):
-            _check_real(self, name, 0.0, MAX_MAGNITUDE)
+            check_real(self, name, 0.0, MAX_MAGNITUDE)
         for name in ("dw_min_dtod_log_normal", "mult_noise", "subtract_symmetry_point"):
-            _check_bool(self, name)
-        _check_real(self, "up_down", -1.0, 1.0)
+            check_bool(self, name)
+        check_real(self, "up_down", -1.0, 1.0)
         for name in ("w_max", "w_min", "reset"):
-            _check_real(self, name, -MAX_MAGNITUDE, MAX_MAGNITUDE)
+            check_real(self, name, -MAX_MAGNITUDE, MAX_MAGNITUDE)
         if self.w_min >= self.w_max:
-            raise _err(self, "w_min", self.w_min, f"< w_max = {self.w_max}")
+            raise invalid(self, "w_min", self.w_min, f"< w_max = {self.w_max}")
         self._validate_model()
 
     def _validate_model(self) -> None:
@@ -245,12 +245,12 @@ class LinearStep(PulsedDevice):
     gamma_down: float = 0.0
 
     def _validate_model(self) -> None:
-        _check_real(self, "gamma_up", 0.0, MAX_MAGNITUDE)
-        _check_real(self, "gamma_down", 0.0, MAX_MAGNITUDE)
+        check_real(self, "gamma_up", 0.0, MAX_MAGNITUDE)
+        check_real(self, "gamma_down", 0.0, MAX_MAGNITUDE)
         if self.gamma_up > 0 and not self.w_max > 0:
-            raise _err(self, "w_max", self.w_max, f"> 0 when gamma_up = {self.gamma_up} > 0 (γ⁺ = −gamma_up/b_max)")
+            raise invalid(self, "w_max", self.w_max, f"> 0 when gamma_up = {self.gamma_up} > 0 (γ⁺ = −gamma_up/b_max)")
         if self.gamma_down > 0 and not self.w_min < 0:
-            raise _err(self, "w_min", self.w_min,
+            raise invalid(self, "w_min", self.w_min,
                        f"< 0 when gamma_down = {self.gamma_down} > 0 (γ⁻ = −gamma_down/b_min)")
 
     def slopes(self, b_max: Tensor, b_min: Tensor) -> Tuple[Tensor, Tensor]:
@@ -278,13 +278,13 @@ class SoftBounds(LinearStep):
         for name in ("gamma_up", "gamma_down"):
             value = getattr(self, name)
             try:
-                _check_real(self, name, 1.0, 1.0)
+                check_real(self, name, 1.0, 1.0)
             except ValueError:
-                raise _err(self, name, value, "1.0 (use LinearStep for other slopes)") from None
+                raise invalid(self, name, value, "1.0 (use LinearStep for other slopes)") from None
         if not self.w_max > 0:
-            raise _err(self, "w_max", self.w_max, "> 0 for soft bounds (w_min < 0 < w_max)")
+            raise invalid(self, "w_max", self.w_max, "> 0 for soft bounds (w_min < 0 < w_max)")
         if not self.w_min < 0:
-            raise _err(self, "w_min", self.w_min, "< 0 for soft bounds (w_min < 0 < w_max)")
+            raise invalid(self, "w_min", self.w_min, "< 0 for soft bounds (w_min < 0 < w_max)")
 
 
 @_register
@@ -300,7 +300,7 @@ class ExpStep(PulsedDevice):
 
     def _validate_model(self) -> None:
         for name in ("A_up", "A_down", "gamma_up", "gamma_down", "a", "b"):
-            _check_real(self, name, -MAX_MAGNITUDE, MAX_MAGNITUDE)
+            check_real(self, name, -MAX_MAGNITUDE, MAX_MAGNITUDE)
 
     def step(self, w, up, dw_up, dw_down, b_max, b_min):
         # exponents capped at 60 (a step of e^60·A·Δ overshoots any bound): finite in float32
@@ -317,7 +317,7 @@ class PowStep(PulsedDevice):
     pow_gamma: float = 1.0
 
     def _validate_model(self) -> None:
-        _check_real(self, "pow_gamma", 0.0, MAX_MAGNITUDE, lo_open=True)
+        check_real(self, "pow_gamma", 0.0, MAX_MAGNITUDE, lo_open=True)
 
     def step(self, w, up, dw_up, dw_down, b_max, b_min):
         omega = ((b_max - w) / (b_max - b_min).clamp(min=1e-12)).clamp(0, 1)
@@ -340,12 +340,12 @@ class PiecewiseStep(PulsedDevice):
                 raise TypeError(f"{type(self).__name__}.{name} must be {allowed}, got {type(value).__name__} "
                                 f"{value!r}")
             if len(value) < 2:
-                raise _err(self, name, value, allowed)
+                raise invalid(self, name, value, allowed)
             for i, v in enumerate(value):
                 try:
-                    _real_value(self, name, v, 0.0, MAX_MAGNITUDE, False, False, False)
+                    real_value(self, name, v, 0.0, MAX_MAGNITUDE, False, False, False)
                 except ValueError:
-                    raise _err(self, name, value, f"{allowed} (node {i} = {v!r})") from None
+                    raise invalid(self, name, value, f"{allowed} (node {i} = {v!r})") from None
             object.__setattr__(self, name, tuple(float(v) for v in value))
 
     @staticmethod
