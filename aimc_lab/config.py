@@ -360,7 +360,8 @@ def register_training_class(cls: type) -> type:
 
 #: Version of the dict layout that :func:`to_dict` writes for an AnalogConfig (key ``__schema__``).
 #: 1: no ``__schema__`` key (releases before the key existed); 2: ``MappingParameters.digital_bias``
-#: removed. :func:`from_dict` reads every version up to this one and refuses newer ones by name.
+#: removed, and the in-memory algorithms' published defaults (schema-1 training configs keep their
+#: old semantics, see :func:`_migrate_training_1`). :func:`from_dict` reads every version up to this one and refuses newer ones by name.
 CONFIG_SCHEMA = 2
 
 
@@ -412,7 +413,29 @@ def _migrate(data: dict, path: str) -> dict:
                              "analog bias was never simulated (the bias was always digital) and the field "
                              "is gone; remove it or set it to True to load this config")
         data["mapping"] = mapping
+    if version < 2 and isinstance(data.get("training"), dict):
+        data["training"] = _migrate_training_1(data["training"])
     return data
+
+
+# Schema 1's in-memory algorithms, as they ran then (docs/physics.md §4 lists today's published defaults):
+# A's rate was η·fast_lr, transfer_lr an absolute rate, one column transferred per update call, and
+# c-TTv2/AGAD had no auto-scaling. Fields that did not exist then are filled with those semantics, so an
+# old checkpoint trains as it did. (AGAD's schema-1 reference point, a gated least-squares line, no
+# longer exists; such configs load with today's running-mean reference.)
+_TRAINING_1 = {"scale_fast_lr": True, "scale_transfer_lr": False, "transfer_per_sample": False}
+_TRAINING_1_ALGORITHMS = {
+    **dict.fromkeys(("tiki-taka", "tt", "ttv1", "tiki-taka-v1", "ttv2", "tt-v2"), _TRAINING_1),
+    **dict.fromkeys(("c-ttv2", "chopped-ttv2", "cttv2", "agad"), dict(_TRAINING_1, auto_scale=False)),
+}
+
+
+def _migrate_training_1(training: dict) -> dict:
+    """A schema-1 ``InMemoryTrainingParameters`` dict with the fields added since filled as they behaved."""
+    if training.get("__type__", "InMemoryTrainingParameters") != "InMemoryTrainingParameters":
+        return training
+    old = _TRAINING_1_ALGORITHMS.get(str(training.get("algorithm", "sgd")).lower(), {})
+    return {**old, **training}
 
 
 def _nested_class(target: type, f: dataclasses.Field) -> Optional[type]:

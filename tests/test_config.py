@@ -379,3 +379,35 @@ def test_unknown_schema_is_refused_by_name(schema, match):
 def test_digital_bias_field_is_gone():
     with pytest.raises(TypeError, match="digital_bias"):
         MappingParameters(digital_bias=True)
+
+
+def _schema_1_training(algorithm):
+    """An in-memory config dict as schema 1 wrote it: the fields of that release, at their old values."""
+    from aimc_lab.train import training_config
+    data = training_config(algorithm).to_dict()
+    del data["__schema__"]
+    training = data["training"]
+    for new_field in ("scale_fast_lr", "auto_scale", "auto_momentum", "transfer_per_sample", "scale_transfer_lr",
+                      "tail_weighting"):
+        del training[new_field]
+    training.update(desired_bl=31, transfer_bl=31, fast_lr=1.0, transfer_lr=1.0, momentum=0.0,
+                    forget_buffer=False, in_chop_prob=0.1, n_x_bins=0, n_d_bins=0)
+    return data
+
+
+@pytest.mark.parametrize("algorithm, auto_scale", [("ttv2", False), ("c-ttv2", False), ("agad", False)])
+def test_schema_1_in_memory_configs_keep_their_old_semantics(algorithm, auto_scale):
+    old = AnalogConfig.from_dict(_schema_1_training(algorithm)).training
+    assert (old.scale_fast_lr, old.scale_transfer_lr, old.transfer_per_sample, old.auto_scale) == \
+        (True, False, False, auto_scale)
+    assert (old.desired_bl, old.transfer_bl, old.forget_buffer) == (31, 31, False)
+    from aimc_lab.train import training_config
+    new = training_config(algorithm).training  # today's defaults differ: the migration is what kept them
+    assert (new.scale_transfer_lr, new.transfer_per_sample) == (True, True)
+
+
+def test_schema_1_tiki_taka_and_sgd_configs_load():
+    tt = AnalogConfig.from_dict(_schema_1_training("tiki-taka")).training
+    assert (tt.scale_fast_lr, tt.scale_transfer_lr, tt.transfer_per_sample) == (True, False, False)
+    sgd = _schema_1_training("sgd")
+    assert AnalogConfig.from_dict(sgd).training.algorithm == "sgd"
