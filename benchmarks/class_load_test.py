@@ -171,7 +171,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sessions", type=int, default=8)
     p.add_argument("--moves", type=int, default=10)
-    p.add_argument("--cull-s", type=int, default=20, help="idle kernels are culled after this many seconds")
+    p.add_argument("--cull-s", type=int, default=90,
+                   help="idle kernels are culled after this many seconds (more than a page needs to connect: "
+                   "a kernel with no connection is culled even while its page is still loading)")
     p.add_argument("--timeout-s", type=int, default=300, help="per-page wait for a render or an update")
     p.add_argument("--log", default="/tmp/class_load_test_voila.log")
     p.add_argument("--csv")
