@@ -33,7 +33,7 @@ from torch import Tensor
 
 from aimc_lab.config import IOParameters
 from aimc_lab.kernels.analog_mvm.reference import (apply_with_gradients, check_mvm_args, ir_drop_position,
-                                                   join_weight_slices, max_bm_exponent, rows_used, split_slices)
+                                                   max_bm_exponent, rows_used, split_slices)
 
 __all__ = ["analog_mvm", "mvm_forward", "default_aux_dtype"]
 
