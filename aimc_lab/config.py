@@ -29,7 +29,6 @@ from aimc_lab.validation import check_resolution as _check_resolution
 from aimc_lab.validation import check_zero_or_real as _check_zero_or_real
 from aimc_lab.validation import checked as _checked
 from aimc_lab.validation import invalid as _err
-from aimc_lab.validation import real_value as _real_value  # noqa: F401  (devices.pulsed imports it; moving)
 from aimc_lab.validation import short as _short
 
 __all__ = [
@@ -45,6 +44,7 @@ __all__ = [
     "replace_path",
     "register_config_class",
     "register_training_class",
+    "TrainingParameters",
 ]
 
 
@@ -272,6 +272,12 @@ class InputRangeParameters:
 # the whole tree
 # ---------------------------------------------------------------------------------------------
 
+class TrainingParameters:
+    """Base of the configs that ``AnalogConfig.training`` holds: how a tile trains in memory (pulsed
+    updates). The library's is :class:`aimc_lab.train.InMemoryTrainingParameters`; a subclass (a frozen
+    dataclass) joins through :func:`register_training_class`."""
+
+
 #: Classes whose instances ``AnalogConfig.training`` accepts (see :func:`register_training_class`).
 _TRAINING_CLASSES: list = []
 
@@ -294,7 +300,7 @@ class AnalogConfig:
     clip: ClipParameters = field(default_factory=ClipParameters)
     remap: RemapParameters = field(default_factory=RemapParameters)
     input_range: InputRangeParameters = field(default_factory=InputRangeParameters)
-    training: Optional[Any] = None
+    training: Optional[TrainingParameters] = None
 
     def __post_init__(self) -> None:
         for name, cls in _CHILD_TYPES.items():
@@ -351,7 +357,11 @@ def register_config_class(cls: type) -> type:
 
 
 def register_training_class(cls: type) -> type:
-    """Allow instances of ``cls`` as ``AnalogConfig.training`` (and (de)serialize them); a decorator."""
+    """Allow instances of ``cls`` (a :class:`TrainingParameters` dataclass) as ``AnalogConfig.training``
+    (and (de)serialize them); a decorator."""
+    if not (isinstance(cls, type) and issubclass(cls, TrainingParameters)):
+        raise TypeError(f"register_training_class: cls must be a subclass of aimc_lab.config.TrainingParameters, "
+                        f"got {cls!r}")
     register_config_class(cls)
     if cls not in _TRAINING_CLASSES:
         _TRAINING_CLASSES.append(cls)

@@ -411,3 +411,16 @@ def test_schema_1_tiki_taka_and_sgd_configs_load():
     assert (tt.scale_fast_lr, tt.scale_transfer_lr, tt.transfer_per_sample) == (True, False, False)
     sgd = _schema_1_training("sgd")
     assert AnalogConfig.from_dict(sgd).training.algorithm == "sgd"
+
+
+def test_training_classes_must_be_training_parameters():
+    from aimc_lab.config import TrainingParameters, register_training_class
+
+    @dataclasses.dataclass(frozen=True)
+    class NotTraining:
+        x: int = 0
+
+    with pytest.raises(TypeError, match="TrainingParameters"):
+        register_training_class(NotTraining)
+    from aimc_lab.train import training_config
+    assert isinstance(training_config("sgd").training, TrainingParameters)

@@ -6,8 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
-from aimc_lab.config import (AnalogConfig, IOParameters, _check_bool, _check_choice, _check_int, _check_real, _err,
-                             register_training_class)
+from aimc_lab.config import AnalogConfig, IOParameters, TrainingParameters, register_training_class
+from aimc_lab.validation import check_bool, check_choice, check_int, check_real, invalid
 from aimc_lab.devices.pulsed import ConstantStep, PulsedDevice
 from aimc_lab.train.inmemory.registry import OPTIONAL_FIELDS, algorithm_class, algorithm_names, canonical_name
 
@@ -27,7 +27,7 @@ DEFAULT_BL = 31
 
 @register_training_class
 @dataclass(frozen=True)
-class InMemoryTrainingParameters:
+class InMemoryTrainingParameters(TrainingParameters):
     """How a tile trains in memory. ``AnalogConfig.training`` holds one of these.
 
     A field left ``None`` takes the algorithm's published default (docs/physics.md §4; the
@@ -76,7 +76,7 @@ class InMemoryTrainingParameters:
         if not isinstance(self.algorithm, str):
             raise TypeError(f"InMemoryTrainingParameters.algorithm must be a string, got "
                             f"{type(self.algorithm).__name__} {self.algorithm!r}")
-        _check_choice(self, "algorithm", algorithm_names())
+        check_choice(self, "algorithm", algorithm_names())
         cls = algorithm_class(self.algorithm)
         self._resolve_defaults(cls)
         for name, optional in (("device", False), ("fast_device", True)):
@@ -88,24 +88,24 @@ class InMemoryTrainingParameters:
         if not isinstance(self.transfer_io, IOParameters):
             raise TypeError(f"InMemoryTrainingParameters.transfer_io must be an IOParameters, got "
                             f"{type(self.transfer_io).__name__} {self.transfer_io!r}")
-        _check_int(self, "desired_bl", 1, MAX_BL)
+        check_int(self, "desired_bl", 1, MAX_BL)
         for name in ("update_management", "bl_management", "scale_fast_lr", "auto_scale", "transfer_per_sample",
                      "scale_transfer_lr", "forget_buffer"):
-            _check_bool(self, name)
-        _check_real(self, "fast_lr", 0.0, MAX_RATE, lo_open=True)
-        _check_real(self, "auto_momentum", 0.0, 1.0, hi_open=True)
-        _check_int(self, "transfer_every", 1, MAX_TRANSFER)
-        _check_int(self, "transfer_columns", 1, MAX_TRANSFER)
-        _check_real(self, "transfer_lr", 0.0, MAX_RATE, lo_open=True)
-        _check_int(self, "transfer_bl", 1, MAX_BL)
-        _check_real(self, "momentum", 0.0, 1.0, hi_open=True)
-        _check_real(self, "in_chop_prob", 0.0, 1.0)
-        _check_real(self, "tail_weighting", 1.0, MAX_RATE)
-        _check_int(self, "n_x_bins", 0, MAX_BINS)
-        _check_int(self, "n_d_bins", 0, MAX_BINS)
+            check_bool(self, name)
+        check_real(self, "fast_lr", 0.0, MAX_RATE, lo_open=True)
+        check_real(self, "auto_momentum", 0.0, 1.0, hi_open=True)
+        check_int(self, "transfer_every", 1, MAX_TRANSFER)
+        check_int(self, "transfer_columns", 1, MAX_TRANSFER)
+        check_real(self, "transfer_lr", 0.0, MAX_RATE, lo_open=True)
+        check_int(self, "transfer_bl", 1, MAX_BL)
+        check_real(self, "momentum", 0.0, 1.0, hi_open=True)
+        check_real(self, "in_chop_prob", 0.0, 1.0)
+        check_real(self, "tail_weighting", 1.0, MAX_RATE)
+        check_int(self, "n_x_bins", 0, MAX_BINS)
+        check_int(self, "n_d_bins", 0, MAX_BINS)
         for name, off in OPTIONAL_FIELDS.items():
             if name not in cls.uses and getattr(self, name) != off:
-                raise _err(self, name, getattr(self, name),
+                raise invalid(self, name, getattr(self, name),
                            f"{off!r} with algorithm {self.algorithm!r}, which does not use it")
         cls.check_params(self)
 
