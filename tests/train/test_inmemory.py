@@ -663,3 +663,33 @@ def test_auto_scale_normalises_fast_updates_to_the_running_gradient_size():
         _constant_gradient_steps(tile, x2, d2, lr=0.1, steps=1)
         torch.testing.assert_close(tile.grad_scale[:2], torch.tensor([1.02 * x_bar, 1.01 * d_bar]))
     torch.testing.assert_close(updates[0], updates[1])
+
+
+def test_in_memory_reads_are_split_into_physical_tiles_like_analog_tiles():
+    """max_input_size / max_output_size split the forward and the transposed read into slices with their
+    own converters (what analog_summary's grid reports): the tile's forward equals analog_mvm with that
+    in_size, and differs from the unsplit read when the DAC range is set per slice."""
+    from aimc_lab.config import replace_path
+    from aimc_lab.kernels.analog_mvm import analog_mvm
+    from aimc_lab.train import training_config
+
+    config = replace_path(training_config("sgd"), "mapping.max_input_size", 4)
+    config = replace_path(config, "mapping.max_output_size", 3)
+    config = replace_path(config, "forward.out_noise", 0.0)
+    config = replace_path(config, "backward", replace_path(config.forward, "inp_res", 1 / 16))
+    from aimc_lab.nn import AnalogLinear
+    layer = AnalogLinear(8, 6, bias=False, config=config)
+    tile = layer.tile
+    x = torch.zeros(5, 8)
+    x[:, :4] = torch.rand(5, 4, generator=torch.Generator().manual_seed(0)) * 0.05  # slice 0: small inputs
+    x[:, 4:] = torch.rand(5, 4, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    w = tile.C.read()
+    with torch.no_grad():
+        y = tile.forward_mvm(x, w)
+    torch.testing.assert_close(y, analog_mvm(x, w, config.forward, in_size=4))
+    unsplit = analog_mvm(x, w, config.forward)  # one DAC range for all 8 inputs: slice 0 rounds to 0
+    assert not torch.allclose(y, unsplit)
+    d = torch.rand(5, 6, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(tile.backward_mvm(d, w), analog_mvm(d, w.t().contiguous(), config.backward,
+                                                                        in_size=3))

@@ -4,7 +4,9 @@ Data flow per mini-batch (tile weight W [N, K] read from the devices):
 
 * forward  y = analog_mvm(x, W̃, config.forward), W̃ = W + write noise (devices' ``read()``);
 * backward grad_x = analog_mvm(δ, W̃ᵀ, config.backward) (the transposed, noisy read); instead of a
-  weight gradient the tile stores (x, δ) for the update;
+  weight gradient the tile stores (x, δ) for the update; both reads are split into physical tiles of
+  ``config.mapping.max_input_size`` / ``max_output_size`` (each slice with its own converters), as
+  the summary's tile grid says;
 * update(η) hands the stored rows (all rows of all forwards since the last update, in order) to the
   tile's algorithm (``tile.algorithm``, one class per algorithm in this package), then runs C's decay
   and diffusion once.
@@ -76,7 +78,7 @@ class InMemoryFunction(torch.autograd.Function):
     def forward(ctx, x, analog_ctx, weights, tile):
         ctx.tile = tile
         ctx.save_for_backward(x, weights)
-        return analog_mvm(x, weights, tile.config.forward, generator=tile.generator)
+        return tile.forward_mvm(x, weights)
 
     @staticmethod
     def backward(ctx, grad_y):
@@ -86,7 +88,7 @@ class InMemoryFunction(torch.autograd.Function):
             tile.record(x.detach(), grad_y.detach())
         grad_x = None
         if ctx.needs_input_grad[0]:
-            grad_x = analog_mvm(grad_y, weights.t().contiguous(), tile.config.backward, generator=tile.generator)
+            grad_x = tile.backward_mvm(grad_y, weights)
         return grad_x, torch.zeros(0, dtype=grad_y.dtype, device=grad_y.device), None, None
 
 
@@ -190,8 +192,19 @@ class InMemoryTile(nn.Module):
         if torch.is_grad_enabled() and (x2.requires_grad or self.analog_ctx.requires_grad):
             y = InMemoryFunction.apply(x2, self.analog_ctx, weights, self)
         else:
-            y = analog_mvm(x2, weights, self.config.forward, generator=self.generator)
+            y = self.forward_mvm(x2, weights)
         return y.reshape(*lead, self.out_features)
+
+    def forward_mvm(self, x: Tensor, weights: Tensor) -> Tensor:
+        """x [M, K] -> [M, N] through the array as the chip reads it: the inputs split into physical tiles of
+        ``mapping.max_input_size`` rows, each with its own converters (as :class:`~aimc_lab.tile.AnalogTile`)."""
+        in_size = min(self.in_features, self.config.mapping.max_input_size)
+        return analog_mvm(x, weights, self.config.forward, in_size=in_size, generator=self.generator)
+
+    def backward_mvm(self, d: Tensor, weights: Tensor) -> Tensor:
+        """d [M, N] -> [M, K] through the transposed array, split into ``mapping.max_output_size`` slices."""
+        in_size = min(self.out_features, self.config.mapping.max_output_size)
+        return analog_mvm(d, weights.t().contiguous(), self.config.backward, in_size=in_size, generator=self.generator)
 
     # -- the stored rows ------------------------------------------------------------------------
 
