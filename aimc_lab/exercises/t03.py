@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from aimc_lab.exercises import Exercise, ExerciseSet, expect_close, expect_number, right, wrong
+from aimc_lab.exercises import Exercise, ExerciseSet, expect_number, right, wrong
 
 __all__ = ["EXERCISES", "check", "hint", "question"]
 

@@ -1,6 +1,5 @@
 """Tutorial 02's exercises: reference solutions are right, typical mistakes are wrong and say why."""
 
-import pytest
 import torch
 
 import aimc_lab as al

@@ -6,11 +6,7 @@ stored), exported to HTML, opened in headless Chromium with every request off th
 the plots counted. The tutorials themselves are executed at full size for the issue's closing note.
 """
 
-import json
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
