@@ -49,6 +49,18 @@ def unregister_noise_model(kind: str) -> None:
     _USER_NOISE_MODELS.unregister(kind)
 
 
+_SUBMODULES = ("base", "pcm", "reram", "compensation", "pulsed", "fitting")
+
+
+def __getattr__(name: str):
+    """``aimc_lab.devices.pulsed`` (and the other submodules) on first use, as after an explicit import."""
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def noise_model_kinds() -> Tuple[str, ...]:
     """Every valid ``NoiseModelParameters.kind``: the built-in ones, then the registered ones."""
     return tuple(_config.NOISE_MODELS)

@@ -114,19 +114,19 @@ def test_symmetry_point_matches_the_library_bisection():
     """The closed form the check uses agrees with DeviceArray.symmetry_point on the notebook's device."""
     import dataclasses
 
-    from aimc_lab.config import register_config_class
     from aimc_lab.devices import pulsed
 
-    @register_config_class
+    # not registered, and named apart: the config registry is keyed by class name, and registering a
+    # second "TanhStep" would replace tests/test_extensions.py's in every later test of the session
     @dataclasses.dataclass(frozen=True)
-    class TanhStep(pulsed.PulsedDevice):
+    class BisectedTanhStep(pulsed.PulsedDevice):
         kappa: float = 2.0
 
         def step(self, w, up, dw_up, dw_down, b_max, b_min):
             t = torch.tanh(self.kappa * w)
             return torch.where(up, dw_up * (1 - t), dw_down * (1 + t))
 
-    dev = TanhStep(up_down=0.2, kappa=2.0, dw_min_dtod=0.0, up_down_dtod=0.0, w_max_dtod=0.0, w_min_dtod=0.0)
+    dev = BisectedTanhStep(up_down=0.2, kappa=2.0, dw_min_dtod=0.0, up_down_dtod=0.0, w_max_dtod=0.0, w_min_dtod=0.0)
     w_star = float(pulsed.DeviceArray(dev, 1, 1, seed=0).symmetry_point())
     assert w_star == pytest.approx(t05.tanh_symmetry_point(0.2, 2.0), rel=1e-4)
     assert t05.check("symmetry_point", w_star).correct

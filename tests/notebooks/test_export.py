@@ -98,30 +98,49 @@ def test_executed_notebook_is_small_and_keeps_the_final_figure(executed):
     assert "widgets" in nb.metadata, "the slider's widget state was stored (the case that blanked exports)"
 
 
+_BROWSER_SCRIPT = """
+import json, sys
+from playwright.sync_api import sync_playwright
+html, chromium, shot = sys.argv[1], sys.argv[2], sys.argv[3]
+errors = []
+with sync_playwright() as p:
+    browser = p.chromium.launch(executable_path=chromium, headless=True,
+                                args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+    page = browser.new_page()
+    page.route(lambda url: not url.startswith(("file://", "data:", "blob:")), lambda route: route.abort())
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(html, wait_until="load")
+    page.wait_for_function("document.querySelectorAll('.plotly-graph-div .main-svg').length >= 2", timeout=60_000)
+    plots = page.evaluate("document.querySelectorAll('.plotly-graph-div').length")
+    legends = page.evaluate("Array.from(document.querySelectorAll('.plotly-graph-div .legendtext'), e => e.textContent)")
+    if shot:
+        page.screenshot(path=shot, full_page=True)
+    browser.close()
+print(json.dumps({"plots": plots, "legends": legends, "errors": errors}))
+"""
+
+
 def test_html_export_draws_every_static_figure_offline(executed, tmp_path):
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    import json
+    import subprocess
+    import sys
+
     from nbconvert import HTMLExporter
-    from playwright.sync_api import sync_playwright
 
     body, _ = HTMLExporter().from_filename(str(executed))
     html = tmp_path / "small.html"
     html.write_text(body)
-    errors = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
-        page = browser.new_page()
-        page.route(lambda url: not url.startswith(("file://", "data:", "blob:")), lambda route: route.abort())
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(html.as_uri(), wait_until="load")
-        page.wait_for_function("document.querySelectorAll('.plotly-graph-div .main-svg').length >= 2",
-                               timeout=60_000)
-        page_plots = page.evaluate("document.querySelectorAll('.plotly-graph-div').length")
-        legends = page.evaluate("Array.from(document.querySelectorAll('.plotly-graph-div .legendtext'), e => e.textContent)")
-        if os.environ.get("AIMC_LAB_ARTIFACTS"):
-            page.screenshot(path=str(Path(os.environ["AIMC_LAB_ARTIFACTS"]) / "export_small.png"), full_page=True)
-        browser.close()
+    shot = (str(Path(os.environ["AIMC_LAB_ARTIFACTS"]) / "export_small.png")
+            if os.environ.get("AIMC_LAB_ARTIFACTS") else "")
+    # Its own process: in the full suite pytest-playwright's session already runs a sync Playwright (and
+    # so an event loop) in this thread, where a second sync_playwright() refuses to start.
+    done = subprocess.run([sys.executable, "-c", _BROWSER_SCRIPT, html.as_uri(), str(CHROMIUM), shot],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    page_plots, legends, errors = result["plots"], result["legends"], result["errors"]
     assert {"curve 0", "curve 1", "curve 2"} <= set(legends)
     assert page_plots == 2, "each figure once (show() and live() return nothing that displays again)"
     assert not [e for e in errors if "Plotly" in e], errors
