@@ -6,7 +6,10 @@ on the ReRAM-SB preset (``reram_sb()``), each algorithm with ``training_config``
 published settings, docs/physics.md §4), floating point the same MLP with ``torch.optim.SGD``; 3 seeds
 (``--seeds``, from ``--first-seed`` 0); the table gives test accuracy mean ± std and s/epoch.
 Targets: SGD clearly worst of the pulsed algorithms; Tiki-Taka < TTv2; c-TTv2 and AGAD >= TTv2 - 2;
-mixed precision within 1 point of floating point. ``--max-steps`` shortens every epoch (CI, either mode).
+mixed precision within 1 point of floating point. ``--settings tuned`` runs the same protocol with the
+settings of the tuned mode below instead (their old semantics written out, backward without bound management;
+they were tuned on that mode's smaller network and fitted device, not on this protocol), the learning rate
+still 0.1. ``--max-steps`` shortens every epoch (CI, either mode).
 
 ``--mode tuned`` (the default; 3-layer MLP 64-32-32-10, settings tuned per algorithm):
 a hidden, asymmetric ReRAM-like soft-bounds device produces a SYNTHETIC pulse-response
@@ -88,12 +91,13 @@ _TUNED_BACKWARD = IOParameters(bound_management="none")
 TTV2 = dict(_TUNED_BUFFER, transfer_columns=8, fast_lr=5.0, transfer_lr=0.1)
 C_TTV2 = dict(_TUNED_CHOPPED, transfer_columns=8, fast_lr=40.0, transfer_lr=0.1, in_chop_prob=0.05)
 TT = dict(_TUNED_TRANSFER, transfer_columns=8)
+AGAD = dict(_TUNED_CHOPPED, transfer_columns=8, fast_lr=10.0, transfer_lr=0.1)
 ALGOS = {  # name -> (algorithm, lr, overrides); the same settings for every seed (tuned, see the doc)
     "SGD": ("sgd", 0.2, {}),
     "Tiki-Taka, cal. ref 200": ("tiki-taka", 0.2, TT),
     "TTv2, cal. ref 200": ("ttv2", 0.2, TTV2),
     "c-TTv2, cal. ref 200": ("c-ttv2", 0.2, C_TTV2),
-    "AGAD": ("agad", 0.2, dict(_TUNED_CHOPPED, transfer_columns=8, fast_lr=10.0, transfer_lr=0.1)),
+    "AGAD": ("agad", 0.2, AGAD),
     "mixed precision": ("mixed-precision", 0.2, {}),
     # A with another reference: none (c-TTv2), exact (not available in hardware), a longer calibration
     "c-TTv2, no ref": ("c-ttv2", 0.2, C_TTV2),
@@ -113,6 +117,8 @@ PROTOCOL_BATCH = 5
 PROTOCOL_LR = 0.1
 PROTOCOL_ROWS = {"SGD": "sgd", "Tiki-Taka": "tiki-taka", "TTv2": "ttv2", "c-TTv2": "c-ttv2", "AGAD": "agad",
                  "mixed precision": "mixed-precision"}
+# ``--settings tuned``: the tuned mode's overrides per protocol row (with its backward)
+PROTOCOL_TUNED = {"SGD": {}, "Tiki-Taka": TT, "TTv2": TTV2, "c-TTv2": C_TTV2, "AGAD": AGAD, "mixed precision": {}}
 
 
 @functools.lru_cache(maxsize=1)  # once per process: every run of a worker uses the same fit
@@ -170,15 +176,17 @@ def train_and_test(model, opt, train, test, n_test, epochs, max_steps=None):
     return 100.0 * correct / n_test, wall
 
 
-def run_protocol(name, seed, epochs, max_steps=None):
-    """One row of the protocol mode for one seed: (test accuracy %, wall s, None)."""
+def run_protocol(name, seed, epochs, max_steps=None, tuned=False):
+    """One row of the protocol mode for one seed: (test accuracy %, wall s, None); ``tuned``: the tuned
+    mode's settings instead of the defaults."""
     split = digits(seed=0)
     train, test = loaders(split, batch_size=PROTOCOL_BATCH, seed=seed)
     if name == "floating point":
         model = digital_mlp(seed, PROTOCOL_SIZES, nn.Sigmoid)
         opt = torch.optim.SGD(model.parameters(), lr=PROTOCOL_LR)
     else:
-        model = AnalogMLP(training_config(PROTOCOL_ROWS[name], device=P.reram_sb()), seed, PROTOCOL_SIZES,
+        extra = dict(PROTOCOL_TUNED[name], backward=_TUNED_BACKWARD) if tuned else {}
+        model = AnalogMLP(training_config(PROTOCOL_ROWS[name], device=P.reram_sb(), **extra), seed, PROTOCOL_SIZES,
                           torch.sigmoid)
         opt = AnalogSGD(model, lr=PROTOCOL_LR)
     acc, wall = train_and_test(model, opt, train, test, len(split.y_test), epochs, max_steps)
@@ -209,8 +217,8 @@ def run(name, device, seed, epochs, lr, max_steps=None):
 def _job(task):
     torch.set_num_threads(1)
     mode, name, seed, epochs, lr, max_steps = task
-    if mode == "protocol":
-        return run_protocol(name, seed, epochs, max_steps)
+    if mode.startswith("protocol"):
+        return run_protocol(name, seed, epochs, max_steps, tuned=mode == "protocol-tuned")
     return run(name, fitted_device(), seed, epochs, lr, max_steps)
 
 
@@ -222,6 +230,8 @@ def _indexed_job(item):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=("tuned", "protocol"), default="tuned")
+    parser.add_argument("--settings", choices=("defaults", "tuned"), default="defaults",
+                        help="protocol mode: training_config defaults, or the tuned mode's settings")
     parser.add_argument("--epochs", type=int, default=None, help="default: 12 (tuned), 30 (protocol)")
     parser.add_argument("--seeds", type=int, default=None, help="default: 5 (tuned), 3 (protocol)")
     parser.add_argument("--first-seed", type=int, default=None,
@@ -243,6 +253,9 @@ def main():
         parser.error(f"--max-steps = {args.max_steps} is invalid; allowed: >= 1")
     if args.lr is not None and protocol:
         parser.error("--lr is invalid with --mode protocol (the protocol fixes lr 0.1)")
+    if args.settings == "tuned" and not protocol:
+        parser.error("--settings tuned is for --mode protocol (the tuned mode always uses its tuned settings)")
+    task_mode = "protocol-tuned" if protocol and args.settings == "tuned" else args.mode
     torch.set_num_threads(1)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     if protocol:
@@ -250,7 +263,7 @@ def main():
         lrs = {name: PROTOCOL_LR for name in names}
         steps = "" if args.max_steps is None else f", {args.max_steps} steps per epoch"
         print(f"protocol: MLP {'-'.join(map(str, PROTOCOL_SIZES))} sigmoid, digits, batch {PROTOCOL_BATCH}, "
-              f"SGD lr {PROTOCOL_LR}, {args.epochs} epochs{steps}, ReRAM-SB preset, training_config defaults, "
+              f"SGD lr {PROTOCOL_LR}, {args.epochs} epochs{steps}, ReRAM-SB preset, training_config {args.settings}, "
               f"seeds {seeds.start}..{seeds.stop - 1}, {args.jobs} processes of 1 thread")
     else:
         device = fitted_device()
@@ -265,7 +278,7 @@ def main():
                for name in names}
     # seed-major order: every row's first seed finishes before any second seed (a cut-short run still
     # shows every row)
-    tasks = [(args.mode, name, seed, args.epochs, lrs[name], args.max_steps) for seed in seeds for name in names]
+    tasks = [(task_mode, name, seed, args.epochs, lrs[name], args.max_steps) for seed in seeds for name in names]
     start = time.perf_counter()
     results = [None] * len(tasks)
 
@@ -287,7 +300,9 @@ def main():
     for name in names:
         mine = [r for task, r in zip(tasks, results) if task[1] == name]
         if protocol or name == "floating point":
-            settings = "defaults" if protocol and name != "floating point" else ""
+            settings = args.settings if protocol and name != "floating point" else ""
+            if settings == "tuned" and PROTOCOL_TUNED[name]:
+                settings += ": " + ", ".join(f"{k}={v}" for k, v in PROTOCOL_TUNED[name].items())
         else:
             settings = ", ".join(f"{k}={v}" for k, v in ALGOS[name][2].items())
         if name in CALIBRATED and not protocol:
@@ -298,7 +313,7 @@ def main():
         walls = [r[1] for r in mine]
         std = statistics.stdev(accs) if len(accs) > 1 else 0.0
         per_epoch = statistics.mean(walls) / args.epochs
-        rows.append(dict(mode=args.mode, algorithm=name, acc_mean=statistics.mean(accs), acc_std=std,
+        rows.append(dict(mode=task_mode, algorithm=name, acc_mean=statistics.mean(accs), acc_std=std,
                          wall_s=statistics.mean(walls), s_per_epoch=per_epoch,
                          accs=" ".join(f"{a:.1f}" for a in accs), lr=lrs[name], settings=settings))
         if name == FIRST_OTHER_REF and not protocol:
@@ -307,7 +322,9 @@ def main():
               f"{per_epoch:>8.2f}  {lrs[name]:>5}  {settings or '-'}", flush=True)
     print(f"total wall time {total:.0f} s")
     if protocol:
-        print("Defaults only (training_config(algorithm, device=reram_sb())); C of every layer on ReRAM-SB with its\n"
+        print(("Defaults only (training_config(algorithm, device=reram_sb()))" if args.settings == "defaults" else
+               "The tuned mode's settings (tuned on its 64-32-32-10 network and fitted device; backward bound "
+               "management off)") + "; C of every layer on ReRAM-SB with its\n"
               "reference device; Tiki-Taka and TTv2 give A a reference at its symmetry point, c-TTv2 and AGAD none.")
     else:
         print("Same network, fitted device, epochs and batch for every analog row; C never has a reference.\n"

@@ -58,3 +58,24 @@ def test_protocol_mode_refuses_a_learning_rate():
     result = subprocess.run([sys.executable, str(SCRIPT), "--mode", "protocol", "--lr", "0.5"], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode != 0 and "--lr" in result.stderr
+
+
+def test_protocol_mode_with_the_tuned_settings(tmp_path):
+    out = tmp_path / "tuned.csv"
+    result = subprocess.run([sys.executable, str(SCRIPT), "--mode", "protocol", "--settings", "tuned", "--epochs", "1",
+                             "--seeds", "1", "--max-steps", "3", "--jobs", "1", "--csv", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "training_config tuned" in result.stdout
+    with open(out, newline="") as fh:
+        rows = {r["algorithm"]: r for r in csv.DictReader(fh)}
+    assert all(r["mode"] == "protocol-tuned" and float(r["lr"]) == 0.1 for r in rows.values())
+    assert rows["SGD"]["settings"] == "tuned"  # no overrides: the defaults with the tuned backward
+    assert "fast_lr=5.0" in rows["TTv2"]["settings"] and "scale_fast_lr=True" in rows["TTv2"]["settings"]
+    assert "in_chop_prob=0.05" in rows["c-TTv2"]["settings"]
+
+
+def test_tuned_settings_are_for_the_protocol_mode_only():
+    result = subprocess.run([sys.executable, str(SCRIPT), "--settings", "tuned"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode != 0 and "--settings" in result.stderr
