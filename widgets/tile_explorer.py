@@ -26,6 +26,7 @@ from plotly.subplots import make_subplots
 from aimc_lab import presets
 from aimc_lab.config import AnalogConfig, replace_path
 from aimc_lab.cost import MVMCost, mvm_cost
+from aimc_lab.devices.base import conductances_to_weights
 from aimc_lab.inference import time_label
 from aimc_lab.tile import AnalogTile
 from aimc_lab.widgets._figure import Figure
@@ -95,7 +96,8 @@ class TileExplorer(W.VBox):
         self.ideal: Optional[torch.Tensor] = None
         self._quiet = Quiet()
         self._data_key = None
-        self._tile_key = None
+        self._device_key_programmed = None
+        self._drift_time: Optional[float] = None
         self._tile: Optional[AnalogTile] = None
         self._scatter_index = torch.randperm(self.size * n_inputs, generator=torch.Generator().manual_seed(seed))[
             :N_SCATTER]
@@ -228,27 +230,58 @@ class TileExplorer(W.VBox):
             self._w, self._x = reference_data(self.size, self.n_inputs, key[0], key[1], self.seed)
             self.ideal = self._x @ self._w.T  # [M, N]
             self._data_key = key
-            self._tile_key = None
         return self._w, self._x
+
+    def _device_key(self, config: AnalogConfig):
+        """What the programmed devices depend on: the weights (their std; the inputs' sparsity does not
+        change them) and every config field except the forward periphery (``config.forward``)."""
+        rest = tuple((f.name, getattr(config, f.name)) for f in dataclasses.fields(config) if f.name != "forward")
+        return self._data_key[0], rest
 
     @torch.no_grad()
     def compute(self) -> torch.Tensor:
-        """The tile's analog outputs [M, N] for the current config and controls."""
+        """The tile's analog outputs [M, N] for the current config and controls.
+
+        Always the same as programming a fresh tile under ``config`` (noise streams seeded from ``seed``:
+        programming ``seed + 1``, drift and read noise ``seed + 2``, compensation read-outs ``seed + 3``,
+        forward ``seed + 4``), but only the steps that the changed control affects run again: the devices
+        are programmed when the weights or the device model change; a periphery control (converters,
+        noise, IR drop, management) keeps them and re-measures only the drift compensation's reference
+        and factor through the new periphery (docs/physics.md §2); the drift time re-reads the devices;
+        the input sparsity only runs the forward."""
         w, x = self._data()
-        config = self.config
-        key = config
-        if key != self._tile_key:  # a new tile (and a new programming) only when the config changed
+        config, pcm = self.config, self.config.noise_model.kind != "none"
+        t = float(self.controls["drift_time"].value) if pcm else None
+        device_key = self._device_key(config)
+        tile = self._tile
+        if tile is None or device_key != self._device_key_programmed:
             tile = AnalogTile(self.size, self.size, config)
             tile.set_weights(w)
             tile.eval()
-            if config.noise_model.kind != "none":
+            if pcm:
                 tile.generator = torch.Generator().manual_seed(self.seed + 3)
                 tile.program(torch.Generator().manual_seed(self.seed + 1))
-            self._tile, self._tile_key = tile, key
-        tile = self._tile
-        if config.noise_model.kind != "none":
+            self._device_key_programmed, self._drift_time = device_key, None
+        elif config.forward != tile.config.forward:
+            # the same devices behind another periphery: only config.forward differs, which the tile reads
+            # at each forward and read-out (the device model, compensation and mapping it was built from
+            # are unchanged), so the programmed tile takes the new config as it is
+            tile.config = config
+            if pcm and config.drift_compensation.kind != "none":
+                # the reference read right after programming (as program() measures it) and the current
+                # read-out at the drift time (as drift() does), both through the new periphery
+                scale = tile.map_scale[tile.slice_index]  # [K]
+                w_prog = (tile.g_target / scale if tile.g_prog is None
+                          else conductances_to_weights(tile.g_prog[0], tile.g_prog[1], scale))
+                tile.generator = torch.Generator().manual_seed(self.seed + 3)
+                tile.drift_ref.copy_(tile.compensation.reference(tile._readout(w_prog)))
+                tile.generator = torch.Generator().manual_seed(self.seed + 3)
+                tile.drift_alpha.copy_(tile.compensation.alpha(tile.drift_ref, tile._readout(tile.w_read)))
+        self._tile = tile
+        if pcm and t != self._drift_time:
             tile.generator = torch.Generator().manual_seed(self.seed + 3)
-            tile.drift(float(self.controls["drift_time"].value), torch.Generator().manual_seed(self.seed + 2))
+            tile.drift(t, torch.Generator().manual_seed(self.seed + 2))
+            self._drift_time = t
         tile.generator = torch.Generator().manual_seed(self.seed + 4)
         return tile(x)
 

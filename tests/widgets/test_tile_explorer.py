@@ -191,3 +191,51 @@ def test_sparsity_and_weight_std_change_data(explorer):
     w2 = s * s * (2 * cdf - 1 - 2 * a * phi) + 2 * (1 - cdf)
     expected = math.sqrt(2 / math.pi) * math.sqrt(128 * (0.1 / 3) * w2)
     assert float(explorer.ideal.abs().mean()) == pytest.approx(expected, rel=0.1)
+
+
+def programmed_outputs(config, size, n_inputs, weight_std, sparsity, drift_time, seed=0):
+    """The widget's documented result, the long way: a fresh tile programmed under ``config`` with the
+    widget's seeded streams (programming seed + 1, drift seed + 2, read-outs seed + 3, forward seed + 4)."""
+    w, x = data(size, n_inputs, weight_std, sparsity, seed)
+    tile = AnalogTile(size, size, config)
+    tile.set_weights(w)
+    tile.eval()
+    tile.generator = torch.Generator().manual_seed(seed + 3)
+    tile.program(torch.Generator().manual_seed(seed + 1))
+    tile.generator = torch.Generator().manual_seed(seed + 3)
+    tile.drift(drift_time, torch.Generator().manual_seed(seed + 2))
+    tile.generator = torch.Generator().manual_seed(seed + 4)
+    with torch.no_grad():
+        return tile(x)
+
+
+@pytest.mark.parametrize("compensation", [True, False])
+def test_periphery_changes_keep_the_devices_and_match_a_fresh_programming(compensation):
+    """Periphery controls re-measure only the compensation (no re-programming), the drift time only
+    re-reads, the sparsity only runs the forward: after each, the outputs are exactly those of a tile
+    programmed from scratch under the same settings."""
+    ex = TileExplorer(preset="standard HWA", size=96, n_inputs=32, seed=0)
+    ex.controls["compensation"].value = compensation
+    ex.controls["drift_time"].value = 86400.0
+    programmed = []
+    original_program = AnalogTile.program
+
+    def counting_program(tile, generator=None):
+        programmed.append(tile)
+        return original_program(tile, generator)
+
+    AnalogTile.program = counting_program
+    try:
+        for name, value in (("adc_bits", 6), ("out_noise", 0.1), ("ir_drop", 2.0), ("drift_time", 3.15e7),
+                            ("sparsity", 0.2), ("dac_bits", 5), ("adc_bits", 8)):
+            ex.controls[name].value = value
+            expected = programmed_outputs(ex.config, 96, 32, ex.controls["weight_std"].value,
+                                          ex.controls["sparsity"].value, ex.controls["drift_time"].value)
+            torch.testing.assert_close(ex.outputs, expected, rtol=0, atol=0, msg=f"after {name} = {value}")
+        assert len(programmed) == 7  # the reference tiles above only: the widget never programmed again
+        ex.controls["weight_std"].value = 0.3  # new weights: programmed again
+        assert len(programmed) == 8
+    finally:
+        AnalogTile.program = original_program
+    expected = programmed_outputs(ex.config, 96, 32, 0.3, 0.2, 3.15e7)
+    torch.testing.assert_close(ex.outputs, expected, rtol=0, atol=0)
