@@ -54,38 +54,47 @@ class InputRangeFunction(torch.autograd.Function):
 
     The ranges are copied at the forward, so a later in-place change of ``r`` (the init from data of a
     layer called again before the backward) does not reach this call's backward.
+
+    The backward reads the clipped entries off the output u instead of comparing |x| with r again:
+    u = clip(x)/r is exactly ±1 where |x| >= r (r/r = 1) and strictly inside (-1, 1) elsewhere (a
+    correctly rounded x/r with |x| < r stays below 1, whose fp32 neighbour is 1 − 2^-24), so
+    floor(|u|) is the clipped mask and u itself the sign of x there.
     """
 
     @staticmethod
     def forward(ctx, x, r, slice_index, ir):
         r_slices = r.detach().clone()  # [S]
         r_cols = r_slices[slice_index]  # [K]
-        ctx.save_for_backward(x, r_slices, r_cols, slice_index)
+        u = torch.clamp(x, -r_cols, r_cols).div_(r_cols)
+        ctx.save_for_backward(u, r_slices, r_cols, slice_index)
         ctx.ir = ir
-        return torch.clamp(x, -r_cols, r_cols).div_(r_cols)
+        return u
 
     @staticmethod
     def backward(ctx, grad):
-        # Float masks throughout: comparisons written into float tensors and products with them are
-        # vectorized on the CPU; bool tensors and torch.where are 5-40x slower there.
-        x, r, r_cols, slice_index = ctx.saved_tensors
+        # Float masks throughout: floor, products and sums of float tensors are vectorized on the CPU;
+        # bool tensors, torch.where, torch.sign and trunc are 5-40x slower there.
+        u, r, r_cols, slice_index = ctx.saved_tensors
         ir = ctx.ir
-        inside = torch.lt(x.abs(), r_cols, out=torch.empty_like(x))  # 1 where |x| < r (not clipped)
-        g = grad / r_cols  # gradient w.r.t. the clipped value before scaling
+        clipped = u.abs().floor_()  # [M, K]: 1 where |x| >= r, 0 inside
         grad_x = None
         if ctx.needs_input_grad[0]:
-            grad_x = g if ir.straight_through else g * inside
+            grad_x = grad / r_cols  # the gradient w.r.t. the clipped value before scaling
+            if not ir.straight_through:
+                grad_x.mul_(1 - clipped)
         grad_r = None
         if ctx.needs_input_grad[1]:
-            # clipped at +r: min(g, 0); at -r: -max(g, 0); both are min(g·sign(x), 0) on clipped entries;
-            # relative to the range: g·r = grad. g·sign(x) = copysign(g, g·x) (x != 0 where clipped):
-            # a product and a copysign instead of torch.sign, which is ~10x slower than a product on the CPU
-            per_col = (grad if ir.gradient_relative else g).mul(1 - inside)
-            per_col = per_col.copysign_(per_col * x).clamp_(max=0).sum(0)
+            # clipped at +r: min(g, 0); at -r: -max(g, 0); both are min(g·sign(x), 0) = min(g·u, 0) on
+            # clipped entries, with g = grad / r (r > 0 per column, so the division waits for the sums);
+            # relative to the range: g·r = grad
+            per_col = (grad * u).mul_(clipped).clamp_(max=0).sum(0)  # [K]
+            if not ir.gradient_relative:
+                per_col = per_col / r_cols
             grad_r = torch.zeros_like(r).index_add_(0, slice_index, per_col)  # [S]
-            n_inside = torch.zeros_like(r).index_add_(0, slice_index, inside.sum(0))
-            count = torch.zeros_like(r).index_add_(0, slice_index, torch.full_like(per_col, x.shape[0]))
-            grad_r = grad_r + ir.decay * r * (n_inside / count > ir.input_min_percentage)
+            if ir.decay > 0:
+                n_clipped = torch.zeros_like(r).index_add_(0, slice_index, clipped.sum(0))
+                count = torch.zeros_like(r).index_add_(0, slice_index, torch.full_like(per_col, u.shape[0]))
+                grad_r = grad_r + ir.decay * r * ((count - n_clipped) / count > ir.input_min_percentage)
         return grad_x, grad_r, None, None
 
 
@@ -235,10 +244,12 @@ class AnalogTile(nn.Module):
             return None
         with torch.no_grad():
             xs = x.detach()
-            # std of x / max|x|, times max|x|: the variance of inputs near the dtype's limit would overflow
-            peak = xs.abs().amax().clamp(min=torch.finfo(xs.dtype).tiny)
-            std = peak * torch.stack([part.std() for part in torch.split(xs / peak, self.in_size, dim=1)])
+            std = torch.stack([part.std() for part in torch.split(xs, self.in_size, dim=1)])
             top = torch.finfo(std.dtype).max
+            if not bool(torch.isfinite(std).all()):
+                # the variance of inputs near the dtype's limit overflows: std of x / max|x|, times max|x|
+                peak = xs.abs().amax().clamp(min=torch.finfo(xs.dtype).tiny)
+                std = peak * torch.stack([part.std() for part in torch.split(xs / peak, self.in_size, dim=1)])
             target = (ir.init_std_alpha * std).clamp(1e-6, top)
             if self.range_group is not None:  # every rank sees its own shard of the global batch
                 _dist.average_(target, self.range_group)

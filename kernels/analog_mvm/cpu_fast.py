@@ -32,10 +32,10 @@ import torch
 from torch import Tensor
 
 from aimc_lab.config import IOParameters
-from aimc_lab.kernels.analog_mvm.reference import (apply_with_gradients, check_mvm_args, ir_drop_position,
+from aimc_lab.kernels.analog_mvm.reference import (check_mvm_args, ir_drop_position, join_weight_slices,
                                                    max_bm_exponent, rows_used, split_slices)
 
-__all__ = ["analog_mvm", "mvm_forward", "default_aux_dtype"]
+__all__ = ["analog_mvm", "mvm_forward", "mvm_backward", "AnalogMVMFastFunction", "default_aux_dtype"]
 
 _NATIVE_BF16 = ("AVX512" in torch.backends.cpu.get_cpu_capability()
                 and torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -54,16 +54,26 @@ def _round_half_away(v: Tensor) -> Tensor:
     return v.abs().add_(0.5).floor_().copysign_(v)
 
 
-def _quantize(v: Tensor, step: float, stochastic: bool, generator: Optional[torch.Generator]) -> Tensor:
-    """Δ·round(v/Δ) (step <= 0: v itself); overwrites ``v``, which must be a tensor the caller owns."""
-    if step <= 0:
-        return v
-    v.div_(step)
+def _quantize_clip(v: Tensor, step: float, bound: float, stochastic: bool, generator: Optional[torch.Generator],
+                   need_mask: bool):
+    """Q(v·Δ; Δ) clipped at ±bound, for ``v`` already divided by Δ (Δ = ``step`` > 0) and owned by
+    the caller (overwritten). Returns (the clipped value, the pass mask |Q| <= bound as 0/1 floats or
+    None). Deterministic rounding keeps |Q| = floor(|v| + 1/2)·Δ before the sign goes back on, so the
+    mask and the clip read the magnitude the rounding already made (the spec's bits: the magnitude of
+    a product does not depend on its sign)."""
     if stochastic:
-        v.add_(torch.rand(v.shape, generator=generator, device=v.device, dtype=v.dtype)).floor_()
-    else:
-        v = _round_half_away(v)
-    return v.mul_(step)
+        v.add_(torch.rand(v.shape, generator=generator, device=v.device, dtype=v.dtype)).floor_().mul_(step)
+        mask = torch.le(v.abs(), bound, out=torch.empty_like(v)) if need_mask else None
+        return v.clamp_(-bound, bound), mask
+    mag = v.abs().add_(0.5).floor_().mul_(step)  # |Q|
+    mask = torch.le(mag, bound, out=torch.empty_like(v)) if need_mask else None
+    return mag.clamp_(max=bound).copysign_(v), mask
+
+
+def _clip(v: Tensor, bound: float, need_mask: bool):
+    """``v`` (owned) clipped at ±bound, and its pass mask |v| <= bound (without quantization)."""
+    mask = torch.le(v.abs(), bound, out=torch.empty_like(v)) if need_mask else None
+    return v.clamp_(-bound, bound), mask
 
 
 def _saturated(y: Tensor, bound: float) -> Tensor:
@@ -72,35 +82,50 @@ def _saturated(y: Tensor, bound: float) -> Tensor:
     return (y.amax(dim=-1) >= bound) | (y.amin(dim=-1) <= -bound)
 
 
-def _noise_management(xs: Tensor, abs_max: Tensor, io: IOParameters) -> Tensor:
-    """α per (slice, row): [S, M]; ``abs_max`` = max|x| per (slice, row)."""
+def _noise_management(xs: Tensor, abs_max: Tensor, io: IOParameters) -> Optional[Tensor]:
+    """α per (slice, row): [S, M]; ``abs_max`` = max|x| per (slice, row). None when α is 1 everywhere
+    (no noise management, or a constant threshold of 1), so nothing is divided by it."""
     if io.noise_management == "abs_max":
         alpha = abs_max.clamp(max=io.nm_thres) if io.nm_thres > 0 else abs_max
     elif io.noise_management == "max":  # a row without a positive input: max|x|
         alpha = xs.amax(dim=-1)
         alpha = torch.where(alpha > 0, alpha, abs_max)
-    elif io.noise_management == "constant":
-        alpha = torch.full(xs.shape[:2], io.nm_thres, dtype=xs.dtype, device=xs.device)
-    else:
-        alpha = torch.ones(xs.shape[:2], dtype=xs.dtype, device=xs.device)
+    elif io.noise_management == "constant" and io.nm_thres > 0 and io.nm_thres != 1.0:
+        return torch.full(xs.shape[:2], io.nm_thres, dtype=xs.dtype, device=xs.device)
+    else:  # "none", or a constant threshold of 1 (or <= 0, which the spec replaces by 1)
+        return None
     return torch.where(alpha > 0, alpha, torch.ones_like(alpha))
 
 
-def _one_pass(xn: Tensor, ws: Tensor, ws_abs: Optional[Tensor], io: IOParameters, inv_pow2: Optional[Tensor],
+def _ir_position(S: int, Kp: int, K: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """The spec's :func:`.reference.ir_drop_position` [S, 1, Kp]; one slice without padding in a few ops."""
+    if S > 1 or Kp != K:
+        return ir_drop_position(S, Kp, K, dtype, device)
+    j = torch.arange(K, dtype=dtype, device=device)
+    return (1 - (1 - j / K) ** 2).reshape(1, 1, K)
+
+
+def _one_pass(xn: Tensor, ws: Tensor, ws_abs: Optional[Tensor], io: IOParameters, pow2: Optional[Tensor],
               K: int, generator: Optional[torch.Generator], need_masks: bool, consume: bool, aux: torch.dtype):
-    """Steps 3-7 for inputs already divided by α: xn [S, R, Kp], times 2^-k (``inv_pow2`` [S, R]).
+    """Steps 3-7 for inputs already divided by α: xn [S, R, Kp], times 2^-k (``pow2`` = 2^k [S, R]).
 
     ``consume``: ``xn`` is a temporary the caller will not read again; the DAC then works in its
     memory instead of a copy. ``ws_abs``: |w| in the aux dtype when a second-order term needs it.
     Returns (y after the ADC, x̃, input-pass mask, output-pass mask); masks None unless ``need_masks``.
     """
     S, R, Kp = xn.shape
-    u = xn * inv_pow2.unsqueeze(-1) if inv_pow2 is not None else (xn if consume else xn.clone())
-    # 3. DAC
-    u = _quantize(u, io.inp_step, io.inp_sto_round, generator)
-    # masks as 0/1 floats: products with float masks are vectorized on the CPU, with bool ones not
-    in_pass = torch.le(u.abs(), io.inp_bound, out=torch.empty_like(u)) if need_masks else None
-    u.clamp_(-io.inp_bound, io.inp_bound)
+    step = io.inp_step
+    # the first pass over xn makes u = xn·2^-k/Δ: xn / (Δ·2^k) gives the same bits (2^k scales exactly)
+    if step > 0:
+        div = step if pow2 is None else (pow2 * step).unsqueeze(-1)
+        u = xn.div_(div) if consume and pow2 is None else torch.div(xn, div)
+    else:
+        u = xn.div(pow2.unsqueeze(-1)) if pow2 is not None else (xn if consume else xn.clone())
+    # 3. DAC: quantize and clip (Δ > 0: u is already divided by Δ), then input noise
+    if step > 0:
+        u, in_pass = _quantize_clip(u, step, io.inp_bound, io.inp_sto_round, generator, need_masks)
+    else:
+        u, in_pass = _clip(u, io.inp_bound, need_masks)
     if io.inp_noise > 0:
         noise = torch.randn(u.shape, generator=generator, device=u.device, dtype=u.dtype)
         if S * Kp != K:  # padded inputs carry no signal and no noise
@@ -112,12 +137,12 @@ def _one_pass(xn: Tensor, ws: Tensor, ws_abs: Optional[Tensor], io: IOParameters
     ua = u.to(aux) if ws_abs is not None else None
     # 4b. IR drop
     if io.ir_drop > 0:
-        k_used = rows_used(S, Kp, K).to(z).reshape(S, 1, 1)
+        k_used = K if S == 1 else rows_used(S, Kp, K).to(z).reshape(S, 1, 1)
         a = torch.bmm(ua.abs(), ws_abs).to(z.dtype).mul_(k_used / io.ir_drop_g_ratio)
         c = a.mul(0.05).sub_(0.2).mul_(a).add_(0.5).mul_(a)  # a(0.5 - 0.2a + 0.05a²)
         del a
-        position = ir_drop_position(S, Kp, K, u.dtype, u.device)
-        c.mul_(torch.bmm(ua * position.mul(io.ir_drop).to(aux), ws.to(aux)).to(z.dtype))
+        position = _ir_position(S, Kp, K, u.dtype, u.device).mul_(io.ir_drop).to(aux)
+        c.mul_(torch.bmm(ua * position, ws if aux == ws.dtype else ws.to(aux)).to(z.dtype))
         z.sub_(c)
         del c
     # 5 + 6. weight read noise and output noise: one Gaussian with the summed variance
@@ -135,9 +160,10 @@ def _one_pass(xn: Tensor, ws: Tensor, ws_abs: Optional[Tensor], io: IOParameters
         z.add_(noise.mul_(std))
         del noise
     # 7. ADC
-    z = _quantize(z, io.out_step, False, generator)
-    out_pass = torch.le(z.abs(), io.out_bound, out=torch.empty_like(z)) if need_masks else None
-    z.clamp_(-io.out_bound, io.out_bound)
+    if io.out_step > 0:
+        z, out_pass = _quantize_clip(z.div_(io.out_step), io.out_step, io.out_bound, False, generator, need_masks)
+    else:
+        z, out_pass = _clip(z, io.out_bound, need_masks)
     return z, u, in_pass, out_pass
 
 
@@ -159,22 +185,26 @@ def mvm_forward(x: Tensor, w: Tensor, io: IOParameters, in_size: Optional[int], 
         magnitude = magnitude.sum(dim=-1)
     if torch.isnan(magnitude).any():
         raise ValueError("analog_mvm: x contains NaN")
+    # the digital scales applied after the rescale by α·2^k: out_scale times out_scales, [S, 1, N] or a number
+    scales = io.out_scale if out_scales is None else (out_scales * io.out_scale).unsqueeze(1)
     if io.is_perfect:
         ys = torch.bmm(xs, ws)
         saved = (xs, None, None, None) if need_saved else None
+        if not isinstance(scales, float) or scales != 1.0:
+            ys *= scales
     else:
         aux = default_aux_dtype(x) if aux_dtype is None else aux_dtype
         need_aux = io.ir_drop > 0 or (io.w_noise > 0 and io.w_noise_type != "additive_constant")
         ws_abs = ws.abs().to(aux) if need_aux else None
-        alpha = _noise_management(xs, magnitude, io)  # [S, M]
+        alpha = _noise_management(xs, magnitude, io)  # [S, M] or None (α = 1)
         nonzero = magnitude > 0  # [S, M]
-        owned = io.noise_management != "none"  # xn is a new tensor, not a view of x
+        owned = alpha is not None  # xn is a new tensor, not a view of x
         xn = xs / alpha.unsqueeze(-1) if owned else xs
         iterative = io.bound_management == "iterative"
         # the bound-management loop re-reads xn, so only a single pass may consume it
         ys, xt, in_pass, out_pass = _one_pass(xn, ws, ws_abs, io, None, K, generator, need_saved,
                                               owned and not iterative, aux)
-        factor = alpha * nonzero  # [S, M]: alpha·2^k, 0 for all-zero slices
+        factor = nonzero.to(x.dtype) if alpha is None else alpha * nonzero  # [S, M]: α·2^k, 0 for all-zero slices
         if iterative:
             kexp = torch.zeros(S, M, dtype=x.dtype, device=x.device)
             k_max = max_bm_exponent(io)
@@ -186,7 +216,7 @@ def mvm_forward(x: Tensor, w: Tensor, io: IOParameters, in_size: Optional[int], 
                 if rows.numel() == 0:
                     break
                 kexp += redo
-                y_r, xt_r, ip_r, op_r = _one_pass(xn[:, rows], ws, ws_abs, io, torch.exp2(-kexp[:, rows]), K,
+                y_r, xt_r, ip_r, op_r = _one_pass(xn[:, rows], ws, ws_abs, io, torch.exp2(kexp[:, rows]), K,
                                                   generator, need_saved, False, aux)
                 if S > 1:  # a re-run row keeps the first result of its slices that did not saturate
                     sub = redo[:, rows].unsqueeze(-1)  # [S, R, 1]
@@ -202,13 +232,66 @@ def mvm_forward(x: Tensor, w: Tensor, io: IOParameters, in_size: Optional[int], 
                 saturated[:, rows] = _saturated(y_r, io.out_bound) & nonzero[:, rows]
             factor = factor * torch.exp2(kexp)
         ys *= factor.unsqueeze(-1)
+        if not isinstance(scales, float) or scales != 1.0:
+            ys *= scales
         saved = (xt, in_pass, out_pass, factor) if need_saved else None
-    if io.out_scale != 1.0:
-        ys *= io.out_scale
-    if out_scales is not None:
-        ys *= out_scales.unsqueeze(1)
     y = ys.sum(dim=0) if S > 1 else ys[0]
     return y, saved, (S, size, K)
+
+
+def mvm_backward(grad_y: Tensor, w: Tensor, io: IOParameters, out_scales: Optional[Tensor], saved, dims,
+                 need_x: bool, need_w: bool):
+    """The spec's straight-through gradients (:func:`.reference.mvm_backward`) in fewer passes: the
+    digital scales are multiplied together before they meet the [M, N] gradient, and a single slice
+    skips the slice reshapes (its weight gradient comes out of one matmul as [N, K])."""
+    x_dac, in_pass, out_pass, factor = saved
+    S, size, K = dims
+    M, N = grad_y.shape
+    _, ws = split_slices(grad_y.new_zeros(1, K), w, S, size)  # [S, Kp, N]
+    scales = io.out_scale if out_scales is None else (out_scales * io.out_scale).unsqueeze(1)  # [S, 1, N]
+    g = grad_y.unsqueeze(0)  # [1, M, N]
+    if out_pass is not None:
+        g = g * out_pass  # [S, M, N], a new tensor
+        if not isinstance(scales, float) or scales != 1.0:
+            g.mul_(scales)
+    elif not isinstance(scales, float) or scales != 1.0:
+        g = g * scales
+    g = g.expand(S, M, N)
+    grad_x = grad_w = None
+    if need_x:
+        gx = torch.bmm(g, ws.transpose(1, 2))  # [S, M, Kp]
+        if in_pass is not None:
+            gx.mul_(in_pass)
+        grad_x = gx[0] if S == 1 else gx.transpose(0, 1).reshape(M, S * gx.shape[2])[:, :K]
+    if need_w:
+        g_w = g * factor.unsqueeze(-1) if factor is not None else g  # [S, M, N]
+        if S == 1:
+            grad_w = torch.mm(g_w[0].t(), x_dac[0])[:, :K]  # [N, K]
+        else:
+            grad_w = join_weight_slices(torch.bmm(x_dac.transpose(1, 2), g_w), K)
+    return grad_x, grad_w
+
+
+class AnalogMVMFastFunction(torch.autograd.Function):
+    """Autograd of the fast path: :func:`mvm_forward`, and :func:`mvm_backward` (the spec's
+    straight-through gradients in fewer passes)."""
+
+    @staticmethod
+    def forward(ctx, x, w, out_scales, io, in_size, generator, aux_dtype):
+        y, saved, dims = mvm_forward(x, w, io, in_size, out_scales, generator, True, aux_dtype)
+        ctx.io, ctx.dims = io, dims
+        ctx.saved_parts = saved
+        ctx.save_for_backward(w, out_scales)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        w, out_scales = ctx.saved_tensors
+        if ctx.needs_input_grad[2]:
+            raise RuntimeError("analog_mvm: gradients for out_scales are not supported; scale outside")
+        grad_x, grad_w = mvm_backward(grad_y, w, ctx.io, out_scales, ctx.saved_parts, ctx.dims,
+                                      ctx.needs_input_grad[0], ctx.needs_input_grad[1])
+        return grad_x, grad_w, None, None, None, None, None
 
 
 def analog_mvm(x: Tensor, w: Tensor, io: IOParameters, *, in_size: Optional[int] = None,
@@ -216,6 +299,7 @@ def analog_mvm(x: Tensor, w: Tensor, io: IOParameters, *, in_size: Optional[int]
                aux_dtype: Optional[torch.dtype] = None) -> Tensor:
     """Noisy analog ``y = x @ w.T``; contract of :func:`.reference.analog_mvm`, plus ``aux_dtype``
     (the dtype of the second-order products, see the module docstring; None: the CPU's best)."""
-    def forward_impl(x, w, io, in_size, out_scales, generator, need_saved):
-        return mvm_forward(x, w, io, in_size, out_scales, generator, need_saved, aux_dtype)
-    return apply_with_gradients(forward_impl, x, w, io, in_size, out_scales, generator)
+    if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad):
+        return AnalogMVMFastFunction.apply(x, w, out_scales, io, in_size, generator, aux_dtype)
+    with torch.no_grad():
+        return mvm_forward(x, w, io, in_size, out_scales, generator, False, aux_dtype)[0]
