@@ -341,7 +341,7 @@ def _path_inside(lo: Tensor, hi: Tensor, t: DeviceTensors) -> Tensor:
 
 
 def _single_direction(w: Tensor, n: Tensor, up: Tensor, model: PulseModel,
-                      generator: Optional[torch.Generator]):
+                      generator: Optional[torch.Generator], xi: Optional[Tensor] = None):
     """Closed form of n same-direction pulses of the linear family: (new w, safe mask); see the module doc.
 
     Noise-free, one pulse is the affine map w ↦ q·w + dΔ (q = 1 + c, c = dΔγ), so
@@ -350,6 +350,7 @@ def _single_direction(w: Tensor, n: Tensor, up: Tensor, model: PulseModel,
     u = 1 + γw by q + cσξ per pulse: exact mean and variance
     Var = (s₀σ)²·q^{2(n−1)}·((1 + x)ⁿ − 1)/x, x = (cσ/q)², drawn as a Gaussian. ``safe``: q > 0
     and the path ± MARGIN_SIGMAS·(its noise) stays inside the bounds and where 1 + γw >= 0.
+    ``xi``: the standard normal draw per device (``None``: drawn here from ``generator``).
     """
     t = model.tensors
     sign = up.to(w.dtype) * 2 - 1
@@ -378,7 +379,8 @@ def _single_direction(w: Tensor, n: Tensor, up: Tensor, model: PulseModel,
             bound = n * (sigma * delta) ** 2 * growth
         margin = MARGIN_SIGMAS * bound.sqrt()
         lo, hi = lo - margin, hi + margin
-        xi = torch.randn(w.shape, generator=generator, dtype=w.dtype, device=w.device)
+        if xi is None:
+            xi = torch.randn(w.shape, generator=generator, dtype=w.dtype, device=w.device)
         w_new = w_end + var.clamp(min=0).sqrt() * xi
     safe = ok & _path_inside(lo, hi, t) & (1 + gamma * lo >= 0) & (1 + gamma * hi >= 0)
     safe = safe | (n == 0)
@@ -513,21 +515,21 @@ def apply_mixed_counts(w: Tensor, n_up: Tensor, n_down: Tensor, model: PulseMode
     return _apply_mixed(w, n_up.clone(), n_down.clone(), model, generator, exact)
 
 
-def _apply_mixed(w, n_up, n_down, model, generator, exact, touched=None):
-    """:func:`apply_mixed_counts` that may overwrite n_up/n_down; ``touched``: number of devices with
-    pulses, if known."""
+def _apply_mixed(w, n_up, n_down, model, generator, exact, idx=None):
+    """:func:`apply_mixed_counts` that may overwrite n_up/n_down. Only the devices with pulses are
+    worked on (gathered, unless every device has pulses); ``idx``: their flat indices, if known."""
     shape = w.shape
     w, n_up, n_down = w.reshape(-1), n_up.reshape(-1), n_down.reshape(-1)
+    if idx is None:
+        idx = (n_up + n_down).nonzero().squeeze(-1)
+    if idx.numel() == 0:
+        return w.clone().view(shape)
     fm = _flat(model)
-    if touched is None:
-        touched = int(((n_up > 0) | (n_down > 0)).sum())
-    if 4 * touched < w.numel():  # sparse: work on the touched devices only
-        idx = ((n_up > 0) | (n_down > 0)).nonzero().squeeze(-1)
-        out = w.clone()
-        if idx.numel():
-            out[idx] = _apply_mixed_flat(w[idx], n_up[idx], n_down[idx], _subset(fm, idx), generator, exact)
-        return out.view(shape)
-    return _apply_mixed_flat(w, n_up, n_down, fm, generator, exact).view(shape)
+    if idx.numel() == w.numel():
+        return _apply_mixed_flat(w, n_up, n_down, fm, generator, exact).view(shape)
+    out = w.clone()
+    out[idx] = _apply_mixed_flat(w[idx], n_up[idx], n_down[idx], _subset(fm, idx), generator, exact)
+    return out.view(shape)
 
 
 def _apply_mixed_flat(w, n_up, n_down, model, generator, exact):
@@ -592,6 +594,8 @@ def _linear_counts(w, n_up, n_down, model, generator):
     lo, hi = torch.minimum(w, w_end) - reach, torch.maximum(w, w_end) + reach
     w_new = w_end
     sigma = model.sigma
+    # one standard normal per device: the mixed form or the single-direction form uses it
+    xi = torch.randn(w.shape, generator=generator, dtype=w.dtype, device=w.device) if sigma > 0 else None
     if sigma > 0:
         if model.mult_noise:
             def rate(v: Tensor, frac: float) -> Tensor:  # Σ_d n^d·s^d(w)², contracted from τ to 1
@@ -607,14 +611,13 @@ def _linear_counts(w, n_up, n_down, model, generator):
             var = bound * _ratio(torch.expm1(2 * beta), 2 * beta)
         margin = MARGIN_SIGMAS * sigma * bound.sqrt()
         lo, hi = lo - margin, hi + margin
-        xi = torch.randn(w.shape, generator=generator, dtype=w.dtype, device=w.device)
         w_new = w_end + sigma * var.clamp(min=0).sqrt() * xi
     safe = ok & _path_inside(lo, hi, t)
     for g, n in ((g_up, n_up), (g_dn, n_down)):
         safe &= ((1 + g * lo >= 0) & (1 + g * hi >= 0)) | (n == 0)
     w_new = torch.maximum(torch.minimum(w_new, t.b_max), t.b_min)
     if n_single:
-        w_1, safe_1 = _single_direction(w, n_up + n_down, n_up > 0, model, generator)
+        w_1, safe_1 = _single_direction(w, n_up + n_down, n_up > 0, model, generator, xi)
         w_new, safe = torch.where(single, w_1, w_new), torch.where(single, safe_1, safe)
     return _finish(w_new, safe, w, n_up, n_down, model, generator)
 
@@ -661,10 +664,10 @@ def pulsed_update(w: Tensor, x: Tensor, d: Tensor, lr: float, model: PulseModel,
     for b0 in range(0, rows.numel(), size):
         r = rows[b0:b0 + size]
         total, signed = _slot_counts(p[r], q[r], bl[r], sx[r], sd[r], generator)
-        touched = int(torch.count_nonzero(total))
-        if touched == 0:
+        idx = total.reshape(-1).nonzero().squeeze(-1)  # the devices with pulses
+        if idx.numel() == 0:
             continue
         n_up = (total - signed).mul_(0.5)
         n_down = total.add_(signed).mul_(0.5)
-        out = _apply_mixed(out, n_up, n_down, model, generator, exact, touched)
+        out = _apply_mixed(out, n_up, n_down, model, generator, exact, idx)
     return out if out is not w else w.clone()

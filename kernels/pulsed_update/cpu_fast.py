@@ -1,0 +1,330 @@
+"""The pulsed update, fast on the CPU: the same contract and random draws as :mod:`.reference`.
+
+The spec (:mod:`.reference`) is written to be read; on the small tiles of in-memory training (a few
+thousand devices, batch 5) its cost is the number of tensor operations, not the arithmetic. This module
+computes the same thing with fewer, mostly in-place operations
+(tests/kernels/test_pulsed_update_cpu_fast.py compares the two, seeded, for every closed-form device
+kind, both noise types, odd shapes, empty and zero-pulse cases, and in distribution):
+
+* the closed forms (module doc of :mod:`.reference`) run on the devices with pulses only, the
+  single-direction form on all of them and the mixed (up and down) form on the devices with both
+  directions only, gathered; the spec computes both forms on every device and selects;
+* the pulse loop of the devices near a bound precomputes, per stretch of pulses between two
+  compactions, every pulse's direction (Bresenham, ``(k − 1)·n⁺ mod T + n⁺ >= T``, the spec's running
+  remainder in closed form) and coefficients, so one pulse of the linear kind is five in-place
+  operations: s = max(Δ^d + Δ^dγ^d·w, 0), s += σ·(Δ^d or s)·ξ, w += d·s, clip; the devices still
+  pulsing are compacted when their number halves, as in the spec, and each pulse draws its normals
+  like the spec's loop (one ``randn`` of the compacted size per pulse), so the random streams agree;
+* no ``int(...)`` synchronisation per pulse: the loop's schedule (how many devices still pulse at
+  pulse k) comes from one histogram of the pulse counts.
+
+Randomness: the same draws in the same order as the spec, so a seeded call reproduces the spec's
+result up to the last bits of float arithmetic (Δ + Δγ·w instead of Δ·(1 + γw); a device whose
+closed-form safety test or clip sits within rounding of its threshold may take the other branch,
+which then shifts the later draws). The generic kinds (ExpStep, PowStep, PiecewiseStep), the ideal
+device, ``exact=True`` and ``block_rows`` run the spec itself.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from aimc_lab.kernels.pulsed_update import reference as R
+from aimc_lab.kernels.pulsed_update.reference import MARGIN_SIGMAS, MAX_MIXED_C, PulseModel
+
+__all__ = ["pulsed_update", "signed_counts_update", "apply_mixed_counts"]
+
+#: Largest [pulses, devices] block of precomputed pulse coefficients in the loop (elements).
+_LOOP_BLOCK = 1 << 20
+
+
+def pulsed_update(w: Tensor, x: Tensor, d: Tensor, lr: float, model: PulseModel, *,
+                  desired_bl: int = 31, update_management: bool = True, bl_management: bool = True,
+                  generator: Optional[torch.Generator] = None, exact: bool = False,
+                  block_rows: Optional[int] = None) -> Tensor:
+    """Same contract, draws and result (up to float rounding) as :func:`reference.pulsed_update`."""
+    if exact or block_rows is not None or not model.closed_form:
+        return R.pulsed_update(w, x, d, lr, model, desired_bl=desired_bl, update_management=update_management,
+                               bl_management=bl_management, generator=generator, exact=exact,
+                               block_rows=block_rows)
+    R.check_update_args(w, x, d, lr, desired_bl)
+    x = x.to(w.dtype)
+    d = d.to(w.dtype)
+    bl, p, q = R.pulse_train_factors(x, d, float(lr), model.dw_min, desired_bl, update_management, bl_management)
+    rows = ((p.amax(dim=1) > 0) & (q.amax(dim=1) > 0)).nonzero().squeeze(-1)
+    if rows.numel() == 0:
+        return w.clone()
+    if rows.numel() < p.shape[0]:
+        p, q, bl, x, d = p[rows], q[rows], bl[rows], x[rows], d[rows]
+    total, signed = R._slot_counts(p, q, bl, torch.sign(x), torch.sign(d), generator)
+    idx = total.reshape(-1).nonzero().squeeze(-1)  # the devices with pulses
+    if idx.numel() == 0:
+        return w.clone()
+    n_up = (total - signed).mul_(0.5)
+    n_down = total.add_(signed).mul_(0.5)
+    return _apply(w, n_up, n_down, model, generator, idx)
+
+
+def signed_counts_update(w: Tensor, counts: Tensor, model: PulseModel,
+                         generator: Optional[torch.Generator]) -> Tensor:
+    """Same contract, draws and result as :func:`reference.signed_counts_update`."""
+    if not model.closed_form:
+        return R.signed_counts_update(w, counts, model, generator)
+    counts = counts.to(w.dtype)
+    return _apply(w, counts.clamp(min=0), (-counts).clamp(min=0), model, generator, None)
+
+
+def apply_mixed_counts(w: Tensor, n_up: Tensor, n_down: Tensor, model: PulseModel,
+                       generator: Optional[torch.Generator], exact: bool = False) -> Tensor:
+    """Same contract, draws and result as :func:`reference.apply_mixed_counts`."""
+    if exact or not model.closed_form:
+        return R.apply_mixed_counts(w, n_up, n_down, model, generator, exact)
+    return _apply(w, n_up, n_down, model, generator, None)
+
+
+def _apply(w: Tensor, n_up: Tensor, n_down: Tensor, model: PulseModel, generator, idx: Optional[Tensor]):
+    """The spec's ``_apply_mixed`` for the closed-form kinds: the devices with pulses, gathered."""
+    shape = w.shape
+    wf, n_up, n_down = w.reshape(-1), n_up.reshape(-1), n_down.reshape(-1)
+    if idx is None:
+        idx = (n_up + n_down).nonzero().squeeze(-1)
+    out = wf.clone()
+    if idx.numel() == 0:
+        return out.view(shape)
+    fm = R._flat(model)
+    if idx.numel() == wf.numel():
+        return _closed_form(wf, n_up, n_down, fm, generator).view(shape)
+    out[idx] = _closed_form(wf[idx], n_up[idx], n_down[idx], R._subset(fm, idx), generator)
+    return out.view(shape)
+
+
+def _closed_form(w, n_up, n_down, model, generator):
+    if model.constant:
+        return _constant_counts(w, n_up, n_down, model, generator)
+    return _linear_counts(w, n_up, n_down, model, generator)
+
+
+def _ratio_(num: Tensor, den: Tensor) -> Tensor:
+    """num/den with the limit 1 where |den| < 1e-12 (the spec's ``_ratio``); overwrites ``num``."""
+    return torch.where(den.abs() < 1e-12, 1.0, num.div_(den))
+
+
+def _constant_counts(w, n_up, n_down, model, generator):
+    """The spec's ``_constant_step_counts`` (the same operations, then the fast :func:`_finish`)."""
+    t = model.tensors
+    w_new = torch.addcmul(w, n_up, t.dw_up)
+    w_new.addcmul_(n_down, t.dw_down, value=-1.0)
+    room_lo = torch.minimum(w, w_new).sub_(t.b_min).sub_(t.dw_up).sub_(t.dw_down)
+    room_hi = torch.maximum(w, w_new).sub_(t.b_max).neg_()
+    sigma = model.sigma
+    if sigma > 0:
+        sd = (n_up * t.dw_up).mul_(t.dw_up).addcmul_(n_down * t.dw_down, t.dw_down).sqrt_()
+        margin = sd * (sigma * MARGIN_SIGMAS)
+        safe = (room_lo >= margin).logical_and_(room_hi >= margin)
+        noise = torch.randn(w.shape, generator=generator, dtype=w.dtype, device=w.device)
+        w_new.addcmul_(sd, noise, value=sigma)
+    else:
+        safe = (room_lo >= 0).logical_and_(room_hi >= 0)
+    w_new = torch.clamp(w_new, min=t.b_min, max=t.b_max, out=w_new)
+    return _finish(w_new, safe, w, n_up, n_down, model, generator)
+
+
+def _single(w, n, up, model, xi):
+    """The spec's ``_single_direction`` (same formulas) with noise draws ``xi`` (None: noise-free)."""
+    t = model.tensors
+    delta = torch.where(up, t.dw_up, t.dw_down)
+    gamma = torch.where(up, model.gamma_up, model.gamma_down)
+    sd = torch.where(up, delta, -delta)  # d·Δ
+    c = sd * gamma
+    ok = c > -1
+    c = torch.where(ok, c, 0.0)
+    L = torch.log1p(c)
+    nL = n * L
+    e = torch.exp(nL)
+    w_end = torch.addcmul(e * w, sd * n, _ratio_(torch.expm1(nL), nL) * _ratio_(L.clone(), c))
+    lo, hi = torch.minimum(w, w_end), torch.maximum(w, w_end)
+    w_new = w_end
+    sigma = model.sigma
+    if sigma > 0:
+        growth = torch.exp(nL.clamp(min=0).mul_(2))
+        if model.mult_noise:
+            u = torch.maximum((1 + gamma * w).abs_(), (1 + gamma * w_end).abs_())
+            x = (c * sigma / (1 + c)) ** 2
+            L2 = torch.log1p(x)
+            s0 = delta * (1 + gamma * w)
+            nL2 = n * L2
+            var = (s0 * sigma) ** 2 * torch.exp(2 * (n - 1) * L) * n * _ratio_(torch.expm1(nL2), nL2) \
+                * _ratio_(L2, x)
+            bound = n * (sigma * delta * u) ** 2 * growth
+        else:
+            sig_d2 = (sigma * delta) ** 2
+            var = sig_d2 * n * _ratio_(torch.expm1(2 * nL), 2 * nL) * _ratio_(2 * L, torch.expm1(2 * L))
+            bound = (n * sig_d2).mul_(growth)
+        margin = bound.sqrt_().mul_(MARGIN_SIGMAS)
+        lo, hi = lo.sub_(margin), hi.add_(margin)
+        w_new = w_end.addcmul_(var.clamp_(min=0).sqrt_(), xi)
+    safe = ok & (lo >= t.b_min) & (hi <= t.b_max) & (1 + gamma * lo >= 0) & (1 + gamma * hi >= 0)
+    safe |= n == 0
+    return torch.maximum(torch.minimum(w_new, t.b_max), t.b_min), safe
+
+
+def _mixed(w, n_up, n_down, model, xi):
+    """The spec's continuous-interleaving form for devices with up and down pulses (same formulas)."""
+    t = model.tensors
+    d_up, g_up, d_dn, g_dn = t.dw_up, model.gamma_up, t.dw_down, model.gamma_down
+    c_up, c_dn = d_up * g_up, -d_dn * g_dn
+    ok = (c_up >= -MAX_MIXED_C) & (c_up <= 0) & (c_dn >= -MAX_MIXED_C) & (c_dn <= 0)
+    c_up = torch.where(c_up > -1, c_up, 0.0)
+    c_dn = torch.where(c_dn > -1, c_dn, 0.0)
+    l_up, l_dn = torch.log1p(c_up), torch.log1p(c_dn)
+    beta = n_up * l_up + n_down * l_dn
+    alpha = n_up * d_up * _ratio_(l_up.clone(), c_up) - n_down * d_dn * _ratio_(l_dn.clone(), c_dn)
+
+    def at(frac: float) -> Tensor:
+        b = frac * beta
+        return torch.exp(b) * w + frac * alpha * _ratio_(torch.expm1(b), b)
+
+    w_end = at(1.0)
+    reach = d_up + d_dn
+    lo, hi = torch.minimum(w, w_end) - reach, torch.maximum(w, w_end) + reach
+    w_new = w_end
+    sigma = model.sigma
+    if sigma > 0:
+        if model.mult_noise:
+            def rate(v: Tensor, frac: float) -> Tensor:
+                s_up, s_dn = (d_up * (1 + g_up * v)).clamp(min=0), (d_dn * (1 + g_dn * v)).clamp(min=0)
+                return (n_up * s_up ** 2 + n_down * s_dn ** 2) * torch.exp(2 * (1 - frac) * beta)
+
+            var = (rate(w, 0.0) + 4 * rate(at(0.5), 0.5) + rate(w_end, 1.0)) / 6
+            u_up = torch.maximum((1 + g_up * w).abs(), (1 + g_up * w_end).abs())
+            u_dn = torch.maximum((1 + g_dn * w).abs(), (1 + g_dn * w_end).abs())
+            bound = n_up * (d_up * u_up) ** 2 + n_down * (d_dn * u_dn) ** 2
+        else:
+            bound = n_up * d_up ** 2 + n_down * d_dn ** 2
+            var = bound * _ratio_(torch.expm1(2 * beta), 2 * beta)
+        margin = MARGIN_SIGMAS * sigma * bound.sqrt()
+        lo, hi = lo - margin, hi + margin
+        w_new = w_end + sigma * var.clamp(min=0).sqrt() * xi
+    safe = ok & (lo >= t.b_min) & (hi <= t.b_max) & (1 + g_up * lo >= 0) & (1 + g_up * hi >= 0) \
+        & (1 + g_dn * lo >= 0) & (1 + g_dn * hi >= 0)
+    return torch.maximum(torch.minimum(w_new, t.b_max), t.b_min), safe
+
+
+def _linear_counts(w, n_up, n_down, model, generator):
+    """The spec's ``_linear_counts``: one normal per device (drawn first), the single-direction form
+    on every device, the mixed form on the devices with both directions (gathered)."""
+    mixed = (n_up > 0) & (n_down > 0)
+    m_idx = mixed.nonzero().squeeze(-1)
+    noisy = model.sigma > 0
+    xi = torch.randn(w.shape, generator=generator, dtype=w.dtype, device=w.device) if noisy else None
+    n = n_up + n_down
+    w_new, safe = _single(w, n, n_up > 0, model, xi)
+    if m_idx.numel():
+        mm = R._subset(model, m_idx)
+        w_m, safe_m = _mixed(w[m_idx], n_up[m_idx], n_down[m_idx], mm, xi[m_idx] if noisy else None)
+        w_new[m_idx] = w_m
+        safe[m_idx] = safe_m
+    return _finish(w_new, safe, w, n_up, n_down, model, generator)
+
+
+def _finish(w_new, safe, w, n_up, n_down, model, generator):
+    """The spec's ``_finish``: the closed form where safe and finite, the pulse loop elsewhere."""
+    safe &= torch.isfinite(w_new)
+    bad = (~safe).nonzero().squeeze(-1)
+    if bad.numel():
+        w_new[bad] = _pulse_loop(w[bad], n_up[bad], n_down[bad], R._subset(model, bad), generator)
+    return w_new
+
+
+def _pulse_loop(w, n_up, n_down, model, generator):
+    """The spec's ``_pulse_loop`` for the closed-form kinds, with the same draws (see the module doc)."""
+    w = w.clone()
+    if model.constant:
+        single = ((n_up == 0) | (n_down == 0)) & ((n_up + n_down) > 0)
+        s_idx = single.nonzero().squeeze(-1)
+        if s_idx.numel():
+            w[s_idx] = R._constant_runs(w[s_idx], n_up[s_idx], n_down[s_idx], R._subset(model, s_idx), generator)
+            n_up, n_down = torch.where(single, 0, n_up), torch.where(single, 0, n_down)
+    total = n_up + n_down
+    idx = total.nonzero().squeeze(-1)
+    if idx.numel() == 0:
+        return w
+    T = total[idx].to(torch.long)
+    U = n_up[idx].to(torch.long)
+    w[idx] = _loop(w[idx], U, T, R._subset(model, idx), generator)
+    return w
+
+
+def _schedule(T: Tensor) -> List[int]:
+    """active[k − 1] = number of devices with T >= k, k = 1..max T."""
+    hist = torch.bincount(T)
+    return hist.flip(0).cumsum(0).flip(0)[1:].tolist()
+
+
+def _loop(w: Tensor, U: Tensor, T: Tensor, model: PulseModel, generator) -> Tensor:
+    """Pulse k = 1..T of every device (U of them up, evenly interleaved), the spec's compaction and
+    draws: the set is compacted when the number of devices still pulsing halves."""
+    active = _schedule(T)
+    size = w.numel()
+    pos = torch.arange(size, device=w.device)  # positions in the input order of the current set
+    out = w.clone()
+    t = model.tensors
+    tensors = [t.dw_up, t.dw_down, t.b_max, t.b_min]
+    if not model.constant:
+        tensors += [model.gamma_up, model.gamma_down]
+    wi = w  # a gathered copy: stepped in place
+    k = 1
+    kmax = len(active)
+    noisy = model.sigma > 0
+    while k <= kmax:
+        if 2 * active[k - 1] <= size:  # compact, as the spec does
+            out[pos] = wi
+            keep = (T >= k).nonzero().squeeze(-1)
+            pos, wi, U, T = pos[keep], wi[keep], U[keep], T[keep]
+            tensors = [v[keep] for v in tensors]
+            size = keep.numel()
+        # the stretch of pulses until the next compaction
+        end = k
+        while end < kmax and 2 * active[end] > size:
+            end += 1
+        k_end = min(end, k - 1 + max(1, _LOOP_BLOCK // max(size, 1)))
+        wi = _pulses(wi, U, T, tensors, model, k, k_end, generator, noisy)
+        k = k_end + 1
+    out[pos] = wi
+    return out
+
+
+def _pulses(w, U, T, tensors, model, k0: int, k1: int, generator, noisy: bool) -> Tensor:
+    """Pulses k0..k1 of the current set (every device with T >= k0), in place on w."""
+    dw_up, dw_down, b_max, b_min = tensors[:4]
+    ks = torch.arange(k0, k1 + 1, device=w.device).unsqueeze(1)  # [P, 1]
+    up = ((ks - 1) * U % T + U) >= T  # [P, D] the spec's Bresenham remainder, in closed form
+    live = (ks <= T).to(w.dtype)
+    sign = torch.where(up, 1.0, -1.0).mul_(live).to(w.dtype)  # d per pulse, 0 after a device's last one
+    delta = torch.where(up, dw_up, dw_down)
+    sigma = model.sigma
+    if model.constant:
+        inc = delta.mul_(sign)  # signed Δ^d
+        for j in range(k1 - k0 + 1):
+            if noisy:
+                xi = torch.randn(w.shape, generator=generator, dtype=w.dtype, device=w.device)
+                w.addcmul_(inc[j], xi.mul_(sigma).add_(1))
+            else:
+                w.add_(inc[j])
+            torch.clamp(w, min=b_min, max=b_max, out=w)
+        return w
+    slope = torch.where(up, tensors[4], tensors[5]).mul_(delta)  # Δ^d·γ^d
+    for j in range(k1 - k0 + 1):
+        s = torch.addcmul(delta[j], slope[j], w).clamp_(min=0)
+        if noisy:
+            xi = torch.randn(w.shape, generator=generator, dtype=w.dtype, device=w.device)
+            if model.mult_noise:
+                s.addcmul_(s, xi, value=sigma)
+            else:
+                s.addcmul_(delta[j], xi, value=sigma)
+        w.addcmul_(s, sign[j])
+        torch.clamp(w, min=b_min, max=b_max, out=w)
+    return w
