@@ -144,7 +144,7 @@ class ConductanceExplorer(W.VBox):
             coloraxis=dict(colorscale="Viridis", cmin=0.0, cmax=g_max * 1.1,
                            colorbar=dict(x=0.63, len=0.9, thickness=12, title="µS")),
             coloraxis2=dict(colorscale="RdBu", cmid=0.0, colorbar=dict(x=1.0, len=0.9, thickness=12, title="µS")),
-            height=380, width=1100, margin=dict(l=60, r=20, t=40, b=50), template="plotly_white")
+            height=340, width=880, margin=dict(l=60, r=20, t=40, b=50), template="plotly_white")
         fig.update_yaxes(autorange="reversed", scaleanchor=None)
         fig.update_xaxes(title_text="input j (crossbar row)")
         fig.update_yaxes(title_text="output i (crossbar column)", row=1, col=1)

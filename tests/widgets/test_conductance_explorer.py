@@ -50,3 +50,9 @@ def test_pcm_sanity_at_gmax(explorer):
     at_year = np.interp(np.log(3.1536e7), np.log(times), mean) / 25.0
     assert at_hour == pytest.approx(0.78, abs=0.05)
     assert at_year == pytest.approx(0.5, abs=0.07)
+
+
+def test_figures_fit_a_900_px_column(explorer):
+    """Issue 11: the heatmaps (1100 px wide) overflowed a 900 px notebook column."""
+    for figure in (explorer.heatmaps, explorer.curves):
+        assert figure.layout.width <= 900
