@@ -24,11 +24,12 @@ def check_time(t_inference: float) -> float:
 
 def all_finite(t: Tensor) -> bool:
     """True when ``t`` has no NaN or inf: its min and max in one pass (NaN propagates through both),
-    without the bool temporary of ``isfinite(t).all()`` (several times slower on large tensors)."""
+    without the bool temporary of ``isfinite(t).all()`` (several times slower on large tensors); the
+    two numbers are tested in Python (torch.isfinite on a 0-d tensor is four ops, ~0.1 ms a call)."""
     if t.numel() == 0:
         return True
     low, high = torch.aminmax(t)
-    return bool(torch.isfinite(low) & torch.isfinite(high))
+    return math.isfinite(low.item()) and math.isfinite(high.item())
 
 
 def check_tile_input(x, in_features: int, dtype: torch.dtype, leading_dims: bool = False) -> None:

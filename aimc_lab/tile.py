@@ -277,9 +277,14 @@ class AnalogTile(nn.Module):
             scales = self.drift_alpha if scales is None else scales * self.drift_alpha
         if x.shape[0] == 0:  # an empty batch: the exact empty product keeps the autograd graph
             y = (u @ self.weight.t()) * self.out_scale
-        else:
+        elif torch.is_grad_enabled() and self.out_scale.requires_grad:
             y = analog_mvm(u, self._forward_weight(), self.config.forward, in_size=self.in_size,
                            out_scales=scales, generator=self.generator) * self.out_scale
+        else:  # no gradient for the digital output scale: it joins the kernel's per-slice scales (a pass less)
+            column = self.out_scale.detach().unsqueeze(0)  # [1, N]
+            scales = column if scales is None else scales * column
+            y = analog_mvm(u, self._forward_weight(), self.config.forward, in_size=self.in_size,
+                           out_scales=scales.expand(self.n_slices, self.out_features), generator=self.generator)
         if not all_finite(y):
             raise ValueError(f"the tile output overflows {y.dtype} for this input (max|x| = "
                              f"{float(x.detach().abs().max()):.3g}); allowed: inputs small enough that "

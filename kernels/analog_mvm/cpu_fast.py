@@ -26,6 +26,7 @@ float arithmetic (an output on an ADC rounding tie may land one step away).
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -55,19 +56,20 @@ def _round_half_away(v: Tensor) -> Tensor:
 
 
 def _quantize_clip(v: Tensor, step: float, bound: float, stochastic: bool, generator: Optional[torch.Generator],
-                   need_mask: bool):
+                   need_mask: bool, sign: Optional[Tensor] = None):
     """Q(v·Δ; Δ) clipped at ±bound, for ``v`` already divided by Δ (Δ = ``step`` > 0) and owned by
     the caller (overwritten). Returns (the clipped value, the pass mask |Q| <= bound as 0/1 floats or
     None). Deterministic rounding keeps |Q| = floor(|v| + 1/2)·Δ before the sign goes back on, so the
     mask and the clip read the magnitude the rounding already made (the spec's bits: the magnitude of
-    a product does not depend on its sign)."""
+    a product does not depend on its sign). ``sign``: a tensor with v's signs (zeros included), and
+    then ``v`` holds |v| and becomes the result (no temporary)."""
     if stochastic:
         v.add_(torch.rand(v.shape, generator=generator, device=v.device, dtype=v.dtype)).floor_().mul_(step)
         mask = torch.le(v.abs(), bound, out=torch.empty_like(v)) if need_mask else None
         return v.clamp_(-bound, bound), mask
-    mag = v.abs().add_(0.5).floor_().mul_(step)  # |Q|
+    mag = (v if sign is not None else v.abs()).add_(0.5).floor_().mul_(step)  # |Q|
     mask = torch.le(mag, bound, out=torch.empty_like(v)) if need_mask else None
-    return mag.clamp_(max=bound).copysign_(v), mask
+    return mag.clamp_(max=bound).copysign_(v if sign is None else sign), mask
 
 
 def _clip(v: Tensor, bound: float, need_mask: bool):
@@ -84,17 +86,27 @@ def _saturated(y: Tensor, bound: float) -> Tensor:
 
 def _noise_management(xs: Tensor, abs_max: Tensor, io: IOParameters) -> Optional[Tensor]:
     """α per (slice, row): [S, M]; ``abs_max`` = max|x| per (slice, row). None when α is 1 everywhere
-    (no noise management, or a constant threshold of 1), so nothing is divided by it."""
+    (no noise management, or a constant threshold of 1), so nothing is divided by it. Where the spec
+    replaces α <= 0 (an all-zero row) by 1, α here is the dtype's smallest positive number: such a row
+    still divides to 0 and its output is zeroed by the rescale, and a clamp is one op where the
+    spec's replacement is three."""
+    smallest = torch.finfo(xs.dtype).tiny * torch.finfo(xs.dtype).eps  # the smallest subnormal
     if io.noise_management == "abs_max":
-        alpha = abs_max.clamp(max=io.nm_thres) if io.nm_thres > 0 else abs_max
-    elif io.noise_management == "max":  # a row without a positive input: max|x|
+        return abs_max.clamp(min=smallest, max=io.nm_thres if io.nm_thres > 0 else None)
+    if io.noise_management == "max":  # a row without a positive input: max|x|
         alpha = xs.amax(dim=-1)
-        alpha = torch.where(alpha > 0, alpha, abs_max)
-    elif io.noise_management == "constant" and io.nm_thres > 0 and io.nm_thres != 1.0:
+        return torch.where(alpha > 0, alpha, abs_max).clamp_(min=smallest)
+    if io.noise_management == "constant" and io.nm_thres > 0 and io.nm_thres != 1.0:
         return torch.full(xs.shape[:2], io.nm_thres, dtype=xs.dtype, device=xs.device)
-    else:  # "none", or a constant threshold of 1 (or <= 0, which the spec replaces by 1)
-        return None
-    return torch.where(alpha > 0, alpha, torch.ones_like(alpha))
+    return None  # "none", or a constant threshold of 1 (or <= 0, which the spec replaces by 1)
+
+
+def _any_saturated(y: Tensor, bound: float) -> bool:
+    """Whether any |y| >= bound: one reduction (the per-row test runs only when this says yes)."""
+    if y.numel() == 0:
+        return False
+    low, high = torch.aminmax(y)
+    return float(high) >= bound or float(low) <= -bound
 
 
 def _ir_position(S: int, Kp: int, K: int, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -105,25 +117,35 @@ def _ir_position(S: int, Kp: int, K: int, dtype: torch.dtype, device: torch.devi
     return (1 - (1 - j / K) ** 2).reshape(1, 1, K)
 
 
-def _one_pass(xn: Tensor, ws: Tensor, ws_abs: Optional[Tensor], io: IOParameters, pow2: Optional[Tensor],
-              K: int, generator: Optional[torch.Generator], need_masks: bool, consume: bool, aux: torch.dtype):
-    """Steps 3-7 for inputs already divided by α: xn [S, R, Kp], times 2^-k (``pow2`` = 2^k [S, R]).
+def _one_pass(src: Tensor, alpha: Optional[Tensor], ws: Tensor, ws_abs: Optional[Tensor], io: IOParameters,
+              pow2: Optional[Tensor], K: int, generator: Optional[torch.Generator], need_masks: bool,
+              aux: torch.dtype):
+    """Steps 3-7 for the inputs src [S, R, Kp] divided by α (``alpha`` [S, R], None: 1), times 2^-k
+    (``pow2`` = 2^k [S, R], None: k = 0).
 
-    ``consume``: ``xn`` is a temporary the caller will not read again; the DAC then works in its
-    memory instead of a copy. ``ws_abs``: |w| in the aux dtype when a second-order term needs it.
-    Returns (y after the ADC, x̃, input-pass mask, output-pass mask); masks None unless ``need_masks``.
+    ``ws_abs``: |w| in the aux dtype when a second-order term needs it. Returns (y after the ADC, x̃,
+    input-pass mask, output-pass mask); masks None unless ``need_masks``. The DAC makes one [S, R, Kp]
+    tensor: src / α / (Δ·2^k) (the spec's src / α · 2^-k / Δ bit for bit: 2^k scales exactly) is
+    rounded in place as a magnitude and takes its sign back from src (α, Δ, 2^k > 0).
     """
-    S, R, Kp = xn.shape
+    S, R, Kp = src.shape
     step = io.inp_step
-    # the first pass over xn makes u = xn·2^-k/Δ: xn / (Δ·2^k) gives the same bits (2^k scales exactly)
+    div = None
     if step > 0:
         div = step if pow2 is None else (pow2 * step).unsqueeze(-1)
-        u = xn.div_(div) if consume and pow2 is None else torch.div(xn, div)
-    else:
-        u = xn.div(pow2.unsqueeze(-1)) if pow2 is not None else (xn if consume else xn.clone())
+    elif pow2 is not None:
+        div = pow2.unsqueeze(-1)
+    u = torch.div(src, alpha.unsqueeze(-1)) if alpha is not None else None
+    if div is not None:
+        u = torch.div(src, div) if u is None else u.div_(div)
+    elif u is None:
+        u = src.clone()
     # 3. DAC: quantize and clip (Δ > 0: u is already divided by Δ), then input noise
     if step > 0:
-        u, in_pass = _quantize_clip(u, step, io.inp_bound, io.inp_sto_round, generator, need_masks)
+        if io.inp_sto_round:
+            u, in_pass = _quantize_clip(u, step, io.inp_bound, True, generator, need_masks)
+        else:
+            u, in_pass = _quantize_clip(u.abs_(), step, io.inp_bound, False, generator, need_masks, src)
     else:
         u, in_pass = _clip(u, io.inp_bound, need_masks)
     if io.inp_noise > 0:
@@ -135,33 +157,41 @@ def _one_pass(xn: Tensor, ws: Tensor, ws_abs: Optional[Tensor], io: IOParameters
     # 4. MAC
     z = torch.bmm(u, ws)  # [S, R, N]
     ua = u.to(aux) if ws_abs is not None else None
-    # 4b. IR drop
+    # 4b. IR drop; the second-order products share one temporary [S, R, Kp] (|x̃|, x̃·position, x̃²)
+    tmp = torch.abs(ua) if io.ir_drop > 0 else None
     if io.ir_drop > 0:
         k_used = K if S == 1 else rows_used(S, Kp, K).to(z).reshape(S, 1, 1)
-        a = torch.bmm(ua.abs(), ws_abs).to(z.dtype).mul_(k_used / io.ir_drop_g_ratio)
+        a = torch.bmm(tmp, ws_abs).to(z.dtype).mul_(k_used / io.ir_drop_g_ratio)
         c = a.mul(0.05).sub_(0.2).mul_(a).add_(0.5).mul_(a)  # a(0.5 - 0.2a + 0.05a²)
-        del a
         position = _ir_position(S, Kp, K, u.dtype, u.device).mul_(io.ir_drop).to(aux)
-        c.mul_(torch.bmm(ua * position, ws if aux == ws.dtype else ws.to(aux)).to(z.dtype))
-        z.sub_(c)
-        del c
+        torch.mul(ua, position, out=tmp)
+        z.addcmul_(c, torch.bmm(tmp, ws if aux == ws.dtype else ws.to(aux), out=a if aux == z.dtype else None)
+                   .to(z.dtype), value=-1)
+        del a, c
     # 5 + 6. weight read noise and output noise: one Gaussian with the summed variance
     std = None
     if io.w_noise > 0:
         if io.w_noise_type == "additive_constant":
             std = (u * u).sum(dim=-1, keepdim=True).mul_(io.w_noise ** 2)  # [S, R, 1]
         else:
-            std = torch.bmm(ua * ua, ws_abs).to(z.dtype).mul_(io.w_noise ** 2)  # [S, R, N]
+            sq = torch.mul(ua, ua, out=tmp) if tmp is not None else ua * ua
+            std = torch.bmm(sq, ws_abs).to(z.dtype).mul_(io.w_noise ** 2)  # [S, R, N]
         std.add_(io.out_noise ** 2).sqrt_()
     elif io.out_noise > 0:
         std = io.out_noise
+    del tmp
+    noise = None
     if std is not None:
         noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
-        z.add_(noise.mul_(std))
-        del noise
-    # 7. ADC
+        if isinstance(std, Tensor):
+            z.addcmul_(noise, std)
+        else:
+            z.add_(noise, alpha=std)
+    # 7. ADC (its magnitude goes into the noise's memory, which is free again)
     if io.out_step > 0:
-        z, out_pass = _quantize_clip(z.div_(io.out_step), io.out_step, io.out_bound, False, generator, need_masks)
+        z.div_(io.out_step)
+        mag = z.abs() if noise is None else torch.abs(z, out=noise)
+        z, out_pass = _quantize_clip(mag, io.out_step, io.out_bound, False, generator, need_masks, z)
     else:
         z, out_pass = _clip(z, io.out_bound, need_masks)
     return z, u, in_pass, out_pass
@@ -183,7 +213,7 @@ def mvm_forward(x: Tensor, w: Tensor, io: IOParameters, in_size: Optional[int], 
         magnitude = magnitude.amax(dim=-1)  # [S, M]
     else:
         magnitude = magnitude.sum(dim=-1)
-    if torch.isnan(magnitude).any():
+    if math.isnan(float(magnitude.sum())):  # Σ of non-negative numbers: NaN only from a NaN
         raise ValueError("analog_mvm: x contains NaN")
     # the digital scales applied after the rescale by α·2^k: out_scale times out_scales, [S, 1, N] or a number
     scales = io.out_scale if out_scales is None else (out_scales * io.out_scale).unsqueeze(1)
@@ -198,16 +228,14 @@ def mvm_forward(x: Tensor, w: Tensor, io: IOParameters, in_size: Optional[int], 
         ws_abs = ws.abs().to(aux) if need_aux else None
         alpha = _noise_management(xs, magnitude, io)  # [S, M] or None (α = 1)
         nonzero = magnitude > 0  # [S, M]
-        owned = alpha is not None  # xn is a new tensor, not a view of x
-        xn = xs / alpha.unsqueeze(-1) if owned else xs
-        iterative = io.bound_management == "iterative"
-        # the bound-management loop re-reads xn, so only a single pass may consume it
-        ys, xt, in_pass, out_pass = _one_pass(xn, ws, ws_abs, io, None, K, generator, need_saved,
-                                              owned and not iterative, aux)
+        k_max = max_bm_exponent(io) if io.bound_management == "iterative" else 0
+        # bound management re-reads x / α, so it keeps it; a single pass divides inside the DAC
+        xn = xs / alpha.unsqueeze(-1) if k_max > 0 and alpha is not None else xs
+        ys, xt, in_pass, out_pass = _one_pass(xs, alpha, ws, ws_abs, io, None, K, generator, need_saved, aux) \
+            if xn is xs else _one_pass(xn, None, ws, ws_abs, io, None, K, generator, need_saved, aux)
         factor = nonzero.to(x.dtype) if alpha is None else alpha * nonzero  # [S, M]: α·2^k, 0 for all-zero slices
-        if iterative:
+        if k_max > 0 and _any_saturated(ys, io.out_bound):
             kexp = torch.zeros(S, M, dtype=x.dtype, device=x.device)
-            k_max = max_bm_exponent(io)
             # saturated (slice, row) pairs; after the first pass only re-run rows can change
             saturated = _saturated(ys, io.out_bound) & nonzero  # [S, M]
             for _ in range(k_max):
@@ -216,8 +244,8 @@ def mvm_forward(x: Tensor, w: Tensor, io: IOParameters, in_size: Optional[int], 
                 if rows.numel() == 0:
                     break
                 kexp += redo
-                y_r, xt_r, ip_r, op_r = _one_pass(xn[:, rows], ws, ws_abs, io, torch.exp2(kexp[:, rows]), K,
-                                                  generator, need_saved, False, aux)
+                y_r, xt_r, ip_r, op_r = _one_pass(xn[:, rows], None, ws, ws_abs, io, torch.exp2(kexp[:, rows]), K,
+                                                  generator, need_saved, aux)
                 if S > 1:  # a re-run row keeps the first result of its slices that did not saturate
                     sub = redo[:, rows].unsqueeze(-1)  # [S, R, 1]
                     y_r = torch.where(sub, y_r, ys[:, rows])
