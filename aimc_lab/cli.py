@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Callable, List, Optional
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "voila_options"]
 
 SEED_MAX = 2**64 - 1  # torch.Generator.manual_seed takes a 64-bit seed
 SIZE_MAX = 4096  # a 4096 x 4096 float32 weight is 64 MB; the noisy MVM keeps a few such tensors
@@ -27,6 +27,12 @@ ELEMENTS_MAX = 10_000_000  # --vectors x --size: 40 MB per [vectors, size] tenso
 PORT_MIN, PORT_MAX = 1, 65535
 SHUTDOWN_WAIT_S = 10.0  # how long a server gets to stop its kernels before they are killed
 DEFAULT_TUTORIALS_DIR = "aimc-lab-tutorials"
+# JupyterLab extensions the dashboards never use, which Voila would otherwise load into every page:
+# jupyterlab-plotly renders plotly's own figure outputs and pulls in a 4.8 MB copy of plotly.js (the
+# aimc-lab figures bring their own, see aimc_lab.widgets._figure); jupyterlab_pygments styles code
+# cells, which Voila strips. Leaving them out cut the throttled time to the first widget by about a
+# third (tests/browser/test_dashboards.py prints it).
+VOILA_UNUSED_EXTENSIONS = ("jupyterlab-plotly", "jupyterlab_pygments")
 
 
 def _int_in(low: int, high: int) -> Callable[[str], int]:
@@ -185,6 +191,19 @@ def _dashboard(name: str) -> Optional[Path]:
     return path if path.is_file() else None
 
 
+def voila_options(all_extensions: bool = False) -> List[str]:
+    """The Voila options ``serve`` adds (and the browser tests serve with).
+
+    ``--preheat_kernel``: the dashboard is executed in a waiting kernel before anyone asks for it, so a
+    page does not wait for the kernel to start and run it. The extension denylist leaves out
+    :data:`VOILA_UNUSED_EXTENSIONS` unless ``all_extensions`` (a notebook that displays plotly's own
+    figures, ``fig.show()``, needs jupyterlab-plotly)."""
+    options = ["--preheat_kernel=True"]
+    if not all_extensions:
+        options += [f"--VoilaConfiguration.extension_denylist={name}" for name in VOILA_UNUSED_EXTENSIONS]
+    return options
+
+
 def _serve(args: argparse.Namespace) -> int:
     voila = _executable("voila")
     if voila is None:
@@ -198,11 +217,8 @@ def _serve(args: argparse.Namespace) -> int:
         notebook = shipped
     if not _port_free(args.port):
         args.parser.error(f"--port {args.port} is in use on 127.0.0.1; choose another port")
-    # port_retries=0: Voila fails instead of silently listening on another port than the one printed.
-    # preheat_kernel: the dashboard is executed in a waiting kernel before anyone asks for it, so the
-    # first page shows its widgets in ~7 s instead of ~15 s (measured by tests/browser).
     cmd = [voila, "--no-browser", f"--port={args.port}", "--Voila.port_retries=0", "--Voila.ip=127.0.0.1",
-           "--preheat_kernel=True", str(notebook)]
+           *voila_options(all_extensions=args.all_extensions), str(notebook)]
     print(f"serving {notebook} at http://127.0.0.1:{args.port}/  (Ctrl-C stops it)", flush=True)
     return _supervise(cmd)
 
@@ -268,6 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("notebook", help="a .ipynb file or folder, or a shipped dashboard: tile_lab, drift_lab, design_lab")
     p.add_argument("--port", type=_int_in(PORT_MIN, PORT_MAX), default=8866,
                    help=f"port to listen on, {PORT_MIN}-{PORT_MAX}; fails if it is taken (default: %(default)s)")
+    p.add_argument("--all-extensions", action="store_true",
+                   help="load every installed JupyterLab extension into the page; by default "
+                        f"{' and '.join(VOILA_UNUSED_EXTENSIONS)} are left out (the dashboards do not use "
+                        "them; a notebook showing plotly's own figures with fig.show() needs jupyterlab-plotly)")
     p.set_defaults(func=_serve, parser=p)
 
     p = sub.add_parser("tutorials", help="copy the tutorial notebooks and dashboards to a folder",
