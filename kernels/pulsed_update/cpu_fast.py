@@ -9,14 +9,11 @@ kind, both noise types, odd shapes, empty and zero-pulse cases, and in distribut
 * the closed forms (module doc of :mod:`.reference`) run on the devices with pulses only, the
   single-direction form on all of them and the mixed (up and down) form on the devices with both
   directions only, gathered; the spec computes both forms on every device and selects;
-* the pulse loop of the devices near a bound precomputes, per stretch of pulses between two
-  compactions, every pulse's direction (Bresenham, ``(k − 1)·n⁺ mod T + n⁺ >= T``, the spec's running
-  remainder in closed form) and coefficients, so one pulse of the linear kind is five in-place
-  operations: s = max(Δ^d + Δ^dγ^d·w, 0), s += σ·(Δ^d or s)·ξ, w += d·s, clip; the devices still
-  pulsing are compacted when their number halves, as in the spec, and each pulse draws its normals
-  like the spec's loop (one ``randn`` of the compacted size per pulse), so the random streams agree;
-* no ``int(...)`` synchronisation per pulse: the loop's schedule (how many devices still pulse at
-  pulse k) comes from one histogram of the pulse counts.
+* the pulse loop (few pulses, and the devices near a bound) computes the directions (Bresenham,
+  ``(k − 1)·n⁺ mod T + n⁺ >= T``) and coefficients of a stretch of pulses at once, so one pulse of the
+  linear kind is five in-place operations on the prefix of still-pulsing devices: s = max(Δ^d +
+  Δ^dγ^d·w, 0), s += σ·(Δ^d or s)·ξ, w += d·s, clip (the spec calls :func:`reference.pulse`, about
+  fifteen); each pulse draws its normals like the spec's loop.
 
 Randomness: the same draws in the same order as the spec, so a seeded call reproduces the spec's
 result up to the last bits of float arithmetic (Δ + Δγ·w instead of Δ·(1 + γw); a device whose
@@ -27,7 +24,7 @@ device, ``exact=True`` and ``block_rows`` run the spec itself.
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 import torch
 from torch import Tensor
@@ -102,8 +99,11 @@ def _apply(w: Tensor, n_up: Tensor, n_down: Tensor, model: PulseModel, generator
 
 
 def _closed_form(w, n_up, n_down, model, generator):
+    """The spec's ``_apply_mixed_flat`` for the closed-form kinds."""
     if model.constant:
         return _constant_counts(w, n_up, n_down, model, generator)
+    if float((n_up + n_down).max()) <= R.LOOP_PULSES:
+        return _pulse_loop(w, n_up, n_down, model, generator)
     return _linear_counts(w, n_up, n_down, model, generator)
 
 
@@ -144,7 +144,8 @@ def _single(w, n, up, model, xi):
     L = torch.log1p(c)
     nL = n * L
     e = torch.exp(nL)
-    w_end = torch.addcmul(e * w, sd * n, _ratio_(torch.expm1(nL), nL) * _ratio_(L.clone(), c))
+    # the spec's order of operations, bit for bit (a device at its bound tests hi <= b_max with a tie)
+    w_end = (sd * n).mul_(_ratio_(torch.expm1(nL), nL)).mul_(_ratio_(L.clone(), c)).add_(e * w)
     lo, hi = torch.minimum(w, w_end), torch.maximum(w, w_end)
     w_new = w_end
     sigma = model.sigma
@@ -248,83 +249,49 @@ def _pulse_loop(w, n_up, n_down, model, generator):
         if s_idx.numel():
             w[s_idx] = R._constant_runs(w[s_idx], n_up[s_idx], n_down[s_idx], R._subset(model, s_idx), generator)
             n_up, n_down = torch.where(single, 0, n_up), torch.where(single, 0, n_down)
-    total = n_up + n_down
-    idx = total.nonzero().squeeze(-1)
-    if idx.numel() == 0:
-        return w
-    T = total[idx].to(torch.long)
-    U = n_up[idx].to(torch.long)
-    w[idx] = _loop(w[idx], U, T, R._subset(model, idx), generator)
+    idx, U, T, live = R.loop_order(n_up, n_down)
+    if idx.numel():
+        w[idx] = _loop(w[idx], U, T, live, R._subset(model, idx), generator)
     return w
 
 
-def _schedule(T: Tensor) -> List[int]:
-    """active[k − 1] = number of devices with T >= k, k = 1..max T."""
-    hist = torch.bincount(T)
-    return hist.flip(0).cumsum(0).flip(0)[1:].tolist()
-
-
-def _loop(w: Tensor, U: Tensor, T: Tensor, model: PulseModel, generator) -> Tensor:
-    """Pulse k = 1..T of every device (U of them up, evenly interleaved), the spec's compaction and
-    draws: the set is compacted when the number of devices still pulsing halves."""
-    active = _schedule(T)
-    size = w.numel()
-    pos = torch.arange(size, device=w.device)  # positions in the input order of the current set
-    out = w.clone()
+def _loop(w: Tensor, U: Tensor, T: Tensor, live: List[int], model: PulseModel, generator) -> Tensor:
+    """Pulse k = 1..max T of the devices sorted by T (largest first): pulse k steps the prefix of the
+    live[k − 1] devices with T >= k, in place on ``w``. The pulses' directions and coefficients are
+    computed for a stretch of pulses at once (while the prefix stays above half its first size)."""
     t = model.tensors
-    tensors = [t.dw_up, t.dw_down, t.b_max, t.b_min]
-    if not model.constant:
-        tensors += [model.gamma_up, model.gamma_down]
-    wi = w  # a gathered copy: stepped in place
-    k = 1
-    kmax = len(active)
     noisy = model.sigma > 0
-    while k <= kmax:
-        if 2 * active[k - 1] <= size:  # compact, as the spec does
-            out[pos] = wi
-            keep = (T >= k).nonzero().squeeze(-1)
-            pos, wi, U, T = pos[keep], wi[keep], U[keep], T[keep]
-            tensors = [v[keep] for v in tensors]
-            size = keep.numel()
-        # the stretch of pulses until the next compaction
-        end = k
-        while end < kmax and 2 * active[end] > size:
-            end += 1
-        k_end = min(end, k - 1 + max(1, _LOOP_BLOCK // max(size, 1)))
-        wi = _pulses(wi, U, T, tensors, model, k, k_end, generator, noisy)
-        k = k_end + 1
-    out[pos] = wi
-    return out
-
-
-def _pulses(w, U, T, tensors, model, k0: int, k1: int, generator, noisy: bool) -> Tensor:
-    """Pulses k0..k1 of the current set (every device with T >= k0), in place on w."""
-    dw_up, dw_down, b_max, b_min = tensors[:4]
-    ks = torch.arange(k0, k1 + 1, device=w.device).unsqueeze(1)  # [P, 1]
-    up = ((ks - 1) * U % T + U) >= T  # [P, D] the spec's Bresenham remainder, in closed form
-    live = (ks <= T).to(w.dtype)
-    sign = torch.where(up, 1.0, -1.0).mul_(live).to(w.dtype)  # d per pulse, 0 after a device's last one
-    delta = torch.where(up, dw_up, dw_down)
     sigma = model.sigma
-    if model.constant:
-        inc = delta.mul_(sign)  # signed Δ^d
-        for j in range(k1 - k0 + 1):
-            if noisy:
-                xi = torch.randn(w.shape, generator=generator, dtype=w.dtype, device=w.device)
-                w.addcmul_(inc[j], xi.mul_(sigma).add_(1))
+    k, kmax = 1, len(live)
+    while k <= kmax:
+        n = live[k - 1]
+        end = k
+        while end < kmax and 2 * live[end] > n and (end - k + 2) * n <= _LOOP_BLOCK:
+            end += 1
+        ks = torch.arange(k, end + 1, device=w.device).unsqueeze(1)  # [P, 1]
+        u, tt = U[:n], T[:n]
+        up = ((ks - 1) * u % tt + u) >= tt  # [P, n] the spec's Bresenham rule
+        delta = torch.where(up, t.dw_up[:n], t.dw_down[:n])
+        b_max, b_min = t.b_max[:n], t.b_min[:n]
+        if model.constant:
+            inc = torch.where(up, delta, delta.neg())  # d·Δ^d
+        else:
+            slope = torch.where(up, model.gamma_up[:n], model.gamma_down[:n]).mul_(delta)  # Δ^d·γ^d
+            sign = torch.where(up, 1.0, -1.0).to(w.dtype)
+        for j in range(end - k + 1):
+            m = live[k - 1 + j]
+            v = w[:m]
+            xi = torch.randn(m, generator=generator, dtype=w.dtype, device=w.device) if noisy else None
+            if model.constant:
+                if noisy:
+                    v.addcmul_(inc[j, :m], xi.mul_(sigma).add_(1))
+                else:
+                    v.add_(inc[j, :m])
             else:
-                w.add_(inc[j])
-            torch.clamp(w, min=b_min, max=b_max, out=w)
-        return w
-    slope = torch.where(up, tensors[4], tensors[5]).mul_(delta)  # Δ^d·γ^d
-    for j in range(k1 - k0 + 1):
-        s = torch.addcmul(delta[j], slope[j], w).clamp_(min=0)
-        if noisy:
-            xi = torch.randn(w.shape, generator=generator, dtype=w.dtype, device=w.device)
-            if model.mult_noise:
-                s.addcmul_(s, xi, value=sigma)
-            else:
-                s.addcmul_(delta[j], xi, value=sigma)
-        w.addcmul_(s, sign[j])
-        torch.clamp(w, min=b_min, max=b_max, out=w)
+                s = torch.addcmul(delta[j, :m], slope[j, :m], v).clamp_(min=0)
+                if noisy:
+                    s.addcmul_(s if model.mult_noise else delta[j, :m], xi, value=sigma)
+                v.addcmul_(s, sign[j, :m])
+            torch.clamp(v, min=b_min[:m], max=b_max[:m], out=v)
+        k = end + 1
     return w

@@ -57,6 +57,14 @@ device's own Δ^d, clipping after each pulse), up and down pulses evenly interle
   whose mean differs from the even interleaving by well under one step; its noise variance integrates
   the per-pulse variance along that path (Simpson for multiplicative noise).
 * ExpStep, PowStep, PiecewiseStep and ``exact=True``: always the pulse loop.
+* **Few pulses**: a LinearStep-family call in which no device gets more than ``LOOP_PULSES`` = 32
+  pulses runs the pulse loop for every device (the spec itself; on small tiles its ~10 tensor
+  operations per pulse cost less than the ~150 of the closed forms, and the devices near a bound would
+  run the loop anyway). Small layers at batch 5 get 1-25 pulses per device and call.
+
+Only the devices with pulses are worked on. Draws, in order: the slot bits (:func:`block_pulse_counts`);
+for the closed forms one normal per device with pulses; in the pulse loop, whose devices are ordered
+by their pulse count T (largest first), one normal per still-pulsing device per pulse.
 
 The Ideal device gets the exact floating-point update ΔW = −η·Σ_m d_m x_mᵀ, clipped to the bounds.
 
@@ -227,6 +235,12 @@ MARGIN_SIGMAS = 8.0
 MAX_MIXED_C = 0.05
 
 
+#: A call of the LinearStep family in which no device gets more than this many pulses runs the pulse
+#: loop for every device: its ~10 tensor operations per pulse cost less than the ~150 of the closed forms
+#: (and the devices near a bound would run the loop anyway).
+LOOP_PULSES = 32
+
+
 def apply_pulse_counts(w: Tensor, n: Tensor, up: Tensor, model: PulseModel,
                        generator: Optional[torch.Generator], exact: bool = False) -> Tensor:
     """Apply n >= 0 same-direction pulses per device (1-d tensors of equal length); returns new w.
@@ -247,9 +261,10 @@ def _pulse_loop(w: Tensor, n_up: Tensor, n_down: Tensor, model: PulseModel,
                 generator: Optional[torch.Generator]) -> Tensor:
     """The spec: each device's n⁺ up and n⁻ down pulses one at a time (:func:`pulse`),
     evenly interleaved (Bresenham: pulse k of T = n⁺ + n⁻ is up when ⌊k·n⁺/T⌋ > ⌊(k − 1)·n⁺/T⌋, i.e.
-    when the remainder r ← r + n⁺ reaches T). The devices still pulsing are compacted whenever
-    their number halves, so the work is O(Σ n + devices·log n_max). Constant-step devices with pulses
-    in one direction take the exact shortcut of :func:`_constant_runs`."""
+    when (k − 1)·n⁺ mod T + n⁺ >= T). The devices with pulses are ordered by T, largest first (stable),
+    so the devices still pulsing at pulse k are a prefix of that order; pulse k draws one normal per
+    device of the prefix. The work is O(Σ n). Constant-step devices with pulses in one direction take
+    the exact shortcut of :func:`_constant_runs`."""
     w = w.clone()
     if model.constant:
         single = ((n_up == 0) | (n_down == 0)) & ((n_up + n_down) > 0)
@@ -257,32 +272,38 @@ def _pulse_loop(w: Tensor, n_up: Tensor, n_down: Tensor, model: PulseModel,
             sel = single.nonzero().squeeze(-1)
             w[sel] = _constant_runs(w[sel], n_up[sel], n_down[sel], _subset(model, sel), generator)
             n_up, n_down = torch.where(single, 0, n_up), torch.where(single, 0, n_down)
-    idx = ((n_up + n_down) > 0).nonzero().squeeze(-1)
+    idx, U, T, live = loop_order(n_up, n_down)
     if idx.numel() == 0:
         return w
-    wi, ui, ti, ms = w[idx], n_up[idx], (n_up + n_down)[idx], _subset(model, idx)
-    rem = torch.zeros_like(wi)
+    wi, ms = w[idx], _subset(model, idx)
     noisy = model.sigma > 0
-    k = 0
-    while True:
-        k += 1
-        active = ti >= k
-        n_active = int(active.sum())
-        if n_active == 0:
-            break
-        if 2 * n_active <= wi.numel():  # compact
-            w[idx] = wi
-            keep = active.nonzero().squeeze(-1)
-            idx, wi, ui, ti, rem, ms = idx[keep], wi[keep], ui[keep], ti[keep], rem[keep], _subset(ms, keep)
-            active = None
-        rem.add_(ui)
-        up = rem >= ti
-        rem.sub_(ti * up)
-        xi = torch.randn(wi.shape, generator=generator, dtype=w.dtype, device=w.device) if noisy else None
-        stepped = pulse(wi, up, ms, xi)
-        wi = stepped if active is None else torch.where(active, stepped, wi)
+    for k, n_k in enumerate(live, start=1):
+        up = ((k - 1) * U[:n_k] % T[:n_k] + U[:n_k]) >= T[:n_k]
+        xi = torch.randn(n_k, generator=generator, dtype=w.dtype, device=w.device) if noisy else None
+        wi[:n_k] = pulse(wi[:n_k], up, _prefix(ms, n_k), xi)
     w[idx] = wi
     return w
+
+
+def loop_order(n_up: Tensor, n_down: Tensor):
+    """The pulse loop's order: (idx, U, T, live) with idx the devices with pulses sorted by
+    T = n⁺ + n⁻ (largest first, stable), U = n⁺ and T in that order (int64), and live[k − 1] the
+    number of devices with T >= k (a list, k = 1..max T)."""
+    total = n_up + n_down
+    idx = total.nonzero().squeeze(-1)
+    T = total[idx].to(torch.long)
+    T, order = torch.sort(T, descending=True, stable=True)
+    idx = idx[order]
+    U = n_up[idx].to(torch.long)
+    live = torch.bincount(T).flip(0).cumsum(0).flip(0)[1:].tolist() if T.numel() else []
+    return idx, U, T, live
+
+
+def _prefix(model: PulseModel, n: int) -> PulseModel:
+    """The model of the first ``n`` devices (of flat per-device tensors)."""
+    return model._replace(tensors=DeviceTensors(*(v[:n] for v in model.tensors)),
+                          gamma_up=None if model.gamma_up is None else model.gamma_up[:n],
+                          gamma_down=None if model.gamma_down is None else model.gamma_down[:n])
 
 
 def _constant_runs(w: Tensor, n_up: Tensor, n_down: Tensor, model: PulseModel,
@@ -537,6 +558,8 @@ def _apply_mixed_flat(w, n_up, n_down, model, generator, exact):
         return _pulse_loop(w, n_up, n_down, model, generator)
     if model.constant:
         return _constant_step_counts(w, n_up, n_down, model, generator)
+    if float((n_up + n_down).max()) <= LOOP_PULSES:  # few pulses: the loop itself (the closed forms cost more)
+        return _pulse_loop(w, n_up, n_down, model, generator)
     return _linear_counts(w, n_up, n_down, model, generator)
 
 

@@ -12,6 +12,14 @@ from aimc_lab.kernels.pulsed_update.reference import (apply_mixed_counts, apply_
 
 NO_SPREAD = dict(dw_min_dtod=0.0, up_down_dtod=0.0, w_max_dtod=0.0, w_min_dtod=0.0)
 
+
+@pytest.fixture
+def closed_forms(monkeypatch):
+    """The closed forms of the LinearStep family also for calls with few pulses (which run the loop)."""
+    from aimc_lab.kernels.pulsed_update import reference as R
+
+    monkeypatch.setattr(R, "LOOP_PULSES", 0)
+
 try:  # a jitted helper resolves names in this module's globals
     import triton
     import triton.language as tl
@@ -104,7 +112,7 @@ def test_ideal_device_is_exact():
 @pytest.mark.parametrize("device", [P.SoftBounds(dw_min=0.01, up_down=0.2, dw_min_std=0.3),
                                     P.LinearStep(dw_min=0.01, gamma_up=0.5, gamma_down=0.8, dw_min_std=0.3,
                                                  mult_noise=False)])
-def test_closed_form_matches_pulse_loop(device):
+def test_closed_form_matches_pulse_loop(device, closed_forms):
     """The closed-form n-pulse map agrees in mean and spread with pulse-by-pulse application."""
     array = P.DeviceArray(device, 32, 32, seed=0)
     array.set_weights(torch.rand(32, 32) - 0.5)
@@ -203,7 +211,7 @@ def test_mixed_counts_constant_step_exact_sum():
 @pytest.mark.parametrize("device", [P.SoftBounds(dw_min=0.01, up_down=0.2, dw_min_std=0.3),
                                     P.LinearStep(dw_min=0.01, gamma_up=0.5, gamma_down=0.8, dw_min_std=0.3,
                                                  mult_noise=False)])
-def test_mixed_closed_form_matches_interleaved_loop(device):
+def test_mixed_closed_form_matches_interleaved_loop(device, closed_forms):
     """Interleaved up+down pulses: the closed form (continuous interleaving) vs the evenly interleaved
     pulse loop; noise-free means agree closely, the noise spreads within 10 %."""
     import dataclasses
@@ -248,7 +256,7 @@ def test_block_update_matches_row_by_row(device):
 
 
 @pytest.mark.parametrize("device", [P.reram_sb(), P.SoftBounds(), P.LinearStep(gamma_up=0.5, gamma_down=0.5)])
-def test_update_stays_finite_when_bounds_lie_within_a_step(device):
+def test_update_stays_finite_when_bounds_lie_within_a_step(device, closed_forms):
     """Issue: one lr-0.1 step wrote NaN where a bound drawn with spread lies nearer to 0 than one step
     (log1p of a value below −1), and into devices without pulses (0·NaN)."""
     array = P.DeviceArray(device, 256, 256, seed=0)
@@ -270,7 +278,7 @@ def hand_tensors(b_max, b_min, dw_up=0.01, dw_down=0.01):
 @pytest.mark.parametrize("device", [P.SoftBounds(dw_min_std=0.0), P.LinearStep(gamma_up=2.0, gamma_down=0.3,
                                                                                dw_min_std=0.0),
                                     P.ConstantStep(dw_min_std=0.0)])
-def test_closed_forms_equal_the_recursion_in_corner_cases(device):
+def test_closed_forms_equal_the_recursion_in_corner_cases(device, closed_forms):
     """Noise-free: bounds of either sign, a bound nearer than one step, start at a bound, beyond the
     fixed point; the n-pulse forms equal one pulse at a time."""
     t = hand_tensors([0.005, 0.6, 0.6, -0.1, 0.3, 0.02, 1e-4], [-0.6, -0.004, -0.6, -0.3, 0.1, -0.02, -1e-4])
@@ -292,7 +300,7 @@ def test_closed_forms_equal_the_recursion_in_corner_cases(device):
 @pytest.mark.parametrize("device", [P.ConstantStep(dw_min=0.01, dw_min_std=0.5, mult_noise=False, up_down=0.3),
                                     P.SoftBounds(dw_min=0.01, dw_min_std=1.0, mult_noise=False),
                                     P.LinearStep(dw_min=0.01, gamma_up=0.5, gamma_down=0.5, dw_min_std=0.5)])
-def test_multi_pulse_noise_has_the_distribution_of_single_pulses(device):
+def test_multi_pulse_noise_has_the_distribution_of_single_pulses(device, closed_forms):
     """n noisy pulses at once (closed form, pulse loop near the bounds) vs one at a time: mean, spread and
     the mass at the bound agree, for devices far from and right at their bounds (~10⁴ devices)."""
     array = P.DeviceArray(device, 100, 100, seed=0)
@@ -354,7 +362,7 @@ def test_triton_follows_the_per_pulse_noise_rule_at_the_bounds():
     assert (tri[:, :8] < array.b_max[:8]).float().mean() > 0.5  # off the bound, not frozen at it
 
 
-def test_closed_form_with_overflowing_noise_variance_falls_back_to_the_loop():
+def test_closed_form_with_overflowing_noise_variance_falls_back_to_the_loop(closed_forms):
     """31 down pulses with huge multiplicative noise on a device at its soft bound: the closed form's
     variance is 0·inf (NaN) in fp32; the result must be the loop's (the device stays at its bound)."""
     dev = P.SoftBounds(dw_min=0.01, dw_min_dtod=0.0, dw_min_std=5.0, mult_noise=True, up_down=-1.0,
