@@ -46,7 +46,6 @@ class TikiTaka(Algorithm):
         if cols.numel() == 0:
             return
         reads = transfer.read_columns(tile, cols)  # [N, n]
-        onehot = torch.zeros(cols.numel(), tile.in_features, dtype=x.dtype)
-        onehot[torch.arange(cols.numel()), cols] = 1.0
         rate = p.transfer_lr * lr if p.scale_transfer_lr else p.transfer_lr
-        tile.C.pulsed_update(onehot, -reads.t(), rate, desired_bl=p.transfer_bl, generator=tile.generator)
+        transfer.column_pulsed_update(tile.C, cols, -reads.t(), rate, desired_bl=p.transfer_bl,
+                                      generator=tile.generator)

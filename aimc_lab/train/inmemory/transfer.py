@@ -4,6 +4,21 @@ Functions of the tile's state, shared by the algorithm classes (composition, no 
 the fast array A, the cyclic column pointer and transfer clock, the noisy read of A's columns, A's
 learning rate (scaled, absolute or auto-scaled), and the thresholded transfer of the digital buffer
 H into C.
+
+A transfer touches a few columns of A and C (one per sample by default): the reads and writes work
+on those columns only, never on the whole arrays.
+
+* **Reads** (:func:`read_columns`): the forward MVM of the one-hot inputs e_k with ``transfer_io``.
+  Its zero inputs contribute nothing unless the read has input noise, stochastic DAC rounding or IR
+  drop (which act on every input row), so without those the MVM of the identity with the columns
+  A[:, cols] gives the same numbers, random draws included (one Gaussian per output either way); with
+  them the one-hot MVM over all of A runs.
+* **Writes** (:func:`column_pulsed_update`, :func:`column_counts_update`): a pulse-train update whose
+  inputs are one-hot rows fires only the rows (inputs) e_k, and digitally decided counts are zero
+  outside the transferred columns, so the pulses go to C[:, cols] only; the kernels run on that
+  [N, n] slice (its own per-device constants) and the array stores the result (write noise redrawn
+  where a weight changed, as for any update). Equal in law to the update of the whole array; the
+  random draws differ (bits and noise are drawn for the slice only).
 """
 
 from __future__ import annotations
@@ -13,9 +28,10 @@ from torch import Tensor
 
 from aimc_lab.devices.pulsed import DeviceArray
 from aimc_lab.kernels.analog_mvm import analog_mvm
+from aimc_lab.kernels.pulsed_update import DeviceTensors, pulsed_update, signed_counts_update
 
 __all__ = ["build_fast_array", "build_buffer", "due_columns", "read_columns", "fast_update", "buffer_transfer",
-           "chopper_flip"]
+           "chopper_flip", "column_pulsed_update", "column_counts_update", "column_read_is_exact"]
 
 
 def build_fast_array(tile, generator, auto_scale: bool) -> None:
@@ -55,11 +71,54 @@ def due_columns(tile, rows: int) -> Tensor:
     return (torch.arange(n) + start) % K
 
 
+def column_read_is_exact(io) -> bool:
+    """Whether the MVM of the identity with the read columns equals the one-hot MVM over the whole
+    array (module doc): no input noise, no stochastic rounding, no IR drop, or a perfect read."""
+    return io.is_perfect or (io.inp_noise == 0 and not io.inp_sto_round and io.ir_drop == 0)
+
+
 def read_columns(tile, cols: Tensor) -> Tensor:
     """Noisy reads of A's columns ``cols`` (forward MVM of one-hot inputs with ``transfer_io``): [N, n]."""
-    onehot = torch.zeros(cols.numel(), tile.in_features, dtype=tile.C.w.dtype)
-    onehot[torch.arange(cols.numel()), cols] = 1.0
-    return analog_mvm(onehot, tile.A.read(), tile.training_params.transfer_io, generator=tile.generator).t()
+    io = tile.training_params.transfer_io
+    A = tile.A
+    n = cols.numel()
+    if column_read_is_exact(io):  # the read columns only (module doc)
+        weights = A.w[:, cols] + A.write_noise[:, cols] - A.reference[:, cols]  # A.read()[:, cols]: [N, n]
+        eye = torch.eye(n, dtype=A.w.dtype, device=A.w.device)
+        return analog_mvm(eye, weights, io, generator=tile.generator).t()
+    onehot = torch.zeros(n, tile.in_features, dtype=A.w.dtype, device=A.w.device)
+    onehot[torch.arange(n, device=cols.device), cols] = 1.0
+    return analog_mvm(onehot, A.read(), io, generator=tile.generator).t()
+
+
+def _column_model(array: DeviceArray, cols: Tensor):
+    """The pulse model of the devices C[:, cols] (their own per-device constants): [N, n]."""
+    return array.device_params.pulse_model(DeviceTensors(*(t[:, cols] for t in array.tensors)))
+
+
+def _commit_columns(array: DeviceArray, cols: Tensor, new_cols: Tensor, generator) -> None:
+    w_new = array.w.clone()
+    w_new[:, cols] = new_cols
+    array.commit(w_new, generator)
+
+
+def column_pulsed_update(array: DeviceArray, cols: Tensor, d: Tensor, lr: float, *, desired_bl: int,
+                         generator) -> None:
+    """The pulse-train update of ``array`` with one-hot inputs x_m = e_{cols[m]} and output gradients
+    d [n, N] (update and BL management on), run on the columns ``cols`` (distinct) only: equal in law
+    to ``array.pulsed_update(onehot, d, lr, ...)`` (module doc)."""
+    eye = torch.eye(cols.numel(), dtype=array.w.dtype, device=array.w.device)
+    new_cols = pulsed_update(array.w[:, cols], eye, d, lr, _column_model(array, cols), desired_bl=desired_bl,
+                             update_management=True, bl_management=True, generator=generator)
+    _commit_columns(array, cols, new_cols, generator)
+
+
+def column_counts_update(array: DeviceArray, cols: Tensor, counts: Tensor, generator) -> None:
+    """|counts| pulses of direction sign(counts) to the devices ``array``[:, cols] (counts [N, n], cols
+    distinct): ``array.signed_counts_update`` of the counts placed in those columns, zero elsewhere,
+    run on the columns only (module doc)."""
+    new_cols = signed_counts_update(array.w[:, cols], counts, _column_model(array, cols), generator)
+    _commit_columns(array, cols, new_cols, generator)
 
 
 def fast_update(tile, x: Tensor, d: Tensor, lr: float) -> None:
@@ -94,9 +153,7 @@ def buffer_transfer(tile, cols: Tensor) -> None:
     fired = n != 0
     if not bool(fired.any()):
         return
-    counts = torch.zeros_like(tile.C.w)
-    counts[:, cols] = n
-    tile.C.signed_counts_update(counts, generator=tile.generator)
+    column_counts_update(tile.C, cols, n, tile.generator)
     if p.forget_buffer:
         tile.H[:, cols] = torch.where(fired, p.momentum * h, h)
     else:

@@ -1,0 +1,137 @@
+"""Transfers work on the transferred columns only (aimc_lab/train/inmemory/transfer.py, docs/physics.md §4):
+the column read equals the one-hot read of the whole array exactly (same generator), the column writes
+equal the whole-array updates in law and leave every other column untouched."""
+
+import pytest
+import torch
+
+from aimc_lab.config import IOParameters
+from aimc_lab.devices import pulsed as P
+from aimc_lab.kernels.analog_mvm import analog_mvm
+from aimc_lab.train.inmemory import InMemoryTile, training_config, transfer
+
+N, K = 6, 9
+COLS = torch.tensor([7, 8, 0, 1])  # cyclic, wrapping around K
+
+
+def _tile(algorithm="ttv2", device=None, seed=0, **overrides):
+    device = device or P.SoftBounds(dw_min=0.01, dw_min_std=0.5, write_noise_std=2.0)
+    return InMemoryTile(N, K, training_config(algorithm, device=device, **overrides), seed=seed)
+
+
+def _onehot_read(tile, cols, generator):
+    onehot = torch.zeros(cols.numel(), K)
+    onehot[torch.arange(cols.numel()), cols] = 1.0
+    return analog_mvm(onehot, tile.A.read(), tile.training_params.transfer_io, generator=generator).t()
+
+
+READS = {
+    "default": IOParameters(),
+    "pcm_read": IOParameters(w_noise=0.02, w_noise_type="pcm_read"),
+    "additive_w_noise": IOParameters(w_noise=0.02, w_noise_type="additive_constant", noise_management="max"),
+    "saturating": IOParameters(out_bound=0.05),  # bound management re-runs rows
+    "perfect": IOParameters(is_perfect=True),
+    "input_noise": IOParameters(inp_noise=0.05),  # not column-local: the one-hot read over all of A
+    "ir_drop": IOParameters(ir_drop=1.0),
+}
+
+
+@pytest.mark.parametrize("name", list(READS))
+def test_column_read_equals_the_onehot_read(name):
+    tile = _tile(transfer_io=READS[name])
+    tile.A.w.copy_(tile.A.reference + 0.4 * torch.randn(N, K, generator=torch.Generator().manual_seed(1)))
+    tile.A.write_noise.normal_(0, 0.01, generator=torch.Generator().manual_seed(2))
+    state = tile.generator.get_state()
+    reads = transfer.read_columns(tile, COLS)
+    after = tile.generator.get_state()
+    tile.generator.set_state(state)
+    expected = _onehot_read(tile, COLS, tile.generator)
+    assert reads.shape == (N, COLS.numel())
+    assert torch.equal(reads, expected)
+    assert torch.equal(after, tile.generator.get_state())  # the same draws were consumed
+    if name == "saturating":
+        assert reads.abs().max() > 0.05  # bound management did act
+
+
+def test_column_read_is_exact_only_without_row_coupled_effects():
+    assert transfer.column_read_is_exact(IOParameters())
+    assert transfer.column_read_is_exact(IOParameters(is_perfect=True, inp_noise=0.1))
+    for io in (IOParameters(inp_noise=0.1), IOParameters(inp_sto_round=True), IOParameters(ir_drop=0.5)):
+        assert not transfer.column_read_is_exact(io)
+
+
+# identical devices (no device-to-device spread): every row of a column is a sample of the same law
+SAME = dict(dw_min=0.01, dw_min_std=0.5, dw_min_dtod=0.0, up_down_dtod=0.0, w_max_dtod=0.0, w_min_dtod=0.0)
+ROWS, REPEATS = 256, 16
+
+
+def _column_stats(delta):
+    """delta [repeats, ROWS, n]: the mean per column and its standard error (over repeats, whose rows
+    may be correlated), and the spread per column."""
+    per_repeat = delta.mean(1)  # [repeats, n]
+    return per_repeat.mean(0), per_repeat.std(0) / REPEATS ** 0.5, delta.std((0, 1))
+
+
+def _assert_same_law(full, cols):
+    (m_a, se_a, s_a), (m_b, se_b, s_b) = _column_stats(full), _column_stats(cols)
+    assert ((m_a - m_b).abs() <= 5 * (se_a ** 2 + se_b ** 2).sqrt() + 1e-6).all(), (m_a, m_b)
+    assert ((s_b / s_a - 1).abs() < 0.1).all(), (s_a, s_b)
+
+
+def test_column_pulsed_update_equals_the_onehot_update_in_law():
+    # Tiki-Taka's write: x = e_k per transferred column, δ = −A[:, k]: the same law per device as the
+    # pulse-train update of the whole array with one-hot rows; nothing outside the columns changes
+    tile = InMemoryTile(ROWS, K, training_config("tiki-taka", device=P.SoftBounds(**SAME)), seed=0)
+    d = torch.tensor([0.1, -0.05, 0.2, -0.3]).unsqueeze(1).expand(-1, ROWS).contiguous()  # [n, ROWS]
+    onehot = torch.zeros(COLS.numel(), K)
+    onehot[torch.arange(COLS.numel()), COLS] = 1.0
+    w0 = tile.C.w.clone()
+    gen = torch.Generator().manual_seed(4)
+    full, cols = [], []
+    for _ in range(REPEATS):
+        full.append(tile.C.pulsed_update(onehot, d, 0.5, desired_bl=31, generator=gen, commit=False) - w0)
+        transfer.column_pulsed_update(tile.C, COLS, d, 0.5, desired_bl=31, generator=gen)
+        cols.append(tile.C.w - w0)
+        tile.C.w.copy_(w0)
+    full, cols = torch.stack(full), torch.stack(cols)
+    other = torch.ones(K, dtype=torch.bool)
+    other[COLS] = False
+    assert torch.equal(cols[:, :, other], torch.zeros(REPEATS, ROWS, int(other.sum())))
+    assert torch.equal(full[:, :, other], torch.zeros(REPEATS, ROWS, int(other.sum())))
+    assert (full[:, :, COLS].mean((0, 1)).abs() > 0.01).all()  # several steps per device and column
+    _assert_same_law(full[:, :, COLS], cols[:, :, COLS])
+
+
+def test_column_counts_update_equals_the_whole_array_update():
+    # noise-free steps: the same weights exactly; noisy steps: the same law; other columns untouched
+    counts = torch.tensor([[1.0, -1.0, 3.0, -2.0]]).expand(ROWS, -1).contiguous()
+    exact = InMemoryTile(ROWS, K, training_config("ttv2", device=P.SoftBounds(dw_min=0.01, dw_min_std=0.0)),
+                         seed=0)
+    full = torch.zeros(ROWS, K)
+    full[:, COLS] = counts
+    expected = exact.C.signed_counts_update(full, generator=torch.Generator().manual_seed(0), commit=False)
+    transfer.column_counts_update(exact.C, COLS, counts, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(exact.C.w, expected, rtol=0, atol=1e-7)
+
+    tile = InMemoryTile(ROWS, K, training_config("ttv2", device=P.SoftBounds(**SAME)), seed=0)
+    w0 = tile.C.w.clone()
+    gen = torch.Generator().manual_seed(5)
+    a, b = [], []
+    for _ in range(REPEATS):
+        a.append(tile.C.signed_counts_update(full, generator=gen, commit=False) - w0)
+        transfer.column_counts_update(tile.C, COLS, counts, gen)
+        b.append(tile.C.w - w0)
+        tile.C.w.copy_(w0)
+    a, b = torch.stack(a), torch.stack(b)
+    assert torch.equal(b[:, :, 2:7], torch.zeros(REPEATS, ROWS, 5))
+    _assert_same_law(a[:, :, COLS], b[:, :, COLS])
+
+
+def test_column_write_redraws_write_noise_where_weights_changed():
+    tile = _tile(device=P.SoftBounds(dw_min=0.01, dw_min_std=0.5, write_noise_std=5.0))
+    before = tile.C.write_noise.clone()
+    counts = torch.zeros(N, COLS.numel())
+    counts[2, 1] = 3.0
+    transfer.column_counts_update(tile.C, COLS, counts, torch.Generator().manual_seed(0))
+    changed = before != tile.C.write_noise
+    assert changed[2, COLS[1]] and int(changed.sum()) == 1
