@@ -61,7 +61,7 @@ class AGAD(Algorithm):
         mean += alpha * (reads - mean)
         tile.run_mean[:, cols] = mean
         live = tile.has_ref[cols].to(reads.dtype)
-        tile.H[:, cols] += buffer_rate(p, lr) * tile.chopper[cols] * live * (mean - tile.ref_mean[:, cols])
+        tile.H[:, cols] += buffer_rate(p, lr, tile.in_features) * tile.chopper[cols] * live * (mean - tile.ref_mean[:, cols])
         tile.period_reads[cols] += 1
         done = cols[tile.period_reads[cols] >= period]
         if done.numel():

@@ -38,6 +38,6 @@ class ChoppedTTv2(Algorithm):
         cols, reads = buffered_update(tile, x, d, lr, tile.chopper)
         if reads is None:
             return
-        tile.H[:, cols] += buffer_rate(self.params, lr) * reads * tile.chopper[cols]
+        tile.H[:, cols] += buffer_rate(self.params, lr, tile.in_features) * reads * tile.chopper[cols]
         transfer.chopper_flip(tile, cols)
         transfer.buffer_transfer(tile, cols)

@@ -42,6 +42,9 @@ class InMemoryTrainingParameters(TrainingParameters):
     (columns read per transfer), ``transfer_lr`` (× η when ``scale_transfer_lr``), ``transfer_bl``
     (max pulses per device per transfer), ``transfer_io`` (the read of A's columns).
     ``momentum``/``forget_buffer``: the H buffer after a transfer (ttv2 family).
+    ``auto_granularity`` (ttv2 family; 0 = off): H's threshold in reads of a steady A, the reference
+    toolkit's option: what a read adds to H is divided by auto_granularity/(K·transfer_every), so a
+    constant A[:, k] needs about auto_granularity samples, not one read, to reach a pulse.
     ``in_chop_prob``: chopper flip probability (c-ttv2) or 1/period (agad); ``tail_weighting``: AGAD's
     running mean (1 = plain mean). ``n_x_bins``/``n_d_bins``: mixed-precision quantization (0 = off).
     Upper limits: ``desired_bl``, ``transfer_bl`` <= MAX_BL; ``transfer_every``, ``transfer_columns``
@@ -67,6 +70,7 @@ class InMemoryTrainingParameters(TrainingParameters):
     transfer_io: IOParameters = field(default_factory=IOParameters)
     momentum: Optional[float] = None
     forget_buffer: Optional[bool] = None
+    auto_granularity: Optional[float] = None
     in_chop_prob: Optional[float] = None
     tail_weighting: Optional[float] = None
     n_x_bins: Optional[int] = None
@@ -99,6 +103,7 @@ class InMemoryTrainingParameters(TrainingParameters):
         check_real(self, "transfer_lr", 0.0, MAX_RATE, lo_open=True)
         check_int(self, "transfer_bl", 1, MAX_BL)
         check_real(self, "momentum", 0.0, 1.0, hi_open=True)
+        check_real(self, "auto_granularity", 0.0, MAX_RATE)
         check_real(self, "in_chop_prob", 0.0, 1.0)
         check_real(self, "tail_weighting", 1.0, MAX_RATE)
         check_int(self, "n_x_bins", 0, MAX_BINS)

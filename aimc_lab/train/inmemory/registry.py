@@ -27,7 +27,7 @@ __all__ = ["Algorithm", "register_algorithm", "unregister_algorithm", "algorithm
 OPTIONAL_FIELDS: Dict[str, object] = {
     "fast_device": None, "fast_lr": 1.0, "scale_fast_lr": False, "auto_scale": False,
     "transfer_lr": 1.0, "scale_transfer_lr": False, "transfer_per_sample": False,
-    "momentum": 0.0, "forget_buffer": False, "in_chop_prob": 0.1, "tail_weighting": 1.0,
+    "momentum": 0.0, "forget_buffer": False, "auto_granularity": 0.0, "in_chop_prob": 0.1, "tail_weighting": 1.0,
     "n_x_bins": 0, "n_d_bins": 0,
 }
 

@@ -19,7 +19,8 @@ __all__ = ["TTv2", "BUFFERED_USES", "BUFFERED_DEFAULTS"]
 
 #: Options and published defaults shared by the buffered transfers (ttv2, c-ttv2, agad).
 BUFFERED_USES = frozenset({"fast_device", "fast_lr", "scale_fast_lr", "auto_scale", "transfer_lr",
-                           "scale_transfer_lr", "transfer_per_sample", "momentum", "forget_buffer"})
+                           "scale_transfer_lr", "transfer_per_sample", "momentum", "forget_buffer",
+                           "auto_granularity"})
 BUFFERED_DEFAULTS = {"fast_lr": 1.0, "scale_fast_lr": False, "auto_scale": False, "transfer_lr": 1.0,
                      "scale_transfer_lr": True, "transfer_per_sample": True, "momentum": 0.0,
                      "forget_buffer": True, "desired_bl": 5, "transfer_bl": 1}
@@ -35,9 +36,13 @@ def buffered_update(tile, x, d, lr, chopper=None) -> torch.Tensor:
     return cols, transfer.read_columns(tile, cols)
 
 
-def buffer_rate(params, lr: float) -> float:
-    """What one read of A adds to H per unit of A: transfer_lr (× η) / dw_min_C."""
+def buffer_rate(params, lr: float, in_features: int) -> float:
+    """What one read of A adds to H per unit of A: transfer_lr (× η) / dw_min_C, divided by
+    auto_granularity/(K·transfer_every) when ``auto_granularity`` > 0 (K = ``in_features``: one read of
+    each column per K·transfer_every units of the transfer clock)."""
     rate = params.transfer_lr * lr if params.scale_transfer_lr else params.transfer_lr
+    if params.auto_granularity > 0:
+        rate *= in_features * params.transfer_every / params.auto_granularity
     return rate / params.device.dw_min
 
 
@@ -64,5 +69,5 @@ class TTv2(Algorithm):
         cols, reads = buffered_update(tile, x, d, lr)
         if reads is None:
             return
-        tile.H[:, cols] += buffer_rate(self.params, lr) * reads
+        tile.H[:, cols] += buffer_rate(self.params, lr, tile.in_features) * reads
         transfer.buffer_transfer(tile, cols)
