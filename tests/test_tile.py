@@ -277,3 +277,48 @@ def test_huge_finite_inputs_give_finite_outputs_or_a_clear_error():
     with pytest.raises(ValueError, match="overflows"):  # a range beyond float32 is not committed
         t(torch.full((4, 64), 3e38) * torch.sign(x))
     assert_same_state(t, before)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+def test_input_range_backward_reads_the_clipped_entries_off_its_output(dtype):
+    """InputRangeFunction's backward takes floor|u| as the clipped mask: u = clip(x)/r is exactly ±1
+    where |x| >= r and below 1 elsewhere, also for the float next to r on either side."""
+    from aimc_lab.config import InputRangeParameters
+    from aimc_lab.tile import InputRangeFunction
+
+    r = torch.tensor([1e-6, 0.3, 1.0, 3.0, 7.77, 1000.0], dtype=dtype).clamp(min=torch.finfo(dtype).tiny * 4)
+    below, above = torch.nextafter(r, torch.zeros_like(r)), torch.nextafter(r, torch.full_like(r, 1e4))
+    x = torch.stack([below, r, above, -below, -r, -above])  # [6, S]: one input column per range
+    ir = InputRangeParameters(enable=True, decay=0.0, gradient_relative=False, straight_through=False)
+    xr = x.clone().requires_grad_(True)
+    rr = r.clone().requires_grad_(True)
+    u = InputRangeFunction.apply(xr, rr, torch.arange(len(r)), ir)
+    clipped = x.abs() >= r
+    assert torch.equal(u.abs().floor() == 1, clipped)
+    grad = torch.ones_like(x)
+    grad[3:] = -1.0  # clipped at +r with g > 0 and at -r with g < 0 would shrink r: ignored
+    grad[[2, 5]] = torch.tensor([-2.0, 2.0], dtype=dtype).unsqueeze(1)  # these grow it: min(g·sign(x), 0) / r
+    u.backward(grad)
+    torch.testing.assert_close(xr.grad, grad * ~clipped / r)
+    torch.testing.assert_close(rr.grad, -4.0 / r)
+
+
+def test_no_grad_forward_folds_the_output_scale_into_the_kernel():
+    """Without a gradient the digital output scale joins the MVM's per-slice scales; the output is
+    the grad-enabled one (same draws) up to the rounding of the final products."""
+    from aimc_lab.config import replace_path
+
+    t = AnalogTile(24, 70, replace_path(presets.standard_hwa(), "mapping.max_input_size", 32))  # 3 slices
+    assert t.n_slices == 3
+    t.set_weights(torch.randn(24, 70))
+    with torch.no_grad():
+        t.out_scale.mul_(torch.rand(24) + 0.5)
+    t.eval()
+    x = torch.randn(9, 70)
+    t.generator = torch.Generator().manual_seed(3)
+    y_grad = t(x)
+    t.generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        y_fold = t(x)
+    assert y_grad.requires_grad and not y_fold.requires_grad
+    torch.testing.assert_close(y_fold, y_grad.detach(), rtol=1e-6, atol=1e-6)

@@ -167,3 +167,72 @@ def test_round_half_away_in_place_is_the_spec_bit_for_bit():
                    torch.randn(10000, generator=torch.Generator().manual_seed(0)) * 50,
                    torch.arange(-200, 201) / 4.0])
     assert torch.equal(cpu_fast._round_half_away(v), ref.round_half_away(v))
+
+
+# ------------------------------------------------------------------------------------------------
+# the fast path's own backward (cpu_fast.mvm_backward) against the spec's, one gradient at a time
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("need", ["x", "w", "both"])
+@pytest.mark.parametrize("in_size,scaled", [(None, False), (None, True), (48, True)])
+def test_backward_matches_the_spec_per_gradient(need, in_size, scaled):
+    """Noise on, ADC rounding off (no output can flip), every mask active: DAC clipping, ADC
+    saturation, an all-zero row; one slice (the single-matmul weight gradient) and three."""
+    x, w = _data(33, 21, 130, seed=4)
+    x[2] = 0.0
+    x[6] *= 8.0
+    io = dataclasses.replace(STANDARD, out_res=0.0, out_bound=3.0, out_scale=0.7)
+    S = 1 if in_size is None else 3
+    scales = torch.rand(S, 21, generator=torch.Generator().manual_seed(2)) + 0.5 if scaled else None
+    grad_y = torch.randn(33, 21, generator=torch.Generator().manual_seed(8))
+    grads = []
+    for fn in (ref.analog_mvm, _fp32):
+        xr = x.clone().requires_grad_(need in ("x", "both"))
+        wr = w.clone().requires_grad_(need in ("w", "both"))
+        y = fn(xr, wr, io, in_size=in_size, out_scales=scales, generator=torch.Generator().manual_seed(5))
+        y.backward(grad_y)
+        grads.append((y.detach(), xr.grad, wr.grad))
+    (y_r, gx_r, gw_r), (y_f, gx_f, gw_f) = grads
+    torch.testing.assert_close(y_f, y_r, rtol=1e-5, atol=1e-5)
+    saturated = (y_r.abs() >= 0.999 * io.out_bound * io.out_scale * (1 if scales is None else scales.min())).any()
+    assert saturated or need == "w"  # the output mask really stops some gradient
+    for fast, spec in ((gx_f, gx_r), (gw_f, gw_r)):
+        assert (fast is None) == (spec is None)
+        if spec is not None:
+            assert fast.shape == spec.shape
+            torch.testing.assert_close(fast, spec, rtol=1e-5, atol=1e-5)
+
+
+def test_empty_batch_forward_and_gradients():
+    x, w = torch.zeros(0, 70, requires_grad=True), torch.rand(9, 70, requires_grad=True)
+    y = cpu_fast.analog_mvm(x, w, STANDARD, in_size=32, generator=torch.Generator().manual_seed(0))
+    assert y.shape == (0, 9)
+    y.sum().backward()
+    assert x.grad.shape == (0, 70) and torch.equal(w.grad, torch.zeros(9, 70))
+
+
+def test_all_zero_rows_give_exact_zeros_under_every_noise_management():
+    """The spec replaces α = 0 by 1, the fast path by the smallest subnormal; either way the row
+    divides to 0 and its output (noise included) is zeroed by the rescale."""
+    x, w = _data(6, 12, 40, seed=1)
+    x[[1, 4]] = 0.0
+    for nm, thres in (("abs_max", 0.0), ("max", 0.0), ("constant", 2.0), ("none", 0.0)):
+        io = dataclasses.replace(IOParameters(out_noise=0.3, inp_noise=0.1), noise_management=nm, nm_thres=thres)
+        y = cpu_fast.analog_mvm(x, w, io, generator=torch.Generator().manual_seed(0))
+        assert torch.equal(y[[1, 4]], torch.zeros(2, 12)), nm
+        assert (y[[0, 2, 3, 5]] != 0).all(), nm
+
+
+def test_inputs_at_the_float_limits_round_like_the_spec():
+    """Tiny inputs (subnormal after the division by α·Δ), huge ones and exact rounding ties."""
+    w = torch.rand(7, 16, generator=torch.Generator().manual_seed(0)) - 0.5
+    ties = (torch.arange(-8, 8) + 0.5) / 254
+    tiny = torch.full((16,), 1e-39)
+    huge = torch.linspace(-3e37, 3e37, 16)
+    io = dataclasses.replace(QUIET, noise_management="none", bound_management="none", out_bound=1e9, out_res=0.0)
+    for x in (ties, tiny, huge):
+        x = x.reshape(1, 16)
+        spec = ref.analog_mvm(x, w, io, generator=torch.Generator().manual_seed(0))
+        fast = _fp32(x, w, io, generator=torch.Generator().manual_seed(0))
+        torch.testing.assert_close(fast, spec, rtol=1e-6, atol=0.0)
