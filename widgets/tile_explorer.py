@@ -341,10 +341,10 @@ class TileExplorer(W.VBox):
         fig.update_yaxes(title_text="analog y", row=1, col=1)
         fig.update_xaxes(title_text="y − Wx", row=1, col=2)
         fig.update_yaxes(title_text="count", row=1, col=2)
-        # every update redraws the axes: "allow" skips measuring each tick label against the page's edge
-        # (plotly's default, "hide past div", reads every label's box back from the page each time), and
-        # no label of these fixed-size plots comes near the edge
-        fig.update_xaxes(ticklabeloverflow="allow")
+        # every update redraws the axes. "allow" skips measuring each tick label against the page's edge
+        # (plotly's default, "hide past div", reads every label's box back from the page each time; no
+        # label of these fixed-size plots comes near the edge), a fixed angle the overlap test of "auto"
+        fig.update_xaxes(ticklabeloverflow="allow", tickangle=0)
         fig.update_yaxes(ticklabeloverflow="allow")
         fig.update_layout(height=400, width=FIGURE_WIDTH, showlegend=False, margin=dict(l=60, r=20, t=40, b=50),
                           bargap=0.0, template="plotly_white")
