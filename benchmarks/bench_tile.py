@@ -11,11 +11,20 @@
    element-wise step is counted, so "vs floor" is what the element-wise work and overheads cost.
    nn.Linear, the layer and its floor are timed in alternation (one load change hits all three).
 3. One hardware-aware training step (forward, backward, Adam step, post-step clip/remap) of a
-   LeNet-style CNN on 28×28 inputs, batch 64: digital vs converted to analog with the standard preset.
+   LeNet-style CNN on 28×28 inputs, batch 64: digital vs converted to analog with the standard preset,
+   timed in alternation.
+4. Small batches, where the cost is per-op overhead, not arithmetic: one call of a 64→256 layer at
+   batch 5 (the in-memory training tutorials' size), forward in ``torch.no_grad`` and forward +
+   backward, AnalogLinear (standard preset in training mode with weight noise, and library defaults)
+   vs ``nn.Linear``, timed in alternation.
 
 Protocol: warm-up, then the median of ``--repeats`` timed runs; ratio = median / same-run baseline.
+``--cpu-time`` times with the process's CPU clock instead of the wall clock: on a shared machine
+(load above the core count) the wall clock mostly measures the wait for a core, the CPU clock what
+the code costs (single-threaded: use it with ``--threads 1``).
 
-    python benchmarks/bench_tile.py [--repeats 30] [--threads 2] [--csv out.csv] [--parts forward train]
+    python benchmarks/bench_tile.py [--repeats 30] [--threads 2] [--csv out.csv] [--parts forward train small]
+                                    [--cpu-time]
 """
 
 from __future__ import annotations
@@ -38,15 +47,7 @@ from aimc_lab.nn import AnalogLinear
 from aimc_lab.train.hwa import attach_hwa
 
 
-def median_ms(fn, repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+CLOCK = {"clock": time.perf_counter}  # --cpu-time: time.process_time
 
 
 def lenet() -> nn.Module:
@@ -61,12 +62,13 @@ def interleaved_ms(fns, repeats: int, warmup: int = 2):
     for fn in fns:
         for _ in range(warmup):
             fn()
+    clock = CLOCK["clock"]
     times = [[] for _ in fns]
     for _ in range(repeats):
         for fn, ts in zip(fns, times):
-            start = time.perf_counter()
+            start = clock()
             fn()
-            ts.append(time.perf_counter() - start)
+            ts.append(clock() - start)
     return [1e3 * statistics.median(ts) for ts in times]
 
 
@@ -154,10 +156,39 @@ def training_rows(repeats: int):
             opt.step()
         return step
 
-    base = median_ms(stepper(digital, False), repeats)
+    base, ms = interleaved_ms([stepper(digital, False), stepper(analog, True)], repeats, warmup=3)
     rows.append(("train step LeNet, batch 64", "digital", base, 1.0, float("nan")))
-    ms = median_ms(stepper(analog, True), repeats)
     rows.append(("train step LeNet, batch 64", "hardware-aware, standard preset", ms, ms / base, float("nan")))
+    return rows
+
+
+def small_batch_rows(repeats: int):
+    """Per-call cost at batch 5 (part 4 of the module docstring); each row its own median over 20x
+    ``repeats`` calls, the analog layer and nn.Linear timed in alternation."""
+    torch.manual_seed(0)
+    x = torch.rand(5, 64, requires_grad=True)
+    linear = nn.Linear(64, 256)
+    rows = []
+    for name, cfg in (("standard preset, training, weight noise", presets.standard_hwa(modifier_std=0.05)),
+                      ("library defaults, training", presets.library_defaults())):
+        layer = AnalogLinear(64, 256, config=cfg)
+        layer.train()
+
+        def forward(module):
+            def run():
+                with torch.no_grad():
+                    module(x)
+            return run
+
+        def forward_backward(module):
+            def run():
+                module(x).sum().backward()
+            return run
+        for label, make in (("forward", forward), ("forward + backward", forward_backward)):
+            base, ms = interleaved_ms([make(linear), make(layer)], 20 * repeats, warmup=110)
+            title = f"64->256, batch 5, {label}"
+            rows.append((title, "nn.Linear", base, 1.0, float("nan")))
+            rows.append((title, f"AnalogLinear, {name}", ms, ms / base, float("nan")))
     return rows
 
 
@@ -166,13 +197,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--csv", default=None)
-    parser.add_argument("--parts", nargs="+", default=["forward", "train"], choices=["forward", "train"])
+    parser.add_argument("--parts", nargs="+", default=["forward", "train", "small"],
+                        choices=["forward", "train", "small"])
+    parser.add_argument("--cpu-time", action="store_true", help="time with the process CPU clock")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    parts = {"forward": forward_rows, "train": training_rows}
+    if args.cpu_time:
+        CLOCK["clock"] = time.process_time
+    parts = {"forward": forward_rows, "train": training_rows, "small": small_batch_rows}
     rows = [row for part in args.parts for row in parts[part](args.repeats)]
     table = pd.DataFrame(rows, columns=["benchmark", "provider", "median_ms", "ratio", "vs floor"])
-    print(f"backend: {backend.active(torch.device('cpu'))}, torch threads: {torch.get_num_threads()}")
+    clock = "process CPU time" if args.cpu_time else "wall clock"
+    print(f"backend: {backend.active(torch.device('cpu'))}, torch threads: {torch.get_num_threads()}, {clock}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     if args.csv:
         table.to_csv(args.csv, index=False)
