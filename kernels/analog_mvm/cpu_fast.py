@@ -3,12 +3,22 @@
 What makes it faster than the spec (tests/kernels/test_analog_mvm_cpu_fast.py compares the two on
 every switch, gradient and odd shape):
 
-* in-place element-wise steps on tensors this module owns (the spec makes a new tensor per step);
-  rounding as ``copysign(floor(|v| + 0.5), v)``, bit for bit the spec's ``sign(v)·floor(|v| + 0.5)``
-  in three passes instead of five; the saturation test from each row's min and max;
-* the masks the backward reads are computed only when a gradient is needed;
-* iterative bound management re-runs only the rows with a saturated slice, and after the first pass
-  tests saturation only on the rows it has just re-run (the others cannot change);
+* in-place element-wise steps on tensors this module owns (the spec makes a new tensor per step),
+  and few new tensors (on the CPU a fresh multi-MB tensor costs its page faults, often more than
+  the pass that fills it): the DAC divides x by α and Δ·2^k into one tensor and rounds it in place
+  as a magnitude, floor(|v| + 0.5)·Δ, whose pass mask and clip need no second |·|, then takes the
+  sign back from x (bit for bit the spec's ``sign(v)·floor(|v| + 0.5)·Δ``); the ADC does the same
+  in the memory of the output noise, the three second-order products share one temporary;
+* no work for what is 1: no division by α for constant-1 or no noise management, the digital
+  scales multiplied together before they meet the [M, N] output (and in the backward);
+* the masks the backward reads are computed only when a gradient is needed; the backward
+  (:func:`mvm_backward`) is the spec's straight-through rule in fewer passes, a single slice's
+  weight gradient one matmul;
+* iterative bound management runs its per-row test only when one global min/max finds a saturated
+  output, re-runs only the rows with a saturated slice, and after the first pass tests saturation
+  only on the rows it has just re-run (the others cannot change);
+* an all-zero row takes α = the smallest subnormal instead of the spec's 1 (one clamp instead of
+  three ops; the row divides to 0 either way and its output is zeroed by the rescale);
 * the second-order products (the IR-drop sums Σ|w||x̃| and Σ w x̃ (1 − (1 − j/K_s)²), the PCM
   read-noise variance Σ|w| x̃²) may run in bfloat16 with fp32 accumulation (``aux_dtype``; by
   default on CPUs with native bf16 matmuls, where that is about 2x faster). The main MAC always
