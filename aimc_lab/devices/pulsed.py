@@ -475,8 +475,17 @@ class DeviceArray(nn.Module):
         return tuple(self.w.shape)
 
     def pulse_model(self) -> PulseModel:
-        """This array's devices as the pulsed-update kernels take them (``PulsedDevice.pulse_model``)."""
-        return self.device_params.pulse_model(self.tensors)
+        """This array's devices as the pulsed-update kernels take them (``PulsedDevice.pulse_model``).
+
+        Cached while the device parameters and the four per-device tensors are the same objects with
+        the same version counters (an in-place change, ``load_state_dict`` or ``.to()`` rebuilds it):
+        LinearStep's slopes −γ/b are then not recomputed on every update."""
+        key = (id(self.device_params),) + tuple((id(v), v._version) for v in self.tensors)
+        cached = self.__dict__.get("_pulse_model_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, self.device_params.pulse_model(self.tensors), self.device_params)  # keeps the ids alive
+            self.__dict__["_pulse_model_cache"] = cached
+        return cached[1]
 
     def extra_repr(self) -> str:
         return f"{type(self.device_params).__name__}, shape={self.shape}"

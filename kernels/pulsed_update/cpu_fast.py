@@ -57,12 +57,9 @@ def pulsed_update(w: Tensor, x: Tensor, d: Tensor, lr: float, model: PulseModel,
     if rows.numel() < p.shape[0]:
         p, q, bl, x, d = p[rows], q[rows], bl[rows], x[rows], d[rows]
     total, signed = R._slot_counts(p, q, bl, torch.sign(x), torch.sign(d), generator)
-    idx = total.reshape(-1).nonzero().squeeze(-1)  # the devices with pulses
-    if idx.numel() == 0:
-        return w.clone()
     n_up = (total - signed).mul_(0.5)
     n_down = total.add_(signed).mul_(0.5)
-    return _apply(w, n_up, n_down, model, generator, idx)
+    return _apply(w, n_up, n_down, model, generator)
 
 
 def signed_counts_update(w: Tensor, counts: Tensor, model: PulseModel,
@@ -71,7 +68,7 @@ def signed_counts_update(w: Tensor, counts: Tensor, model: PulseModel,
     if not model.closed_form:
         return R.signed_counts_update(w, counts, model, generator)
     counts = counts.to(w.dtype)
-    return _apply(w, counts.clamp(min=0), (-counts).clamp(min=0), model, generator, None)
+    return _apply(w, counts.clamp(min=0), (-counts).clamp(min=0), model, generator)
 
 
 def apply_mixed_counts(w: Tensor, n_up: Tensor, n_down: Tensor, model: PulseModel,
@@ -79,31 +76,33 @@ def apply_mixed_counts(w: Tensor, n_up: Tensor, n_down: Tensor, model: PulseMode
     """Same contract, draws and result as :func:`reference.apply_mixed_counts`."""
     if exact or not model.closed_form:
         return R.apply_mixed_counts(w, n_up, n_down, model, generator, exact)
-    return _apply(w, n_up, n_down, model, generator, None)
+    return _apply(w, n_up, n_down, model, generator)
 
 
-def _apply(w: Tensor, n_up: Tensor, n_down: Tensor, model: PulseModel, generator, idx: Optional[Tensor]):
-    """The spec's ``_apply_mixed`` for the closed-form kinds: the devices with pulses, gathered."""
+def _apply(w: Tensor, n_up: Tensor, n_down: Tensor, model: PulseModel, generator) -> Tensor:
+    """The spec's ``_apply_mixed`` for the closed-form kinds: only the devices with pulses are worked on."""
     shape = w.shape
     wf, n_up, n_down = w.reshape(-1), n_up.reshape(-1), n_down.reshape(-1)
-    if idx is None:
-        idx = (n_up + n_down).nonzero().squeeze(-1)
-    out = wf.clone()
-    if idx.numel() == 0:
-        return out.view(shape)
+    total = n_up + n_down
+    t_max = float(total.max()) if total.numel() else 0.0
+    if t_max == 0:
+        return wf.clone().view(shape)
     fm = R._flat(model)
+    if not model.constant and t_max <= R.LOOP_PULSES:
+        return _pulse_loop(wf, n_up, n_down, fm, generator).view(shape)  # gathers its devices itself
+    idx = total.nonzero().squeeze(-1)
     if idx.numel() == wf.numel():
         return _closed_form(wf, n_up, n_down, fm, generator).view(shape)
+    out = wf.clone()
     out[idx] = _closed_form(wf[idx], n_up[idx], n_down[idx], R._subset(fm, idx), generator)
     return out.view(shape)
 
 
 def _closed_form(w, n_up, n_down, model, generator):
-    """The spec's ``_apply_mixed_flat`` for the closed-form kinds."""
+    """The spec's ``_apply_mixed_flat`` for the closed-form kinds (more than LOOP_PULSES pulses for the
+    linear kind: :func:`_apply` runs the loop otherwise)."""
     if model.constant:
         return _constant_counts(w, n_up, n_down, model, generator)
-    if float((n_up + n_down).max()) <= R.LOOP_PULSES:
-        return _pulse_loop(w, n_up, n_down, model, generator)
     return _linear_counts(w, n_up, n_down, model, generator)
 
 

@@ -184,3 +184,22 @@ def test_training_step_is_the_same_on_both_paths():
             for step in range(3):
                 array.pulsed_update(x, d, 0.1, generator=torch.Generator().manual_seed(step))
     torch.testing.assert_close(arrays[0].w, arrays[1].w, rtol=0, atol=1e-6)
+
+
+def test_pulse_model_is_cached_until_the_device_tensors_change():
+    """DeviceArray.pulse_model() is built once; an in-place change, load_state_dict, a new device
+    model or a dtype change rebuilds it (so the slopes −γ/b always follow the bounds)."""
+    array = P.DeviceArray(P.SoftBounds(), 4, 5, seed=0)
+    first = array.pulse_model()
+    assert array.pulse_model() is first
+    array.b_max.mul_(0.9)
+    second = array.pulse_model()
+    assert second is not first and torch.equal(second.gamma_up, -1 / array.b_max)
+    state = {k: v.clone() for k, v in array.state_dict().items()}
+    state["b_min"] *= 1.1
+    array.load_state_dict(state)
+    assert torch.equal(array.pulse_model().gamma_down, -1 / array.b_min)
+    array.device_params = P.SoftBounds(dw_min=0.5)
+    assert array.pulse_model().dw_min == 0.5
+    array.double()
+    assert array.pulse_model().tensors.dw_up.dtype == torch.float64
