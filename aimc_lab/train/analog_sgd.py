@@ -15,6 +15,7 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from aimc_lab.train.inmemory import AnalogContext
+from aimc_lab.train.inmemory.transfer import PendingCounts
 
 __all__ = ["AnalogSGD"]
 
@@ -34,6 +35,11 @@ class AnalogSGD(torch.optim.Optimizer):
     :class:`~aimc_lab.train.inmemory.AnalogContext` parameter ``step()`` calls ``tile.update(lr)`` (the
     algorithm's pulsed update with the stored (x, δ)); every other parameter gets
     p ← p − lr·(grad + weight_decay·p). Weight decay never touches the tiles.
+
+    The digitally decided writes into C (buffered transfers, mixed precision) of all tiles are applied
+    together after every tile's algorithm ran, one kernel call per device model (equal in law to one
+    call per tile; see :class:`~aimc_lab.train.inmemory.transfer.PendingCounts`), then each tile's
+    decay/diffusion.
 
     ``step()`` validates everything first (each group's ``lr``/``weight_decay``, every tile's stored
     rows, every digital gradient finite) and only then changes anything: on an error the model is as
@@ -89,17 +95,23 @@ class AnalogSGD(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         self._check_step()
+        writes = PendingCounts()  # the tiles' digitally decided writes into C, applied together below
+        updated = []
         for group in self.param_groups:
             lr, wd = group["lr"], group["weight_decay"]
             for p in group["params"]:
                 if isinstance(p, AnalogContext):
-                    p.analog_tile.apply_update(lr)  # validated by _check_step above
+                    if p.analog_tile.apply_update(lr, writes):  # validated by _check_step above
+                        updated.append(p.analog_tile)
                     p.grad = None
                     continue
                 if p.grad is None:
                     continue
                 grad = p.grad if wd == 0 else p.grad + wd * p
                 p.add_(grad, alpha=-lr)
+        writes.apply()
+        for tile in updated:
+            tile.finish_update()
         return loss
 
 

@@ -4,6 +4,7 @@ equal the whole-array updates in law and leave every other column untouched."""
 
 import pytest
 import torch
+from torch import nn
 
 from aimc_lab.config import IOParameters
 from aimc_lab.devices import pulsed as P
@@ -135,3 +136,94 @@ def test_column_write_redraws_write_noise_where_weights_changed():
     transfer.column_counts_update(tile.C, COLS, counts, torch.Generator().manual_seed(0))
     changed = before != tile.C.write_noise
     assert changed[2, COLS[1]] and int(changed.sum()) == 1
+
+
+def _two_layer_model(algorithm, device, seed=0):
+    config = training_config(algorithm, device=device)
+    return nn.Sequential(InMemoryTile(N, K, config, seed=seed), nn.Sigmoid(), InMemoryTile(3, N, config, seed=seed + 1))
+
+
+def test_pending_counts_apply_all_tiles_in_one_call_with_the_same_result():
+    # noise-free steps and no write noise: applying both tiles' counts together equals applying each
+    # tile's counts alone, exactly; arrays of another device model form their own group
+    exact = P.SoftBounds(dw_min=0.01, dw_min_std=0.0)
+    arrays = [InMemoryTile(N, K, training_config("mp", device=exact), seed=s).C for s in (0, 1)]
+    other = InMemoryTile(N, K, training_config("mp", device=P.ConstantStep(dw_min=0.01, dw_min_std=0.0)), seed=2).C
+    g = torch.Generator().manual_seed(0)
+    counts = [torch.randint(-3, 4, (N, K), generator=g).float() for _ in range(3)]
+    col_counts = torch.randint(-2, 3, (N, COLS.numel()), generator=g).float()
+    expected = [arrays[0].signed_counts_update(counts[0], commit=False),
+                arrays[1].signed_counts_update(counts[1], commit=False),
+                other.signed_counts_update(counts[2], commit=False)]
+    full = torch.zeros(N, K)
+    full[:, COLS] = col_counts
+    pending = transfer.PendingCounts()
+    pending.add(arrays[0], None, counts[0], g)
+    pending.add(arrays[1], None, counts[1], g)
+    pending.add(other, None, counts[2], g)
+    assert len(pending) == 3
+    pending.apply()
+    assert len(pending) == 0
+    for array, want in zip([*arrays, other], expected):
+        torch.testing.assert_close(array.w, want, rtol=0, atol=1e-7)
+    # columns of one array and all of another, together
+    expected_cols = arrays[0].signed_counts_update(full, commit=False)
+    expected_all = arrays[1].signed_counts_update(counts[0], commit=False)
+    pending.add(arrays[0], COLS, col_counts, g)
+    pending.add(arrays[1], None, counts[0], g)
+    pending.apply()
+    torch.testing.assert_close(arrays[0].w, expected_cols, rtol=0, atol=1e-7)
+    torch.testing.assert_close(arrays[1].w, expected_all, rtol=0, atol=1e-7)
+
+
+def test_pending_counts_equal_the_per_array_writes_in_law():
+    arrays = [InMemoryTile(ROWS, K, training_config("mp", device=P.SoftBounds(**SAME)), seed=s).C for s in (0, 1)]
+    counts = torch.tensor([1.0, -1.0, 3.0, -2.0, 0.0, 2.0, -3.0, 1.0, 0.0]).expand(ROWS, -1).contiguous()
+    w0 = [a.w.clone() for a in arrays]
+    gen = torch.Generator().manual_seed(5)
+    alone, together = [], []
+    for _ in range(REPEATS):
+        alone.append(arrays[1].signed_counts_update(counts, generator=gen, commit=False) - w0[1])
+        pending = transfer.PendingCounts()
+        for a in arrays:
+            pending.add(a, None, counts, gen)
+        pending.apply()
+        together.append(arrays[1].w - w0[1])
+        for a, w in zip(arrays, w0):
+            a.w.copy_(w)
+    alone, together = torch.stack(alone), torch.stack(together)
+    assert torch.equal(together[:, :, counts[0] == 0], torch.zeros(REPEATS, ROWS, 2))
+    fired = counts[0] != 0
+    _assert_same_law(alone[:, :, fired], together[:, :, fired])
+
+
+@pytest.mark.parametrize("algorithm", ["ttv2", "mixed-precision"])
+def test_analog_sgd_applies_the_tiles_writes_together(algorithm, monkeypatch):
+    # one signed-counts kernel call per step for a two-tile model; with noise-free steps and no write
+    # noise the weights equal those of stepping each tile with its own writes
+    from aimc_lab.train.analog_sgd import AnalogSGD
+
+    device = P.SoftBounds(dw_min=0.001, dw_min_std=0.0)
+    models = [_two_layer_model(algorithm, device) for _ in range(2)]
+    calls = []
+    real = transfer.signed_counts_update
+    monkeypatch.setattr(transfer, "signed_counts_update", lambda *a: calls.append(1) or real(*a))
+    x, target = torch.rand(5, K, generator=torch.Generator().manual_seed(0)), torch.rand(5, 3)
+    for together, model in zip((True, False), models):
+        opt = AnalogSGD(model, lr=0.5)
+        for _ in range(4):
+            opt.zero_grad()
+            ((model(x) - target) ** 2).sum().backward()
+            if together:
+                calls.clear()
+                opt.step()
+                assert len(calls) <= 1
+            else:
+                for tile in (model[0], model[2]):
+                    tile.update(0.5)
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        assert torch.equal(a, b)
+    for t0, t1 in ((models[0][0], models[1][0]), (models[0][2], models[1][2])):
+        assert torch.equal(t0.C.w, t1.C.w) and torch.equal(t0.H, t1.H)
+        assert int(t0.update_count) == 4
+    assert not torch.equal(models[0][0].get_weights(), _two_layer_model(algorithm, device)[0].get_weights())

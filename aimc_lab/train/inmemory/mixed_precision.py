@@ -55,5 +55,5 @@ class MixedPrecision(Algorithm):
         step = p.device.dw_min * p.transfer_lr
         n = torch.trunc(tile.H / step).clamp_(-p.transfer_bl, p.transfer_bl)
         if bool(n.any()):
-            tile.C.signed_counts_update(n, generator=tile.generator)
+            tile.write_counts(None, n)
             tile.H.sub_(n * step)

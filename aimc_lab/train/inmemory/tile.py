@@ -31,6 +31,7 @@ from aimc_lab.devices.pulsed import DeviceArray, make_generator
 from aimc_lab.kernels.analog_mvm import analog_mvm
 from aimc_lab.train.inmemory.parameters import InMemoryTrainingParameters
 from aimc_lab.train.inmemory.registry import algorithm_class
+from aimc_lab.train.inmemory.transfer import PendingCounts, column_counts_update
 
 __all__ = ["InMemoryTile", "InMemoryFunction", "AnalogContext"]
 
@@ -142,6 +143,7 @@ class InMemoryTile(nn.Module):
         self.generator = torch.Generator().manual_seed(int(torch.randint(0, 2 ** 62, (1,), generator=gen).item()))
         self.analog_ctx = AnalogContext(self)
         self._pending: List[Tuple[Tensor, Tensor]] = []
+        self._writes: Optional[PendingCounts] = None
 
     def extra_repr(self) -> str:
         return f"out_features={self.out_features}, in_features={self.in_features}, " \
@@ -248,11 +250,16 @@ class InMemoryTile(nn.Module):
         self.apply_update(lr)
 
     @torch.no_grad()
-    def apply_update(self, lr: float) -> None:
+    def apply_update(self, lr: float, writes: Optional[PendingCounts] = None) -> bool:
         """:meth:`update` without the validation, for a caller that ran :meth:`check_update` with the
-        same ``lr`` and rows just before (``AnalogSGD.step`` validates every tile before changing any)."""
+        same ``lr`` and rows just before (``AnalogSGD.step`` validates every tile before changing any).
+
+        ``writes``: collect the algorithm's digitally decided writes into C (:meth:`write_counts`) there
+        instead of applying them; the caller then applies them (``writes.apply()``, one kernel call for
+        all its tiles) and calls :meth:`finish_update` of each tile for which this returned True.
+        Returns whether there were rows (an update happened)."""
         if not self._pending:
-            return
+            return False
         if len(self._pending) == 1:
             x, d = self._pending[0]
         else:
@@ -260,9 +267,33 @@ class InMemoryTile(nn.Module):
             d = torch.cat([p[1] for p in self._pending])
         dtype = self.C.w.dtype
         self._pending.clear()
-        self.algorithm.update(self, x.to(dtype), d.to(dtype), float(lr))
+        self._writes = writes
+        try:
+            self.algorithm.update(self, x.to(dtype), d.to(dtype), float(lr))
+        finally:
+            self._writes = None
+        if writes is None:
+            self.finish_update()
+        return True
+
+    @torch.no_grad()
+    def finish_update(self) -> None:
+        """The end of an update call, after C's writes: count it, then C's decay and diffusion."""
         self.update_count += 1
         self.C.after_update(self.generator)
+
+    @torch.no_grad()
+    def write_counts(self, cols: Optional[Tensor], counts: Tensor) -> None:
+        """|counts| pulses of direction sign(counts) to C[:, cols] (counts [N, n]; ``cols`` None: all of C,
+        counts [N, K]), for algorithms that decide pulse counts digitally. Inside
+        ``apply_update(lr, writes)`` they are queued in ``writes``, otherwise applied now."""
+        writes = getattr(self, "_writes", None)  # absent on tiles pickled before it existed
+        if writes is not None:
+            writes.add(self.C, cols, counts, self.generator)
+        elif cols is None:
+            self.C.signed_counts_update(counts, generator=self.generator)
+        else:
+            column_counts_update(self.C, cols, counts, self.generator)
 
 
 def _check_seed(seed) -> None:

@@ -19,9 +19,17 @@ on those columns only, never on the whole arrays.
   [N, n] slice (its own per-device constants) and the array stores the result (write noise redrawn
   where a weight changed, as for any update). Equal in law to the update of the whole array; the
   random draws differ (bits and noise are drawn for the slice only).
+* **Writes of several tiles together** (:class:`PendingCounts`): during ``AnalogSGD.step`` the digitally
+  decided counts of every tile (buffered transfers, mixed precision) are collected and applied by one
+  kernel call per device model on the concatenated devices with pulses, instead of one call per tile.
+  Each device's pulses depend only on its own count and state, so this is equal in law to the
+  per-tile writes; the noise of the joint call comes from the first tile's generator (deterministic
+  for a given model and seeds). A single tile's writes are applied as before.
 """
 
 from __future__ import annotations
+
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -31,7 +39,7 @@ from aimc_lab.kernels.analog_mvm import analog_mvm
 from aimc_lab.kernels.pulsed_update import DeviceTensors, pulsed_update, signed_counts_update
 
 __all__ = ["build_fast_array", "build_buffer", "due_columns", "read_columns", "fast_update", "buffer_transfer",
-           "chopper_flip", "column_pulsed_update", "column_counts_update", "column_read_is_exact"]
+           "chopper_flip", "column_pulsed_update", "column_counts_update", "column_read_is_exact", "PendingCounts"]
 
 
 def build_fast_array(tile, generator, auto_scale: bool) -> None:
@@ -153,7 +161,7 @@ def buffer_transfer(tile, cols: Tensor) -> None:
     fired = n != 0
     if not bool(fired.any()):
         return
-    column_counts_update(tile.C, cols, n, tile.generator)
+    tile.write_counts(cols, n)
     if p.forget_buffer:
         tile.H[:, cols] = torch.where(fired, p.momentum * h, h)
     else:
@@ -166,3 +174,71 @@ def chopper_flip(tile, cols: Tensor) -> None:
     if prob > 0:  # no draw without choppers: c-ttv2 then reproduces ttv2 exactly
         flip = torch.rand(cols.numel(), generator=tile.generator) < prob
         tile.chopper[cols] = torch.where(flip, -tile.chopper[cols], tile.chopper[cols])
+
+
+class PendingCounts:
+    """Signed pulse counts for the arrays of several tiles, applied together by :meth:`apply` (module doc).
+
+    :meth:`add` queues |counts| pulses of direction sign(counts) for ``array``[:, cols] (``cols``
+    None: the whole array; counts [N, n] or [N, K]); :meth:`apply` runs one kernel call per group of
+    arrays with equal device models (dtype and device) and stores each array's result (``commit``,
+    with that array's generator for its write noise).
+    """
+
+    def __init__(self) -> None:
+        self._items: List[Tuple[DeviceArray, Optional[Tensor], Tensor, Optional[torch.Generator]]] = []
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, array: DeviceArray, cols: Optional[Tensor], counts: Tensor,
+            generator: Optional[torch.Generator]) -> None:
+        self._items.append((array, cols, counts, generator))
+
+    def apply(self) -> None:
+        items, self._items = self._items, []
+        groups: List[list] = []
+        for item in items:
+            a = item[0]
+            for group in groups:
+                b = group[0][0]
+                if b.device_params == a.device_params and b.w.dtype == a.w.dtype and b.w.device == a.w.device:
+                    group.append(item)
+                    break
+            else:
+                groups.append([item])
+        for group in groups:
+            if len(group) == 1:
+                array, cols, counts, generator = group[0]
+                if cols is None:
+                    array.signed_counts_update(counts, generator=generator)
+                else:
+                    column_counts_update(array, cols, counts, generator)
+            else:
+                _apply_together(group)
+
+
+def _apply_together(group) -> None:
+    """One signed-counts kernel call on the devices with pulses of every array of ``group`` (1-d)."""
+    ws, cs, ts, picks = [], [], [], []
+    for array, cols, counts, _ in group:
+        w = array.w if cols is None else array.w[:, cols]
+        tensors = array.tensors if cols is None else [t[:, cols] for t in array.tensors]
+        idx = counts.reshape(-1).nonzero().squeeze(-1)
+        picks.append((w, idx))
+        ws.append(w.reshape(-1)[idx])
+        cs.append(counts.reshape(-1)[idx])
+        ts.append([t.reshape(-1)[idx] for t in tensors])
+    model = group[0][0].device_params.pulse_model(DeviceTensors(*(torch.cat(parts) for parts in zip(*ts))))
+    new = signed_counts_update(torch.cat(ws), torch.cat(cs).to(ws[0].dtype), model, group[0][3])
+    for (array, cols, _, generator), (w, idx), part in zip(group, picks, new.split([len(v) for v in ws])):
+        if idx.numel() == 0:
+            continue
+        flat = w.reshape(-1).clone()
+        flat[idx] = part
+        if cols is None:
+            w_new = flat.view_as(w)
+        else:
+            w_new = array.w.clone()
+            w_new[:, cols] = flat.view_as(w)  # [N, n]
+        array.commit(w_new, generator)
