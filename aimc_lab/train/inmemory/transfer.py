@@ -91,7 +91,7 @@ def read_columns(tile, cols: Tensor) -> Tensor:
     A = tile.A
     n = cols.numel()
     if column_read_is_exact(io):  # the read columns only (module doc)
-        weights = A.w[:, cols] + A.write_noise[:, cols] - A.reference[:, cols]  # A.read()[:, cols]: [N, n]
+        weights = A.read()[:, cols]  # [N, n]
         eye = torch.eye(n, dtype=A.w.dtype, device=A.w.device)
         return analog_mvm(eye, weights, io, generator=tile.generator).t()
     onehot = torch.zeros(n, tile.in_features, dtype=A.w.dtype, device=A.w.device)
@@ -222,23 +222,21 @@ def _apply_together(group) -> None:
     """One signed-counts kernel call on the devices with pulses of every array of ``group`` (1-d)."""
     ws, cs, ts, picks = [], [], [], []
     for array, cols, counts, _ in group:
-        w = array.w if cols is None else array.w[:, cols]
-        tensors = array.tensors if cols is None else [t[:, cols] for t in array.tensors]
-        idx = counts.reshape(-1).nonzero().squeeze(-1)
-        picks.append((w, idx))
-        ws.append(w.reshape(-1)[idx])
+        idx = counts.reshape(-1).nonzero().squeeze(-1)  # devices with pulses, in counts' [N, n] layout
+        if cols is not None:  # the same devices in the array's [N, K] layout
+            n = cols.numel()
+            idx_full = torch.div(idx, n, rounding_mode="floor") * array.w.shape[1] + cols[idx % n]
+        else:
+            idx_full = idx
+        picks.append(idx_full)
+        ws.append(array.w.reshape(-1)[idx_full])
         cs.append(counts.reshape(-1)[idx])
-        ts.append([t.reshape(-1)[idx] for t in tensors])
+        ts.append([t.reshape(-1)[idx_full] for t in array.tensors])
     model = group[0][0].device_params.pulse_model(DeviceTensors(*(torch.cat(parts) for parts in zip(*ts))))
     new = signed_counts_update(torch.cat(ws), torch.cat(cs).to(ws[0].dtype), model, group[0][3])
-    for (array, cols, _, generator), (w, idx), part in zip(group, picks, new.split([len(v) for v in ws])):
+    for (array, _, _, generator), idx, part in zip(group, picks, new.split([len(v) for v in ws])):
         if idx.numel() == 0:
             continue
-        flat = w.reshape(-1).clone()
-        flat[idx] = part
-        if cols is None:
-            w_new = flat.view_as(w)
-        else:
-            w_new = array.w.clone()
-            w_new[:, cols] = flat.view_as(w)  # [N, n]
+        w_new = array.w.clone()
+        w_new.view(-1)[idx] = part
         array.commit(w_new, generator)
