@@ -62,9 +62,10 @@ device's own Δ^d, clipping after each pulse), up and down pulses evenly interle
   operations per pulse cost less than the ~150 of the closed forms, and the devices near a bound would
   run the loop anyway). Small layers at batch 5 get 1-25 pulses per device and call.
 
-Only the devices with pulses are worked on. Draws, in order: the slot bits (:func:`block_pulse_counts`);
-for the closed forms one normal per device with pulses; in the pulse loop, whose devices are ordered
-by their pulse count T (largest first), one normal per still-pulsing device per pulse.
+Draws, in order: the slot bits (:func:`block_pulse_counts`); for the closed forms one normal per
+device with pulses (per device of the tile when at least a quarter of them get pulses: no gathers);
+in the pulse loop, whose devices are ordered by their pulse count T (largest first), one normal per
+still-pulsing device per pulse.
 
 The Ideal device gets the exact floating-point update ΔW = −η·Σ_m d_m x_mᵀ, clipped to the bounds.
 
@@ -537,8 +538,8 @@ def apply_mixed_counts(w: Tensor, n_up: Tensor, n_down: Tensor, model: PulseMode
 
 
 def _apply_mixed(w, n_up, n_down, model, generator, exact, idx=None):
-    """:func:`apply_mixed_counts` that may overwrite n_up/n_down. Only the devices with pulses are
-    worked on (gathered, unless every device has pulses); ``idx``: their flat indices, if known."""
+    """:func:`apply_mixed_counts` that may overwrite n_up/n_down. When fewer than a quarter of the
+    devices get pulses only those are worked on (gathered); ``idx``: their flat indices, if known."""
     shape = w.shape
     w, n_up, n_down = w.reshape(-1), n_up.reshape(-1), n_down.reshape(-1)
     if idx is None:
@@ -546,7 +547,7 @@ def _apply_mixed(w, n_up, n_down, model, generator, exact, idx=None):
     if idx.numel() == 0:
         return w.clone().view(shape)
     fm = _flat(model)
-    if idx.numel() == w.numel():
+    if 4 * idx.numel() >= w.numel():  # dense: no gathers
         return _apply_mixed_flat(w, n_up, n_down, fm, generator, exact).view(shape)
     out = w.clone()
     out[idx] = _apply_mixed_flat(w[idx], n_up[idx], n_down[idx], _subset(fm, idx), generator, exact)
