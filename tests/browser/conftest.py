@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from aimc_lab.cli import voila_options
+
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -42,12 +44,13 @@ def _free_port() -> int:
 
 
 def _serve(cmd, env, log_name: str, port: int, procs: list) -> str:
-    """Start a server, wait until its port answers (60 s at most); returns its URL."""
+    """Start a server, wait until its port answers (180 s at most: importing Jupyter's server took
+    more than 60 s on a 2-core machine at load 10); returns its URL."""
     log = open(ARTIFACTS / log_name, "w")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     procs.append((proc, log))
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 60
+    deadline = time.time() + 180
     while time.time() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{cmd[2]} exited with {proc.returncode}; see {log.name}")
@@ -56,7 +59,7 @@ def _serve(cmd, env, log_name: str, port: int, procs: list) -> str:
                 return url
         except OSError:
             time.sleep(0.3)
-    raise RuntimeError(f"{cmd[2]} did not answer on {url} within 60 s; see {log.name}")
+    raise RuntimeError(f"{cmd[2]} did not answer on {url} within 180 s; see {log.name}")
 
 
 def _stop(procs) -> None:
@@ -134,20 +137,21 @@ def jupyterlab(tmp_path):
 
 @pytest.fixture
 def voila(request):
-    """``voila(path, preheat=False)`` serves notebooks/dashboards/<path> on 127.0.0.1:<free port>;
-    returns the URL. ``preheat=True`` serves it as a deployment should (``--preheat_kernel``: a kernel
-    that has already run the notebook waits for the next visitor) and returns once that kernel is
-    ready. The server process is terminated at teardown."""
+    """``voila(path, preheat=False)`` serves notebooks/dashboards/<path> on 127.0.0.1:<free port> with
+    the options of ``aimc-lab serve`` (:func:`aimc_lab.cli.voila_options`); returns the URL.
+    ``preheat=True`` serves it as a deployment should (``--preheat_kernel``: a kernel that has already
+    run the notebook waits for the next visitor) and returns once that kernel is ready. The server
+    process is terminated at teardown."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium); browser tests skipped")
     procs = []
 
     def serve(name: str, preheat: bool = False) -> str:
         port = _free_port()
+        # the options of `aimc-lab serve` (preheat and the extension denylist), preheat only if asked
+        options = [o for o in voila_options() if preheat or not o.startswith("--preheat_kernel")]
         cmd = [sys.executable, "-m", "voila", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
-               str(ROOT / "notebooks" / "dashboards" / name)]
-        if preheat:
-            cmd.insert(-1, "--preheat_kernel=True")
+               *options, str(ROOT / "notebooks" / "dashboards" / name)]
         log_name = f"voila_{Path(name).stem}.log"
         url = _serve(cmd, _env(), log_name, port, procs)
         deadline = time.time() + 300

@@ -6,11 +6,14 @@ The page's CPU is slowed down ``AIMC_LAB_CPU_THROTTLE`` times (default 4; Chromi
 plotly's ``FigureWidget`` used to freeze (anywidget's 2 s module timeout). Any JavaScript console
 error or uncaught page error fails the test; none is tolerated.
 
-Printed (run with ``-s``): time to the first widget and to the first drawn plot per dashboard, and the
-Tile lab's slider-to-plot latency with and without throttling (from the key press to the plot's redraw,
-as the page's own clock sees it). The unthrottled latency is asserted against issue 13's target
-(median <= 100 ms, max <= 250 ms) times a margin for the machine's load (see :func:`_load_margin`).
-Screenshots go to test-artifacts/.
+Printed (run with ``-s``): per dashboard, the seconds from navigation to the page's first byte, to the
+page loaded (its scripts ran), to the first visible widget and to every plot drawn (the Drift lab also
+to its computed curves), each beside issue 11's target (first widget <= 5 s, Drift lab usable, i.e.
+curves computed and plotted, <= 10 s); and the Tile lab's slider-to-plot latency with and without
+throttling (from the key press to the plot's redraw, as the page's own clock sees it), beside issue
+13's target (median <= 100 ms, max <= 250 ms). What is asserted are regression guards times a margin
+for the machine's load (see :func:`_load_margin`), not the targets, which a 2-core box under 4x
+throttling does not meet (the figures printed say by how much). Screenshots go to test-artifacts/.
 """
 
 import os
@@ -18,9 +21,11 @@ import statistics
 
 import pytest
 
+from aimc_lab.cli import VOILA_UNUSED_EXTENSIONS
+
 pytestmark = pytest.mark.browser
 
-RENDER_TIMEOUT_MS = 240_000
+RENDER_TIMEOUT_MS = 420_000  # a first render took over 240 s at load 10-17 on 2 cores (11-30)
 UPDATE_TIMEOUT_MS = 90_000
 THROTTLE = float(os.environ.get("AIMC_LAB_CPU_THROTTLE", "4"))
 LATENCY_MOVES = 10
@@ -29,6 +34,14 @@ LATENCY_TARGET_MS = (100.0, 250.0)  # median, max: issue 13's target, printed be
 # 202 / max 224 ms unthrottled on a quiet 2-core box (11-30); the Tile explorer before its cheaper
 # redraws took ~1.1 s at load 12. The guard sits above the first and far below the second.
 LATENCY_GUARD_MS = (300.0, 600.0)
+# Issue 11's first-render targets (s, CPU throttled 4x), printed beside the measurement as met or not,
+# and the guards asserted (times the load margin). Measured with the preheated kernel, 4x throttling,
+# 2 cores: the Tile lab's first widget took 12.9-13.7 s on a quiet machine (11-29) and, in 3 interleaved
+# loads at load 7-15 (11-30), a median 39 s with every JupyterLab extension and 28 s without the two
+# that aimc_lab.cli.voila_options leaves out. The guards catch what the dashboards used to do (train
+# before rendering: 27-32 s to the Drift lab's first widget on a quiet machine; a second plotly.js).
+FIRST_WIDGET_TARGET_S, DRIFT_USABLE_TARGET_S = 5.0, 10.0
+FIRST_WIDGET_GUARD_S, PLOTS_DRAWN_GUARD_S = 15.0, 35.0
 
 FIGURES = ".aimc-lab-figure"
 
@@ -46,6 +59,7 @@ def _open(page, url: str, throttle: float = THROTTLE):
     cdp = page.context.new_cdp_session(page)
     cdp.send("Emulation.setCPUThrottlingRate", {"rate": throttle})
     page.cdp = cdp
+    page.load_at_open = os.getloadavg()[0]
     page.goto(url, timeout=RENDER_TIMEOUT_MS, wait_until="commit")
     return errors
 
@@ -54,18 +68,21 @@ def _seconds_since_navigation(page) -> float:
     return page.evaluate("performance.now()") / 1000.0
 
 
-def _wait_first_render(page, n_figures: int) -> dict:
+def _wait_first_render(page, n_figures: int, ready_text: str = "") -> dict:
     """Seconds from navigation to the first byte of the page, the page loaded (its scripts ran), the
-    first visible slider and ``n_figures`` drawn plots."""
+    first visible slider, ``ready_text`` on the page (if given: "ready") and ``n_figures`` drawn plots."""
     page.locator(".widget-slider").first.wait_for(state="visible", timeout=RENDER_TIMEOUT_MS)
-    first_widget = _seconds_since_navigation(page)
+    times = {"first widget": _seconds_since_navigation(page)}
+    if ready_text:
+        page.get_by_text(ready_text).first.wait_for(state="visible", timeout=RENDER_TIMEOUT_MS)
+        times["ready"] = _seconds_since_navigation(page)
     nav = page.evaluate("(() => { const n = performance.getEntriesByType('navigation')[0];"
                         " return [n.responseStart, n.loadEventEnd]; })()")
     page.wait_for_function(
         """n => { const f = document.querySelectorAll('%s');
                   return f.length >= n && Array.from(f).every(e => Number(e.dataset.revision) > 0); }""" % FIGURES,
         arg=n_figures, timeout=RENDER_TIMEOUT_MS)
-    return {"first byte": nav[0] / 1000, "page loaded": nav[1] / 1000, "first widget": first_widget,
+    return {"first byte": nav[0] / 1000, "page loaded": nav[1] / 1000, **times,
             "plots drawn": _seconds_since_navigation(page)}
 
 
@@ -121,22 +138,39 @@ def _latency_ms(page, label: str, figure: int, moves: int):
     return page.evaluate("[window.__aimcLat.times, window.__aimcLat.draws]")
 
 
-def _load_margin() -> float:
+def _load_margin(since_load: float = 0.0) -> float:
     """How much slower than an idle machine the timing bounds may be: 2x (timer and scheduling jitter),
     times the run queue per core when the machine is oversubscribed (a CI box shared by other jobs;
-    the 1-minute load average over the CPU count, at least 1)."""
-    return 2.0 * max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+    the 1-minute load average over the CPU count, at least 1). ``since_load``: the load average when
+    the measurement began (a first render lasts minutes on a loaded box; the larger of the two counts)."""
+    return 2.0 * max(1.0, max(since_load, os.getloadavg()[0]) / (os.cpu_count() or 1))
 
 
-def _report(name: str, times: dict) -> None:
-    print(f"\n[{name}] CPU throttled {THROTTLE:g}x: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
+def _report(name: str, times: dict, load: float) -> None:
+    print(f"\n[{name}] CPU throttled {THROTTLE:g}x, load {load:.1f} on {os.cpu_count()} CPUs at navigation: "
+          + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
+
+
+def _check_first_render(page, name: str, times: dict, targets: dict) -> None:
+    """Print issue 11's ``targets`` (seconds per entry of ``times``) as met or not; under the default 4x
+    throttling, assert the guards (first widget, plots drawn) times the load margin."""
+    print(f"[{name}] issue 11's targets: " + "; ".join(
+        f"{k} <= {v:g} s {'met' if times[k] <= v else 'not met'}" for k, v in targets.items()))
+    if THROTTLE != 4:
+        return  # the guards were measured under 4x throttling
+    margin = _load_margin(page.load_at_open)
+    for key, guard in (("first widget", FIRST_WIDGET_GUARD_S), ("plots drawn", PLOTS_DRAWN_GUARD_S)):
+        assert times[key] <= guard * margin, (
+            f"{name}: {key} after {times[key]:.1f} s; allowed (regression guard): {guard:g} s times the load "
+            f"margin {margin:.1f}")
 
 
 def test_tile_lab(page, voila, artifacts):
     page.set_viewport_size({"width": 1400, "height": 1900})
     errors = _open(page, voila("tile_lab.ipynb", preheat=True))
     times = _wait_first_render(page, 3)   # tile explorer, conductance curves, conductance heatmaps
-    _report("tile lab", times)
+    _report("tile lab", times, page.load_at_open)
+    _check_first_render(page, "tile lab", times, {"first widget": FIRST_WIDGET_TARGET_S})
     page.screenshot(path=str(artifacts / "tile_lab_before.png"), full_page=True)
     error_label = page.locator("text=relative error").first
     before_text = error_label.inner_text()
@@ -173,10 +207,15 @@ def test_tile_lab(page, voila, artifacts):
 def test_drift_lab(page, voila, artifacts):
     page.set_viewport_size({"width": 1400, "height": 900})
     errors = _open(page, voila("drift_lab.ipynb", preheat=True))
-    times = _wait_first_render(page, 1)
-    page.wait_for_selector("text=done ·", timeout=RENDER_TIMEOUT_MS)
-    times["curves computed"] = _seconds_since_navigation(page)
-    _report("drift lab", times)
+    times = _wait_first_render(page, 1, ready_text="done ·")
+    # served as `aimc-lab serve` serves it: without the JupyterLab extensions the dashboards do not use
+    page_extensions = page.evaluate("JSON.parse(document.getElementById('jupyter-config-data').textContent)"
+                                    ".federated_extensions.map(e => e.name)")
+    assert "anywidget" in page_extensions and not set(VOILA_UNUSED_EXTENSIONS) & set(page_extensions)
+    times = {("curves computed" if k == "ready" else k): v for k, v in times.items()}
+    times["usable"] = max(times["curves computed"], times["plots drawn"])   # curves computed and plotted
+    _report("drift lab", times, page.load_at_open)
+    _check_first_render(page, "drift lab", times, {"first widget": FIRST_WIDGET_TARGET_S, "usable": DRIFT_USABLE_TARGET_S})
     page.screenshot(path=str(artifacts / "drift_lab_before.png"), full_page=True)
     for _ in range(2):
         _move_and_wait(page, "drift exponent", 0, 3)   # faster drift: re-evaluation
