@@ -30,8 +30,9 @@ DEFAULT_TUTORIALS_DIR = "aimc-lab-tutorials"
 # JupyterLab extensions the dashboards never use, which Voila would otherwise load into every page:
 # jupyterlab-plotly renders plotly's own figure outputs and pulls in a 4.8 MB copy of plotly.js (the
 # aimc-lab figures bring their own, see aimc_lab.widgets._figure); jupyterlab_pygments styles code
-# cells, which Voila strips. Leaving them out cut the throttled time to the first widget by about a
-# third (tests/browser/test_dashboards.py prints it).
+# cells, which Voila strips. Leaving them out cut the Tile lab's time to the first widget (Chromium
+# throttled 4x, 2 cores, interleaved loads) from a median 18.8 to 16.1 s at load 2-4 and from 39 to
+# 28 s at load 7-15 (tests/browser/test_dashboards.py prints it).
 VOILA_UNUSED_EXTENSIONS = ("jupyterlab-plotly", "jupyterlab_pygments")
 
 
