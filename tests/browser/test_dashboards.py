@@ -237,7 +237,7 @@ def test_tile_lab_in_jupyterlab(page, jupyterlab, artifacts):
         times = _wait_first_render(page, 3)
     finally:
         page.screenshot(path=str(artifacts / "tile_lab_jupyterlab.png"), full_page=True)
-    _report("tile lab in JupyterLab", times)
+    _report("tile lab in JupyterLab", times, page.load_at_open)
     _move_and_wait(page, "ADC bits", 0, 0)
     _move_and_wait(page, "drift exponent", 1, 1)
     page.screenshot(path=str(artifacts / "tile_lab_jupyterlab.png"), full_page=True)

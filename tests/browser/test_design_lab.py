@@ -53,6 +53,6 @@ def test_design_lab(page, voila, artifacts):
     start = _seconds_since_navigation(page)
     _wait_changed(page, 1, 2, before_rev, before_x)
     times["inspect -> bars"] = _seconds_since_navigation(page) - start
-    _report("design lab", times)
+    _report("design lab", times, page.load_at_open)
     page.screenshot(path=str(artifacts / "design_lab_after.png"), full_page=True)
     assert not errors, "\n".join(errors)
