@@ -114,23 +114,8 @@ def _ratio_(num: Tensor, den: Tensor) -> Tensor:
 
 
 def _constant_counts(w, n_up, n_down, model, generator):
-    """The spec's ``_constant_step_counts`` (the same operations, then the fast :func:`_finish`)."""
-    t = model.tensors
-    w_new = torch.addcmul(w, n_up, t.dw_up)
-    w_new.addcmul_(n_down, t.dw_down, value=-1.0)
-    room_lo = torch.minimum(w, w_new).sub_(t.b_min).sub_(t.dw_up).sub_(t.dw_down)
-    room_hi = torch.maximum(w, w_new).sub_(t.b_max).neg_()
-    sigma = model.sigma
-    if sigma > 0:
-        sd = (n_up * t.dw_up).mul_(t.dw_up).addcmul_(n_down * t.dw_down, t.dw_down).sqrt_()
-        margin = sd * (sigma * MARGIN_SIGMAS)
-        safe = (room_lo >= margin).logical_and_(room_hi >= margin)
-        noise = torch.randn(w.shape, generator=generator, dtype=w.dtype, device=w.device)
-        w_new.addcmul_(sd, noise, value=sigma)
-    else:
-        safe = (room_lo >= 0).logical_and_(room_hi >= 0)
-    w_new = torch.clamp(w_new, min=t.b_min, max=t.b_max, out=w_new)
-    return _finish(w_new, safe, w, n_up, n_down, model, generator)
+    """The spec's ``_constant_step_counts`` (the same operations), then the fast :func:`_finish`."""
+    return R._constant_step_counts(w, n_up, n_down, model, generator, finish=_finish)
 
 
 def _single(w, n, up, model, xi):

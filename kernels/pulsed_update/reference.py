@@ -564,10 +564,11 @@ def _apply_mixed_flat(w, n_up, n_down, model, generator, exact):
     return _linear_counts(w, n_up, n_down, model, generator)
 
 
-def _constant_step_counts(w, n_up, n_down, model, generator):
+def _constant_step_counts(w, n_up, n_down, model, generator, finish=None):
     """ConstantStep: w + n⁺Δ⁺ − n⁻Δ⁻ + N(0, σ²(n⁺Δ⁺² + n⁻Δ⁻²)), exact in distribution for every device
     whose interleaved path (within Δ⁺ + Δ⁻ of the straight line) stays MARGIN_SIGMAS noise standard
-    deviations inside its bounds; the others run the pulse loop."""
+    deviations inside its bounds; the others run the pulse loop (``finish``: :func:`_finish`, or a faster
+    implementation of it)."""
     t = model.tensors
     w_new = torch.addcmul(w, n_up, t.dw_up)
     w_new.addcmul_(n_down, t.dw_down, value=-1.0)
@@ -583,7 +584,7 @@ def _constant_step_counts(w, n_up, n_down, model, generator):
     else:
         safe = (room_lo >= 0).logical_and_(room_hi >= 0)
     w_new = torch.clamp(w_new, min=t.b_min, max=t.b_max, out=w_new)
-    return _finish(w_new, safe, w, n_up, n_down, model, generator)
+    return (finish or _finish)(w_new, safe, w, n_up, n_down, model, generator)
 
 
 def _linear_counts(w, n_up, n_down, model, generator):
