@@ -362,13 +362,36 @@ class AnalogTile(nn.Module):
         self.g_target, self.g_prog, self.nu, self.w_read = g_target, g_prog, nu, torch.empty_like(g_target)
         self.programmed.fill_(True)
         if self._compensated():
-            w_prog = (g_target / map_scale[self.slice_index] if g_prog is None
-                      else self._weights_from(g_prog[0], g_prog[1]))
-            self.drift_ref.copy_(self.compensation.reference(self._readout(w_prog)))
-            del w_prog
+            self.drift_ref.copy_(self.compensation.reference(self._readout(self._programmed_weights())))
         else:
             self.drift_ref.fill_(1.0)
         self.drift(0.0, generator)
+
+    def _programmed_weights(self) -> Tensor:
+        """The weights the devices hold right after programming (before any drift): [N, K]."""
+        if self.g_prog is None:
+            return self.g_target / self.map_scale[self.slice_index]
+        return self._weights_from(self.g_prog[0], self.g_prog[1])
+
+    @torch.no_grad()
+    def remeasure_compensation(self, reference_generator: Optional[torch.Generator] = None,
+                               readout_generator: Optional[torch.Generator] = None) -> None:
+        """Measure the drift compensation again through the current ``config.forward`` (e.g. after a
+        converter or noise setting changed), keeping the programmed devices and the drift time: the
+        reference from the programmed weights, as :meth:`program` measures it (read noise from
+        ``reference_generator``), and the factor from the current read weights, as :meth:`drift`
+        does (``readout_generator``); ``None``: the tile's own generator. Nothing to do on an
+        unprogrammed or uncompensated tile."""
+        if not bool(self.programmed) or not self._compensated():
+            return
+        own = self.generator
+        try:
+            self.generator = own if reference_generator is None else reference_generator
+            self.drift_ref.copy_(self.compensation.reference(self._readout(self._programmed_weights())))
+            self.generator = own if readout_generator is None else readout_generator
+            self.drift_alpha.copy_(self.compensation.alpha(self.drift_ref, self._readout(self.w_read)))
+        finally:
+            self.generator = own
 
     @torch.no_grad()
     def drift(self, t_inference: float, generator: Optional[torch.Generator] = None) -> None:

@@ -26,7 +26,6 @@ from plotly.subplots import make_subplots
 from aimc_lab import presets
 from aimc_lab.config import AnalogConfig, replace_path
 from aimc_lab.cost import MVMCost, mvm_cost
-from aimc_lab.devices.base import conductances_to_weights
 from aimc_lab.inference import time_label
 from aimc_lab.tile import AnalogTile
 from aimc_lab.widgets._figure import Figure
@@ -267,16 +266,9 @@ class TileExplorer(W.VBox):
             # at each forward and read-out (the device model, compensation and mapping it was built from
             # are unchanged), so the programmed tile takes the new config as it is
             tile.config = config
-            if pcm and config.drift_compensation.kind != "none":
-                # the reference read right after programming (as program() measures it) and the current
-                # read-out at the drift time (as drift() does), both through the new periphery
-                scale = tile.map_scale[tile.slice_index]  # [K]
-                w_prog = (tile.g_target / scale if tile.g_prog is None
-                          else conductances_to_weights(tile.g_prog[0], tile.g_prog[1], scale))
-                tile.generator = torch.Generator().manual_seed(self.seed + 3)
-                tile.drift_ref.copy_(tile.compensation.reference(tile._readout(w_prog)))
-                tile.generator = torch.Generator().manual_seed(self.seed + 3)
-                tile.drift_alpha.copy_(tile.compensation.alpha(tile.drift_ref, tile._readout(tile.w_read)))
+            if pcm:  # the compensation through the new periphery, each read-out from a fresh seed + 3
+                tile.remeasure_compensation(torch.Generator().manual_seed(self.seed + 3),
+                                            torch.Generator().manual_seed(self.seed + 3))
         self._tile = tile
         if pcm and t != self._drift_time:
             tile.generator = torch.Generator().manual_seed(self.seed + 3)
