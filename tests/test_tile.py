@@ -324,7 +324,7 @@ def test_no_grad_forward_folds_the_output_scale_into_the_kernel():
     assert y_grad.requires_grad and not y_fold.requires_grad
     # float32 rounding of products of size max|y| (a few eps of it); another draw would differ by the
     # output noise (1e-2 and more)
-    torch.testing.assert_close(y_fold, y_grad.detach(), rtol=0, atol=32 * 1.2e-7 * float(y_grad.abs().max()))
+    torch.testing.assert_close(y_fold, y_grad.detach(), rtol=0, atol=32 * 1.2e-7 * float(y_grad.detach().abs().max()))
 
 
 @pytest.mark.parametrize("kind", ["global", "per_column"])
