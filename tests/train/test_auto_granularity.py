@@ -52,3 +52,18 @@ def test_auto_granularity_is_off_by_default_and_checked():
         training_config("ttv2", auto_granularity=-1.0)
     with pytest.raises(ValueError, match="auto_granularity"):  # an algorithm without a buffer
         training_config("sgd", auto_granularity=1000.0)
+
+
+@pytest.mark.parametrize("algorithm", ["sgd", "tiki-taka", "ttv2", "c-ttv2", "agad", "mixed-precision"])
+def test_an_empty_batch_changes_nothing(algorithm):
+    """An empty batch is no update: auto-scaled rates used to become NaN (mean of no rows) and leave a
+    NaN gradient-size estimate behind."""
+    from aimc_lab.devices.pulsed import reram_sb
+
+    tile = InMemoryTile(4, 6, training_config(algorithm, device=reram_sb()), seed=0)
+    before = {k: v.clone() for k, v in tile.state_dict().items() if torch.is_tensor(v)}
+    tile(torch.zeros(0, 6)).sum().backward()
+    tile.update(0.1)
+    after = tile.state_dict()
+    for k, v in before.items():
+        assert torch.equal(v, after[k]), k

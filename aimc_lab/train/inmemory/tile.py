@@ -267,6 +267,8 @@ class InMemoryTile(nn.Module):
             d = torch.cat([p[1] for p in self._pending])
         dtype = self.C.w.dtype
         self._pending.clear()
+        if x.shape[0] == 0:  # an empty batch is no update (an auto-scaled rate would be the mean of no rows)
+            return False
         self._writes = writes
         try:
             self.algorithm.update(self, x.to(dtype), d.to(dtype), float(lr))
