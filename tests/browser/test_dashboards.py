@@ -11,9 +11,11 @@ page loaded (its scripts ran), to the first visible widget and to every plot dra
 to its computed curves), each beside issue 11's target (first widget <= 5 s, Drift lab usable, i.e.
 curves computed and plotted, <= 10 s); and the Tile lab's slider-to-plot latency with and without
 throttling (from the key press to the plot's redraw, as the page's own clock sees it), beside issue
-13's target (median <= 100 ms, max <= 250 ms). What is asserted are regression guards times a margin
-for the machine's load (see :func:`_load_margin`), not the targets, which a 2-core box under 4x
-throttling does not meet (the figures printed say by how much). Screenshots go to test-artifacts/.
+13's target (median <= 100 ms, max <= 250 ms). The first-render targets are asserted (times a margin
+for the machine's load, see :func:`_load_margin`) on a page at full CPU speed, where issue 11 measured
+its baseline (:func:`test_first_render_at_full_speed`); under 4x throttling, which a 2-core box does not
+get through in 5 s, regression guards are asserted instead, as for the latency (its target is not met
+yet; the figures printed say by how much). Screenshots go to test-artifacts/.
 """
 
 import os
@@ -34,8 +36,12 @@ LATENCY_TARGET_MS = (100.0, 250.0)  # median, max: issue 13's target, printed be
 # 202 / max 224 ms unthrottled on a quiet 2-core box (11-30); the Tile explorer before its cheaper
 # redraws took ~1.1 s at load 12. The guard sits above the first and far below the second.
 LATENCY_GUARD_MS = (300.0, 600.0)
-# Issue 11's first-render targets (s, CPU throttled 4x), printed beside the measurement as met or not,
-# and the guards asserted (times the load margin). Measured with the preheated kernel, 4x throttling,
+# Issue 11's first-render targets (s) hold for a page at full CPU speed, the condition its baseline
+# (14-19 s to the Tile lab's first widget, 27-32 s to the Drift lab's) was measured in:
+# test_first_render_at_full_speed asserts them times the load margin. Quiet 2-core box (11-30, preheated
+# kernel): Tile lab first widget 3.3 s, plots 6.8 s; Drift lab first widget 3.0 s, usable 5.4 s.
+# Under 4x throttling they are printed beside the measurement as met or not, and the guards below are
+# asserted (times the load margin). Measured with the preheated kernel, 4x throttling,
 # 2 cores: the Tile lab's first widget took 12.9-13.7 s on a quiet machine (11-29); in interleaved
 # loads (11-30), with every JupyterLab extension vs without the two that aimc_lab.cli.voila_options
 # leaves out, medians 18.8 vs 16.1 s at load 2-4 (plots drawn 40.9 vs 36.9 s) and 39 vs 28 s at load
@@ -147,23 +153,56 @@ def _load_margin(since_load: float = 0.0) -> float:
     return 2.0 * max(1.0, max(since_load, os.getloadavg()[0]) / (os.cpu_count() or 1))
 
 
-def _report(name: str, times: dict, load: float) -> None:
-    print(f"\n[{name}] CPU throttled {THROTTLE:g}x, load {load:.1f} on {os.cpu_count()} CPUs at navigation: "
+def _report(name: str, times: dict, load: float, throttle: float = THROTTLE) -> None:
+    print(f"\n[{name}] CPU throttled {throttle:g}x, load {load:.1f} on {os.cpu_count()} CPUs at navigation: "
           + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
 
 
-def _check_first_render(page, name: str, times: dict, targets: dict) -> None:
-    """Print issue 11's ``targets`` (seconds per entry of ``times``) as met or not; under the default 4x
-    throttling, assert the guards (first widget, plots drawn) times the load margin."""
-    print(f"[{name}] issue 11's targets: " + "; ".join(
+def _check_first_render(page, name: str, times: dict, targets: dict, throttle: float = THROTTLE) -> None:
+    """Print issue 11's ``targets`` (seconds per entry of ``times``) as met or not. At full speed
+    (``throttle`` 1) assert the targets times the load margin; under the default 4x throttling, the
+    guards (first widget, plots drawn) times the load margin."""
+    print(f"[{name}] issue 11's targets (CPU throttled {throttle:g}x): " + "; ".join(
         f"{k} <= {v:g} s {'met' if times[k] <= v else 'not met'}" for k, v in targets.items()))
-    if THROTTLE != 4:
+    if throttle == 1:
+        bounds = targets
+    elif throttle == 4:
+        bounds = {"first widget": FIRST_WIDGET_GUARD_S, "plots drawn": PLOTS_DRAWN_GUARD_S}
+    else:
         return  # the guards were measured under 4x throttling
     margin = _load_margin(page.load_at_open)
-    for key, guard in (("first widget", FIRST_WIDGET_GUARD_S), ("plots drawn", PLOTS_DRAWN_GUARD_S)):
-        assert times[key] <= guard * margin, (
-            f"{name}: {key} after {times[key]:.1f} s; allowed (regression guard): {guard:g} s times the load "
-            f"margin {margin:.1f}")
+    for key, bound in bounds.items():
+        assert times[key] <= bound * margin, (
+            f"{name}: {key} after {times[key]:.1f} s (CPU throttled {throttle:g}x); allowed: {bound:g} s times "
+            f"the load margin {margin:.1f}")
+
+
+def _drift_lab_times(page) -> dict:
+    """First render of the Drift lab: its first widget, curves computed ("done ·"), the plot drawn, usable."""
+    times = _wait_first_render(page, 1, ready_text="done ·")
+    times = {("curves computed" if k == "ready" else k): v for k, v in times.items()}
+    times["usable"] = max(times["curves computed"], times["plots drawn"])   # curves computed and plotted
+    return times
+
+
+#: dashboard -> (figures drawn at first render, issue 11's targets)
+FIRST_RENDER = {"tile_lab.ipynb": (3, {"first widget": FIRST_WIDGET_TARGET_S}),
+                "drift_lab.ipynb": (1, {"first widget": FIRST_WIDGET_TARGET_S, "usable": DRIFT_USABLE_TARGET_S}),
+                "design_lab.ipynb": (2, {"first widget": FIRST_WIDGET_TARGET_S})}
+
+
+@pytest.mark.parametrize("name", sorted(FIRST_RENDER))
+def test_first_render_at_full_speed(page, voila, name):
+    """Issue 11's targets where its baseline was measured: a page at full CPU speed, served as `aimc-lab
+    serve` serves it (preheated kernel). Printed, and asserted times the load margin."""
+    page.set_viewport_size({"width": 1400, "height": 1900})
+    errors = _open(page, voila(name, preheat=True), throttle=1)
+    n_figures, targets = FIRST_RENDER[name]
+    times = _drift_lab_times(page) if name == "drift_lab.ipynb" else _wait_first_render(page, n_figures)
+    label = name.removesuffix(".ipynb").replace("_", " ")
+    _report(label, times, page.load_at_open, throttle=1)
+    _check_first_render(page, label, times, targets, throttle=1)
+    assert not errors, "\n".join(errors)
 
 
 def test_tile_lab(page, voila, artifacts):
@@ -208,13 +247,11 @@ def test_tile_lab(page, voila, artifacts):
 def test_drift_lab(page, voila, artifacts):
     page.set_viewport_size({"width": 1400, "height": 900})
     errors = _open(page, voila("drift_lab.ipynb", preheat=True))
-    times = _wait_first_render(page, 1, ready_text="done ·")
+    times = _drift_lab_times(page)
     # served as `aimc-lab serve` serves it: without the JupyterLab extensions the dashboards do not use
     page_extensions = page.evaluate("JSON.parse(document.getElementById('jupyter-config-data').textContent)"
                                     ".federated_extensions.map(e => e.name)")
     assert "anywidget" in page_extensions and not set(VOILA_UNUSED_EXTENSIONS) & set(page_extensions)
-    times = {("curves computed" if k == "ready" else k): v for k, v in times.items()}
-    times["usable"] = max(times["curves computed"], times["plots drawn"])   # curves computed and plotted
     _report("drift lab", times, page.load_at_open)
     _check_first_render(page, "drift lab", times, {"first widget": FIRST_WIDGET_TARGET_S, "usable": DRIFT_USABLE_TARGET_S})
     page.screenshot(path=str(artifacts / "drift_lab_before.png"), full_page=True)
