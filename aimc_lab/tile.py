@@ -33,7 +33,7 @@ from aimc_lab.devices.base import (NoiseModel, check_time, conductance_targets, 
                                    mapping_scale)
 from aimc_lab.devices.compensation import DriftCompensation, make_compensation
 from aimc_lab.devices.pcm import PCMLikeNoise
-from aimc_lab.kernels import analog_mvm
+from aimc_lab.kernels import analog_mvm, analog_mvm_one_hot
 from aimc_lab.kernels.pcm_noise import pcm_at_time, pcm_program
 from aimc_lab.kernels.weight_modifier import weight_modifier
 
@@ -308,9 +308,9 @@ class AnalogTile(nn.Module):
 
         One MVM per slice with that slice's identity: a one-hot input reads nothing from the other
         slices (all-zero slice inputs give exactly 0), so feeding the identity of all K inputs through
-        every slice would cost S times more for the same result."""
-        return [analog_mvm(torch.eye(ws.shape[1], dtype=w.dtype, device=w.device), ws, self.config.forward,
-                           generator=self.generator) for ws in self._slices(w)]
+        every slice would cost S times more for the same result. :func:`analog_mvm_one_hot` is that
+        MVM of the identity without its matmuls on the CPU (the same numbers)."""
+        return [analog_mvm_one_hot(ws, self.config.forward, generator=self.generator) for ws in self._slices(w)]
 
     def _noise_free(self) -> bool:
         """The base :class:`NoiseModel` (kind "none"): the programmed devices are their targets and

@@ -7,6 +7,6 @@ GPU helps, ``triton_impl.py`` with the same signature; the folder's ``__init__``
 """
 
 from aimc_lab.kernels import backend
-from aimc_lab.kernels.analog_mvm import analog_mvm
+from aimc_lab.kernels.analog_mvm import analog_mvm, analog_mvm_one_hot
 
-__all__ = ["analog_mvm", "backend"]
+__all__ = ["analog_mvm", "analog_mvm_one_hot", "backend"]

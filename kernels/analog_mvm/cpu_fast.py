@@ -19,6 +19,9 @@ every switch, gradient and odd shape):
   only on the rows it has just re-run (the others cannot change);
 * an all-zero row takes α = the smallest subnormal instead of the spec's 1 (one clamp instead of
   three ops; the row divides to 0 either way and its output is zeroed by the rescale);
+* a read-out of the columns (:func:`analog_mvm_one_hot`, the MVM of the identity that drift
+  compensation measures) forms its products as each one-hot row's entry times a weight row, not as
+  K×K×N matmuls (the same numbers: each sum has one nonzero term);
 * the second-order products (the IR-drop sums Σ|w||x̃| and Σ w x̃ (1 − (1 − j/K_s)²), the PCM
   read-noise variance Σ|w| x̃²) may run in bfloat16 with fp32 accumulation (``aux_dtype``; by
   default on CPUs with native bf16 matmuls, where that is about 2x faster). The main MAC always
@@ -46,7 +49,7 @@ from aimc_lab.config import IOParameters
 from aimc_lab.kernels.analog_mvm.reference import (check_mvm_args, ir_drop_position, join_weight_slices,
                                                    max_bm_exponent, rows_used, split_slices)
 
-__all__ = ["analog_mvm", "mvm_forward", "mvm_backward", "AnalogMVMFastFunction", "default_aux_dtype"]
+__all__ = ["analog_mvm", "analog_mvm_one_hot", "mvm_forward", "mvm_backward", "AnalogMVMFastFunction", "default_aux_dtype"]
 
 _NATIVE_BF16 = ("AVX512" in torch.backends.cpu.get_cpu_capability()
                 and torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -127,11 +130,24 @@ def _ir_position(S: int, Kp: int, K: int, dtype: torch.dtype, device: torch.devi
     return (1 - (1 - j / K) ** 2).reshape(1, 1, K)
 
 
+def _rows_times(v: Tensor, wm: Tensor, hot: Tensor) -> Tensor:
+    """``torch.bmm(v, wm)`` [1, R, N] for v [1, R, Kp] that is zero but at v[0, r, hot[r]]: that entry
+    times the weight row hot[r]. The same numbers as the matmul (each sum has one nonzero term, and
+    adding exact zeros leaves a product unchanged; a zero result may differ in its sign) for a
+    fraction of its cost: R·N products instead of R·Kp·N."""
+    entry = v[0].gather(1, hot.unsqueeze(1))  # [R, 1]
+    return (entry * wm[0].index_select(0, hot)).unsqueeze(0)
+
+
 def _one_pass(src: Tensor, alpha: Optional[Tensor], ws: Tensor, ws_abs: Optional[Tensor], io: IOParameters,
               pow2: Optional[Tensor], K: int, generator: Optional[torch.Generator], need_masks: bool,
-              aux: torch.dtype):
+              aux: torch.dtype, hot: Optional[Tensor] = None):
     """Steps 3-7 for the inputs src [S, R, Kp] divided by α (``alpha`` [S, R], None: 1), times 2^-k
     (``pow2`` = 2^k [S, R], None: k = 0).
+
+    ``hot`` [R] (one slice, no input noise): row r of src is zero but at column hot[r], so after the
+    DAC too, and each product of x̃ (or |x̃|, x̃·position, x̃²) with a weight matrix is that row's one
+    entry times the weight row hot[r]: :func:`_rows_times` instead of a matmul, the same numbers.
 
     ``ws_abs``: |w| in the aux dtype when a second-order term needs it. Returns (y after the ADC, x̃,
     input-pass mask, output-pass mask); masks None unless ``need_masks``. The DAC makes one [S, R, Kp]
@@ -165,17 +181,22 @@ def _one_pass(src: Tensor, alpha: Optional[Tensor], ws: Tensor, ws_abs: Optional
         u.add_(noise.mul_(io.inp_noise))
         del noise
     # 4. MAC
-    z = torch.bmm(u, ws)  # [S, R, N]
+    if hot is None:
+        times = torch.bmm
+    else:  # one-hot rows: each row's entry times a row of the weights (see _rows_times)
+        def times(v, wm, out=None):
+            return _rows_times(v, wm, hot)
+    z = times(u, ws)  # [S, R, N]
     ua = u.to(aux) if ws_abs is not None else None
     # 4b. IR drop; the second-order products share one temporary [S, R, Kp] (|x̃|, x̃·position, x̃²)
     tmp = torch.abs(ua) if io.ir_drop > 0 else None
     if io.ir_drop > 0:
         k_used = K if S == 1 else rows_used(S, Kp, K).to(z).reshape(S, 1, 1)
-        a = torch.bmm(tmp, ws_abs).to(z.dtype).mul_(k_used / io.ir_drop_g_ratio)
+        a = times(tmp, ws_abs).to(z.dtype).mul_(k_used / io.ir_drop_g_ratio)
         c = a.mul(0.05).sub_(0.2).mul_(a).add_(0.5).mul_(a)  # a(0.5 - 0.2a + 0.05a²)
         position = _ir_position(S, Kp, K, u.dtype, u.device).mul_(io.ir_drop).to(aux)
         torch.mul(ua, position, out=tmp)
-        z.addcmul_(c, torch.bmm(tmp, ws if aux == ws.dtype else ws.to(aux), out=a if aux == z.dtype else None)
+        z.addcmul_(c, times(tmp, ws if aux == ws.dtype else ws.to(aux), out=a if aux == z.dtype else None)
                    .to(z.dtype), value=-1)
         del a, c
     # 5 + 6. weight read noise and output noise: one Gaussian with the summed variance
@@ -185,7 +206,7 @@ def _one_pass(src: Tensor, alpha: Optional[Tensor], ws: Tensor, ws_abs: Optional
             std = (u * u).sum(dim=-1, keepdim=True).mul_(io.w_noise ** 2)  # [S, R, 1]
         else:
             sq = torch.mul(ua, ua, out=tmp) if tmp is not None else ua * ua
-            std = torch.bmm(sq, ws_abs).to(z.dtype).mul_(io.w_noise ** 2)  # [S, R, N]
+            std = times(sq, ws_abs).to(z.dtype).mul_(io.w_noise ** 2)  # [S, R, N]
         std.add_(io.out_noise ** 2).sqrt_()
     elif io.out_noise > 0:
         std = io.out_noise
@@ -209,12 +230,15 @@ def _one_pass(src: Tensor, alpha: Optional[Tensor], ws: Tensor, ws_abs: Optional
 
 def mvm_forward(x: Tensor, w: Tensor, io: IOParameters, in_size: Optional[int], out_scales: Optional[Tensor],
                 generator: Optional[torch.Generator], need_saved: bool = True,
-                aux_dtype: Optional[torch.dtype] = None):
+                aux_dtype: Optional[torch.dtype] = None, one_hot: bool = False):
     """The forward without autograd: (y, saved, dims) as :func:`.reference.mvm_forward` returns them
     (``saved`` is None unless ``need_saved``). ``aux_dtype``: dtype of the second-order products
-    (None: :func:`default_aux_dtype`)."""
+    (None: :func:`default_aux_dtype`). ``one_hot``: the caller guarantees that x is the identity
+    (:func:`analog_mvm_one_hot`); with one slice and no input noise its products with the weights
+    are rows of the weights instead of matmuls, the same numbers."""
     S, size = check_mvm_args(x, w, io, in_size, out_scales)
     M, K = x.shape
+    hot = torch.arange(M, device=x.device) if one_hot and S == 1 and io.inp_noise == 0 else None
     xs, ws = split_slices(x, w, S, size)
     # max|x| per (slice, row) where noise management reads it, else Σ|x| (a contiguous sum is several
     # times faster than a max over short rows); either is NaN for a NaN row and > 0 for a nonzero one
@@ -241,8 +265,8 @@ def mvm_forward(x: Tensor, w: Tensor, io: IOParameters, in_size: Optional[int], 
         k_max = max_bm_exponent(io) if io.bound_management == "iterative" else 0
         # bound management re-reads x / α, so it keeps it; a single pass divides inside the DAC
         xn = xs / alpha.unsqueeze(-1) if k_max > 0 and alpha is not None else xs
-        ys, xt, in_pass, out_pass = _one_pass(xs, alpha, ws, ws_abs, io, None, K, generator, need_saved, aux) \
-            if xn is xs else _one_pass(xn, None, ws, ws_abs, io, None, K, generator, need_saved, aux)
+        ys, xt, in_pass, out_pass = _one_pass(xs, alpha, ws, ws_abs, io, None, K, generator, need_saved, aux, hot) \
+            if xn is xs else _one_pass(xn, None, ws, ws_abs, io, None, K, generator, need_saved, aux, hot)
         factor = nonzero.to(x.dtype) if alpha is None else alpha * nonzero  # [S, M]: α·2^k, 0 for all-zero slices
         if k_max > 0 and _any_saturated(ys, io.out_bound):
             kexp = torch.zeros(S, M, dtype=x.dtype, device=x.device)
@@ -255,7 +279,7 @@ def mvm_forward(x: Tensor, w: Tensor, io: IOParameters, in_size: Optional[int], 
                     break
                 kexp += redo
                 y_r, xt_r, ip_r, op_r = _one_pass(xn[:, rows], None, ws, ws_abs, io, torch.exp2(kexp[:, rows]), K,
-                                                  generator, need_saved, aux)
+                                                  generator, need_saved, aux, None if hot is None else hot[rows])
                 if S > 1:  # a re-run row keeps the first result of its slices that did not saturate
                     sub = redo[:, rows].unsqueeze(-1)  # [S, R, 1]
                     y_r = torch.where(sub, y_r, ys[:, rows])
@@ -341,3 +365,14 @@ def analog_mvm(x: Tensor, w: Tensor, io: IOParameters, *, in_size: Optional[int]
         return AnalogMVMFastFunction.apply(x, w, out_scales, io, in_size, generator, aux_dtype)
     with torch.no_grad():
         return mvm_forward(x, w, io, in_size, out_scales, generator, False, aux_dtype)[0]
+
+
+@torch.no_grad()
+def analog_mvm_one_hot(w: Tensor, io: IOParameters, *, generator: Optional[torch.Generator] = None,
+                       aux_dtype: Optional[torch.dtype] = None) -> Tensor:
+    """The response [K, N] of a tile w [N, K] to each one-hot input e_k (a read-out of its columns
+    through the noisy periphery): :func:`analog_mvm` of the K×K identity, the same draws and numbers,
+    without the K×K×N matmuls (see ``one_hot`` of :func:`mvm_forward`). No gradient."""
+    K = w.shape[1]
+    x = torch.eye(K, dtype=w.dtype, device=w.device)
+    return mvm_forward(x, w, io, None, None, generator, False, aux_dtype, one_hot=True)[0]
