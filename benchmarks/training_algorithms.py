@@ -9,7 +9,9 @@ Targets: SGD clearly worst of the pulsed algorithms; Tiki-Taka < TTv2; c-TTv2 an
 mixed precision within 1 point of floating point. ``--settings tuned`` runs the same protocol with the
 settings of the tuned mode below instead (their old semantics written out, backward without bound management;
 they were tuned on that mode's smaller network and fitted device, not on this protocol), the learning rate
-still 0.1. ``--max-steps`` shortens every epoch (CI, either mode).
+still 0.1. ``--write-noise X`` gives every analog layer's devices write noise X·dw_min instead of the
+preset's 56 (the write noise is what holds mixed precision below floating point: docs/physics.md §4).
+``--max-steps`` shortens every epoch (CI, either mode).
 
 ``--mode tuned`` (the default; 3-layer MLP 64-32-32-10, settings tuned per algorithm):
 a hidden, asymmetric ReRAM-like soft-bounds device produces a SYNTHETIC pulse-response
@@ -176,9 +178,9 @@ def train_and_test(model, opt, train, test, n_test, epochs, max_steps=None):
     return 100.0 * correct / n_test, wall
 
 
-def run_protocol(name, seed, epochs, max_steps=None, tuned=False):
+def run_protocol(name, seed, epochs, max_steps=None, tuned=False, device_kw=None):
     """One row of the protocol mode for one seed: (test accuracy %, wall s, None); ``tuned``: the tuned
-    mode's settings instead of the defaults."""
+    mode's settings instead of the defaults; ``device_kw``: fields of the ReRAM-SB preset to change."""
     split = digits(seed=0)
     train, test = loaders(split, batch_size=PROTOCOL_BATCH, seed=seed)
     if name == "floating point":
@@ -186,7 +188,8 @@ def run_protocol(name, seed, epochs, max_steps=None, tuned=False):
         opt = torch.optim.SGD(model.parameters(), lr=PROTOCOL_LR)
     else:
         extra = dict(PROTOCOL_TUNED[name], backward=_TUNED_BACKWARD) if tuned else {}
-        model = AnalogMLP(training_config(PROTOCOL_ROWS[name], device=P.reram_sb(), **extra), seed, PROTOCOL_SIZES,
+        model = AnalogMLP(training_config(PROTOCOL_ROWS[name], device=P.reram_sb(**(device_kw or {})), **extra), seed,
+                          PROTOCOL_SIZES,
                           torch.sigmoid)
         opt = AnalogSGD(model, lr=PROTOCOL_LR)
     acc, wall = train_and_test(model, opt, train, test, len(split.y_test), epochs, max_steps)
@@ -216,9 +219,9 @@ def run(name, device, seed, epochs, lr, max_steps=None):
 
 def _job(task):
     torch.set_num_threads(1)
-    mode, name, seed, epochs, lr, max_steps = task
+    mode, name, seed, epochs, lr, max_steps, device_kw = task
     if mode.startswith("protocol"):
-        return run_protocol(name, seed, epochs, max_steps, tuned=mode == "protocol-tuned")
+        return run_protocol(name, seed, epochs, max_steps, tuned=mode == "protocol-tuned", device_kw=device_kw)
     return run(name, fitted_device(), seed, epochs, lr, max_steps)
 
 
@@ -239,6 +242,8 @@ def main():
     parser.add_argument("--jobs", type=int, default=2, help="worker processes, one thread each")
     parser.add_argument("--lr", type=float, default=None, help="tuned mode: one learning rate for all")
     parser.add_argument("--max-steps", type=int, default=None, help="batches per epoch (default: all; for CI)")
+    parser.add_argument("--write-noise", type=float, default=None,
+                        help="protocol mode: the device's write_noise_std in dw_min (default: the preset's 56)")
     parser.add_argument("--csv", default=None)
     args = parser.parse_args()
     protocol = args.mode == "protocol"
@@ -253,6 +258,8 @@ def main():
         parser.error(f"--max-steps = {args.max_steps} is invalid; allowed: >= 1")
     if args.lr is not None and protocol:
         parser.error("--lr is invalid with --mode protocol (the protocol fixes lr 0.1)")
+    if args.write_noise is not None and not (protocol and 0 <= args.write_noise <= 1000):
+        parser.error(f"--write-noise = {args.write_noise} is invalid; allowed: 0..1000, with --mode protocol")
     if args.settings == "tuned" and not protocol:
         parser.error("--settings tuned is for --mode protocol (the tuned mode always uses its tuned settings)")
     task_mode = "protocol-tuned" if protocol and args.settings == "tuned" else args.mode
@@ -263,7 +270,9 @@ def main():
         lrs = {name: PROTOCOL_LR for name in names}
         steps = "" if args.max_steps is None else f", {args.max_steps} steps per epoch"
         print(f"protocol: MLP {'-'.join(map(str, PROTOCOL_SIZES))} sigmoid, digits, batch {PROTOCOL_BATCH}, "
-              f"SGD lr {PROTOCOL_LR}, {args.epochs} epochs{steps}, ReRAM-SB preset, training_config {args.settings}, "
+              f"SGD lr {PROTOCOL_LR}, {args.epochs} epochs{steps}, ReRAM-SB preset"
+              f"{'' if args.write_noise is None else f' with write_noise_std {args.write_noise:g}'}, "
+              f"training_config {args.settings}, "
               f"seeds {seeds.start}..{seeds.stop - 1}, {args.jobs} processes of 1 thread")
     else:
         device = fitted_device()
@@ -278,7 +287,8 @@ def main():
                for name in names}
     # seed-major order: every row's first seed finishes before any second seed (a cut-short run still
     # shows every row)
-    tasks = [(task_mode, name, seed, args.epochs, lrs[name], args.max_steps) for seed in seeds for name in names]
+    device_kw = {} if args.write_noise is None else {"write_noise_std": args.write_noise}
+    tasks = [(task_mode, name, seed, args.epochs, lrs[name], args.max_steps, device_kw) for seed in seeds for name in names]
     start = time.perf_counter()
     results = [None] * len(tasks)
 
@@ -305,6 +315,8 @@ def main():
                 settings += ": " + ", ".join(f"{k}={v}" for k, v in PROTOCOL_TUNED[name].items())
         else:
             settings = ", ".join(f"{k}={v}" for k, v in ALGOS[name][2].items())
+        if device_kw and name != "floating point":
+            settings += "".join(f"; device {k}={v:g}" for k, v in device_kw.items())
         if name in CALIBRATED and not protocol:
             err = torch.cat([r[2] for r in mine])
             settings += (f"; A ref = w after 200 up/200 down/{CALIBRATED[name]} alternating pulses "

@@ -79,3 +79,20 @@ def test_tuned_settings_are_for_the_protocol_mode_only():
     result = subprocess.run([sys.executable, str(SCRIPT), "--settings", "tuned"], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode != 0 and "--settings" in result.stderr
+
+
+def test_protocol_mode_with_another_write_noise(tmp_path):
+    """--write-noise changes the preset's write noise of every analog row (what limits mixed precision)."""
+    out = tmp_path / "protocol.csv"
+    result = subprocess.run([sys.executable, str(SCRIPT), "--mode", "protocol", "--epochs", "1", "--seeds", "1",
+                             "--max-steps", "2", "--jobs", "1", "--write-noise", "0", "--csv", str(out)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ReRAM-SB preset with write_noise_std 0," in result.stdout
+    with open(out, newline="") as fh:
+        rows = {r["algorithm"]: r["settings"] for r in csv.DictReader(fh)}
+    assert rows.pop("floating point") == ""
+    assert all(s == "defaults; device write_noise_std=0" for s in rows.values()), rows
+    bad = subprocess.run([sys.executable, str(SCRIPT), "--mode", "protocol", "--write-noise", "-1"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "--write-noise = -1.0 is invalid" in bad.stderr
