@@ -60,15 +60,20 @@ def test_protocol_mode_refuses_a_learning_rate():
     assert result.returncode != 0 and "--lr" in result.stderr
 
 
-def test_protocol_mode_with_the_tuned_settings(tmp_path):
-    out = tmp_path / "tuned.csv"
-    result = subprocess.run([sys.executable, str(SCRIPT), "--mode", "protocol", "--settings", "tuned", "--epochs", "1",
+def _short_protocol(tmp_path, *options):
+    """One seed of the protocol mode, 1 epoch of 3 steps, with ``options``: (stdout, CSV rows by algorithm)."""
+    out = tmp_path / "protocol.csv"
+    result = subprocess.run([sys.executable, str(SCRIPT), "--mode", "protocol", *options, "--epochs", "1",
                              "--seeds", "1", "--max-steps", "3", "--jobs", "1", "--csv", str(out)],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "training_config tuned" in result.stdout
     with open(out, newline="") as fh:
-        rows = {r["algorithm"]: r for r in csv.DictReader(fh)}
+        return result.stdout, {r["algorithm"]: r for r in csv.DictReader(fh)}
+
+
+def test_protocol_mode_with_the_tuned_settings(tmp_path):
+    stdout, rows = _short_protocol(tmp_path, "--settings", "tuned")
+    assert "training_config tuned" in stdout
     assert all(r["mode"] == "protocol-tuned" and float(r["lr"]) == 0.1 for r in rows.values())
     assert rows["SGD"]["settings"] == "tuned"  # no overrides: the defaults with the tuned backward
     assert "fast_lr=5.0" in rows["TTv2"]["settings"] and "scale_fast_lr=True" in rows["TTv2"]["settings"]
@@ -83,16 +88,11 @@ def test_tuned_settings_are_for_the_protocol_mode_only():
 
 def test_protocol_mode_with_another_write_noise(tmp_path):
     """--write-noise changes the preset's write noise of every analog row (what limits mixed precision)."""
-    out = tmp_path / "protocol.csv"
-    result = subprocess.run([sys.executable, str(SCRIPT), "--mode", "protocol", "--epochs", "1", "--seeds", "1",
-                             "--max-steps", "2", "--jobs", "1", "--write-noise", "0", "--csv", str(out)],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "ReRAM-SB preset with write_noise_std 0," in result.stdout
-    with open(out, newline="") as fh:
-        rows = {r["algorithm"]: r["settings"] for r in csv.DictReader(fh)}
-    assert rows.pop("floating point") == ""
-    assert all(s == "defaults; device write_noise_std=0" for s in rows.values()), rows
+    stdout, rows = _short_protocol(tmp_path, "--write-noise", "0")
+    assert "ReRAM-SB preset with write_noise_std 0," in stdout
+    settings = {name: r["settings"] for name, r in rows.items()}
+    assert settings.pop("floating point") == ""
+    assert all(s == "defaults; device write_noise_std=0" for s in settings.values()), settings
     bad = subprocess.run([sys.executable, str(SCRIPT), "--mode", "protocol", "--write-noise", "-1"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "--write-noise = -1.0 is invalid" in bad.stderr
