@@ -136,7 +136,9 @@ def _rows_times(v: Tensor, wm: Tensor, hot: Tensor) -> Tensor:
     adding exact zeros leaves a product unchanged; a zero result may differ in its sign) for a
     fraction of its cost: R·N products instead of R·Kp·N."""
     entry = v[0].gather(1, hot.unsqueeze(1))  # [R, 1]
-    return (entry * wm[0].index_select(0, hot)).unsqueeze(0)
+    # hot is an ascending subset of 0..Kp-1, so all Kp of them are the weights' rows in order
+    rows = wm[0] if hot.shape[0] == wm.shape[1] else wm[0].index_select(0, hot)
+    return (entry * rows).unsqueeze(0)
 
 
 def _one_pass(src: Tensor, alpha: Optional[Tensor], ws: Tensor, ws_abs: Optional[Tensor], io: IOParameters,
