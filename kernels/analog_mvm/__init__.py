@@ -17,6 +17,7 @@ from aimc_lab.config import IOParameters
 from aimc_lab.kernels import backend
 from aimc_lab.kernels.analog_mvm.cpu_fast import analog_mvm as analog_mvm_cpu_fast
 from aimc_lab.kernels.analog_mvm.cpu_fast import analog_mvm_one_hot as analog_mvm_one_hot_cpu_fast
+from aimc_lab.kernels.analog_mvm.cpu_fast import identity_inputs
 from aimc_lab.kernels.analog_mvm.reference import analog_mvm as analog_mvm_reference
 
 __all__ = ["analog_mvm", "analog_mvm_one_hot", "analog_mvm_reference", "analog_mvm_cpu_fast"]
@@ -42,4 +43,4 @@ def analog_mvm_one_hot(w: Tensor, io: IOParameters, *, generator: Optional[torch
     same draws and numbers without the K×K×N matmuls; the other backends run the identity."""
     if backend.resolve(w.device) == "torch":
         return analog_mvm_one_hot_cpu_fast(w, io, generator=generator)
-    return analog_mvm(torch.eye(w.shape[1], dtype=w.dtype, device=w.device), w, io, generator=generator)
+    return analog_mvm(identity_inputs(w), w, io, generator=generator)

@@ -49,7 +49,7 @@ from aimc_lab.config import IOParameters
 from aimc_lab.kernels.analog_mvm.reference import (check_mvm_args, ir_drop_position, join_weight_slices,
                                                    max_bm_exponent, rows_used, split_slices)
 
-__all__ = ["analog_mvm", "analog_mvm_one_hot", "mvm_forward", "mvm_backward", "AnalogMVMFastFunction", "default_aux_dtype"]
+__all__ = ["analog_mvm", "analog_mvm_one_hot", "identity_inputs", "mvm_forward", "mvm_backward", "AnalogMVMFastFunction", "default_aux_dtype"]
 
 _NATIVE_BF16 = ("AVX512" in torch.backends.cpu.get_cpu_capability()
                 and torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -375,6 +375,11 @@ def analog_mvm_one_hot(w: Tensor, io: IOParameters, *, generator: Optional[torch
     """The response [K, N] of a tile w [N, K] to each one-hot input e_k (a read-out of its columns
     through the noisy periphery): :func:`analog_mvm` of the K×K identity, the same draws and numbers,
     without the K×K×N matmuls (see ``one_hot`` of :func:`mvm_forward`). No gradient."""
-    K = w.shape[1]
-    x = torch.eye(K, dtype=w.dtype, device=w.device)
-    return mvm_forward(x, w, io, None, None, generator, False, aux_dtype, one_hot=True)[0]
+    return mvm_forward(identity_inputs(w), w, io, None, None, generator, False, aux_dtype, one_hot=True)[0]
+
+
+def identity_inputs(w: Tensor) -> Tensor:
+    """The K×K identity in w's dtype and device: one one-hot input per column of w [N, K]."""
+    if not isinstance(w, Tensor) or w.dim() != 2:
+        raise ValueError(f"w must be a 2-D tensor [N, K], got {tuple(w.shape) if isinstance(w, Tensor) else w!r}")
+    return torch.eye(w.shape[1], dtype=w.dtype, device=w.device)

@@ -78,6 +78,8 @@ def check_mvm_args(x: Tensor, w: Tensor, io: IOParameters, in_size: Optional[int
         raise ValueError(f"w must be 2-D [N, K], got shape {tuple(w.shape)}")
     if x.shape[1] != w.shape[1]:
         raise ValueError(f"x has K = {x.shape[1]} inputs but w has {w.shape[1]} columns (shape {tuple(w.shape)})")
+    if w.shape[1] == 0:
+        raise ValueError(f"w has no columns (shape {tuple(w.shape)}); allowed: K >= 1 inputs")
     if not x.is_floating_point() or x.dtype != w.dtype:
         raise TypeError(f"x and w must share a floating dtype, got {x.dtype} and {w.dtype}")
     if x.device != w.device:

@@ -68,3 +68,14 @@ def test_a_column_read_is_the_column_through_the_periphery():
     w = _weights(9, 11)
     io = IOParameters(out_noise=0.0, inp_res=0.0, out_res=0.0, bound_management="none")
     assert torch.equal(analog_mvm_one_hot(w, io), w.t())
+
+
+@pytest.mark.parametrize("which", ["torch", "reference"])
+def test_bad_weights_are_refused_by_name(which):
+    with backend.use_backend(which):
+        with pytest.raises(ValueError, match=r"w must be a 2-D tensor \[N, K\], got \(3,\)"):
+            analog_mvm_one_hot(torch.zeros(3), STANDARD)
+        with pytest.raises(ValueError, match=r"w has no columns \(shape \(5, 0\)\); allowed: K >= 1"):
+            analog_mvm_one_hot(torch.zeros(5, 0), STANDARD)
+        with pytest.raises(ValueError, match="w has no columns"):   # the MVM itself too (was a ZeroDivisionError)
+            analog_mvm(torch.zeros(2, 0), torch.zeros(5, 0), STANDARD)
