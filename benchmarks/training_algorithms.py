@@ -188,9 +188,8 @@ def run_protocol(name, seed, epochs, max_steps=None, tuned=False, device_kw=None
         opt = torch.optim.SGD(model.parameters(), lr=PROTOCOL_LR)
     else:
         extra = dict(PROTOCOL_TUNED[name], backward=_TUNED_BACKWARD) if tuned else {}
-        model = AnalogMLP(training_config(PROTOCOL_ROWS[name], device=P.reram_sb(**(device_kw or {})), **extra), seed,
-                          PROTOCOL_SIZES,
-                          torch.sigmoid)
+        config = training_config(PROTOCOL_ROWS[name], device=P.reram_sb(**(device_kw or {})), **extra)
+        model = AnalogMLP(config, seed, PROTOCOL_SIZES, torch.sigmoid)
         opt = AnalogSGD(model, lr=PROTOCOL_LR)
     acc, wall = train_and_test(model, opt, train, test, len(split.y_test), epochs, max_steps)
     return acc, wall, None
