@@ -13,7 +13,7 @@ kind, both noise types, odd shapes, empty and zero-pulse cases, and in distribut
   ``(k − 1)·n⁺ mod T + n⁺ >= T``) and coefficients of a stretch of pulses at once, so one pulse of the
   linear kind is five in-place operations on the prefix of still-pulsing devices: s = max(Δ^d +
   Δ^dγ^d·w, 0), s += σ·(Δ^d or s)·ξ, w += d·s, clip (the spec calls :func:`reference.pulse`, about
-  fifteen); each pulse draws its normals like the spec's loop.
+  fifteen); the loop's normals are drawn at once, as the spec's.
 
 Randomness: the same draws in the same order as the spec, so a seeded call reproduces the spec's
 result up to the last bits of float arithmetic (Δ + Δγ·w instead of Δ·(1 + γw); a device whose
@@ -29,6 +29,7 @@ from typing import List, Optional
 import torch
 from torch import Tensor
 
+from aimc_lab.kernels.pulsed_update import compiled
 from aimc_lab.kernels.pulsed_update import reference as R
 from aimc_lab.kernels.pulsed_update.reference import MARGIN_SIGMAS, MAX_MIXED_C, PulseModel
 
@@ -56,7 +57,8 @@ def pulsed_update(w: Tensor, x: Tensor, d: Tensor, lr: float, model: PulseModel,
         return w.clone()
     if rows.numel() < p.shape[0]:
         p, q, bl, x, d = p[rows], q[rows], bl[rows], x[rows], d[rows]
-    total, signed = R._slot_counts(p, q, bl, torch.sign(x), torch.sign(d), generator)
+    counts = compiled.slot_counts if w.device.type == "cpu" and compiled.available() else R._slot_counts
+    total, signed = counts(p, q, bl, torch.sign(x), torch.sign(d), generator)
     n_up = (total - signed).mul_(0.5)
     n_down = (total + signed).mul_(0.5)
     return _apply(w, n_up, n_down, model, generator, total)
@@ -235,6 +237,8 @@ def _pulse_loop(w, n_up, n_down, model, generator):
         if s_idx.numel():
             w[s_idx] = R._constant_runs(w[s_idx], n_up[s_idx], n_down[s_idx], R._subset(model, s_idx), generator)
             n_up, n_down = torch.where(single, 0, n_up), torch.where(single, 0, n_down)
+    if w.device.type == "cpu" and compiled.available():  # the same loop and draws, compiled
+        return compiled.run_loop(w, n_up, n_down, model, generator)
     idx, U, T, live = R.loop_order(n_up, n_down)
     if idx.numel():
         w[idx] = _loop(w[idx], U, T, live, R._subset(model, idx), generator)
@@ -246,8 +250,10 @@ def _loop(w: Tensor, U: Tensor, T: Tensor, live: List[int], model: PulseModel, g
     live[k − 1] devices with T >= k, in place on ``w``. The pulses' directions and coefficients are
     computed for a stretch of pulses at once (while the prefix stays above half its first size)."""
     t = model.tensors
-    noisy = model.sigma > 0
+    draws = R.loop_draws(live, model, w, generator)
+    noisy = draws is not None
     sigma = model.sigma
+    start = 0
     k, kmax = 1, len(live)
     while k <= kmax:
         n = live[k - 1]
@@ -267,10 +273,11 @@ def _loop(w: Tensor, U: Tensor, T: Tensor, live: List[int], model: PulseModel, g
         for j in range(end - k + 1):
             m = live[k - 1 + j]
             v = w[:m]
-            xi = torch.randn(m, generator=generator, dtype=w.dtype, device=w.device) if noisy else None
+            xi = draws[start:start + m] if noisy else None
+            start += m
             if model.constant:
                 if noisy:
-                    v.addcmul_(inc[j, :m], xi.mul_(sigma).add_(1))
+                    v.addcmul_(inc[j, :m], xi.mul(sigma).add_(1))
                 else:
                     v.add_(inc[j, :m])
             else:

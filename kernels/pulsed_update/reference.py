@@ -65,7 +65,7 @@ device's own Δ^d, clipping after each pulse), up and down pulses evenly interle
 Draws, in order: the slot bits (:func:`block_pulse_counts`); for the closed forms one normal per
 device with pulses (per device of the tile when at least a quarter of them get pulses: no gathers);
 in the pulse loop, whose devices are ordered by their pulse count T (largest first), one normal per
-still-pulsing device per pulse.
+still-pulsing device per pulse, all ΣT of them in one draw (pulse 1's first, then pulse 2's, ...).
 
 The Ideal device gets the exact floating-point update ΔW = −η·Σ_m d_m x_mᵀ, clipped to the bounds.
 
@@ -264,8 +264,8 @@ def _pulse_loop(w: Tensor, n_up: Tensor, n_down: Tensor, model: PulseModel,
     evenly interleaved (Bresenham: pulse k of T = n⁺ + n⁻ is up when ⌊k·n⁺/T⌋ > ⌊(k − 1)·n⁺/T⌋, i.e.
     when (k − 1)·n⁺ mod T + n⁺ >= T). The devices with pulses are ordered by T, largest first (stable),
     so the devices still pulsing at pulse k are a prefix of that order; pulse k draws one normal per
-    device of the prefix. The work is O(Σ n). Constant-step devices with pulses in one direction take
-    the exact shortcut of :func:`_constant_runs`."""
+    device of the prefix (all drawn at once, :func:`loop_draws`). The work is O(Σ n). Constant-step
+    devices with pulses in one direction take the exact shortcut of :func:`_constant_runs`."""
     w = w.clone()
     if model.constant:
         single = ((n_up == 0) | (n_down == 0)) & ((n_up + n_down) > 0)
@@ -277,13 +277,23 @@ def _pulse_loop(w: Tensor, n_up: Tensor, n_down: Tensor, model: PulseModel,
     if idx.numel() == 0:
         return w
     wi, ms = w[idx], _subset(model, idx)
-    noisy = model.sigma > 0
+    draws = loop_draws(live, model, w, generator)
+    start = 0
     for k, n_k in enumerate(live, start=1):
         up = ((k - 1) * U[:n_k] % T[:n_k] + U[:n_k]) >= T[:n_k]
-        xi = torch.randn(n_k, generator=generator, dtype=w.dtype, device=w.device) if noisy else None
+        xi = None if draws is None else draws[start:start + n_k]
         wi[:n_k] = pulse(wi[:n_k], up, _prefix(ms, n_k), xi)
+        start += n_k
     w[idx] = wi
     return w
+
+
+def loop_draws(live, model: PulseModel, w: Tensor, generator: Optional[torch.Generator]) -> Optional[Tensor]:
+    """The pulse loop's noise: Σ_k live[k − 1] standard normals in one draw (None when noise-free);
+    pulse k takes the next live[k − 1] of them, one per still-pulsing device in the loop's order."""
+    if model.sigma <= 0 or not live:
+        return None
+    return torch.randn(sum(live), generator=generator, dtype=w.dtype, device=w.device)
 
 
 def loop_order(n_up: Tensor, n_down: Tensor):

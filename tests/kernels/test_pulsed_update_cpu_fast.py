@@ -3,6 +3,7 @@
 Both make the same random draws, so seeded calls must agree to float rounding, for every closed-form
 device kind, both noise types, odd shapes, the pulse-loop regime (few pulses) and the closed-form
 regime (``LOOP_PULSES = 0``), empty and zero-pulse cases; the other kinds run the spec itself.
+Each test runs twice: with the compiled pulse loop (kernels/pulsed_update/compiled.py) and the eager one.
 """
 
 import dataclasses
@@ -13,6 +14,7 @@ import torch
 from aimc_lab.devices import pulsed as P
 from aimc_lab.kernels import backend
 from aimc_lab.kernels import pulsed_update as dispatch
+from aimc_lab.kernels.pulsed_update import compiled
 from aimc_lab.kernels.pulsed_update import cpu_fast as F
 from aimc_lab.kernels.pulsed_update import reference as R
 
@@ -41,6 +43,15 @@ def array_near_bounds(device, n, k, seed=0):
 
 def seeded(fn, *args, seed=3, **kw):
     return fn(*args, generator=torch.Generator().manual_seed(seed), **kw)
+
+
+@pytest.fixture(autouse=True, params=["compiled-loop", "eager-loop"])
+def loop_gear(request, monkeypatch):
+    """Every test runs with the compiled pulse loop (numba, when installed) and with the eager one."""
+    if request.param == "compiled-loop" and not compiled.available():
+        pytest.skip("numba is not installed: the eager loop serves")
+    monkeypatch.setenv("AIMC_LAB_NUMBA", "1" if request.param == "compiled-loop" else "0")
+    return request.param
 
 
 @pytest.fixture(params=[None, 0], ids=["loop-for-few-pulses", "closed-forms"])

@@ -1,0 +1,136 @@
+"""The compiled pulse loop (kernels/pulsed_update/compiled.py) against the spec's loop and order.
+
+The spec's pulse loop (reference._pulse_loop) and the compiled one make the same draws, so seeded
+calls agree to float rounding: every closed-form kind, both noise types, noise-free, float32 and
+float64, devices at their bounds, single and mixed directions, up to 60 pulses, no pulses at all.
+The counting sort gives the spec's order exactly. ``AIMC_LAB_NUMBA=0`` switches it off.
+"""
+
+import pytest
+import torch
+
+from aimc_lab.devices import pulsed as P
+from aimc_lab.kernels.pulsed_update import compiled
+from aimc_lab.kernels.pulsed_update import cpu_fast as F
+from aimc_lab.kernels.pulsed_update import reference as R
+
+pytestmark = pytest.mark.skipif(not compiled.available(), reason="numba is not installed")
+
+DEVICES = [
+    P.ConstantStep(dw_min=0.01, dw_min_std=0.3),
+    P.ConstantStep(dw_min=0.01, dw_min_std=0.5, mult_noise=False, up_down=0.3),
+    P.LinearStep(dw_min=0.01, gamma_up=0.5, gamma_down=0.8, dw_min_std=0.3),
+    P.LinearStep(dw_min=0.01, gamma_up=0.5, gamma_down=0.8, dw_min_std=0.3, mult_noise=False),
+    P.reram_sb(),
+    P.SoftBounds(dw_min=0.02, dw_min_std=0.0),
+    P.idealized(),
+]
+IDS = ["const-mult", "const-add", "linear-mult", "linear-add", "reram_sb", "soft-quiet", "idealized"]
+
+
+def _state(device, n, dtype, seed=0):
+    """Flat hidden weights (a fifth of them at a bound), mixed and single-direction counts, the model."""
+    array = P.DeviceArray(device, 1, n, seed=seed, dtype=dtype)
+    g = torch.Generator().manual_seed(seed)
+    w = (torch.rand(n, generator=g, dtype=dtype) - 0.5).view(1, n)
+    w = torch.where(torch.rand(1, n, generator=g) < 0.1, array.b_max, w)
+    w = torch.where(torch.rand(1, n, generator=g) < 0.1, array.b_min, w)
+    w = array.clip(w).reshape(-1)
+    n_up = torch.randint(0, 31, (n,), generator=g).to(dtype) * (torch.rand(n, generator=g) < 0.6)
+    n_down = torch.randint(0, 31, (n,), generator=g).to(dtype) * (torch.rand(n, generator=g) < 0.6)
+    return w, n_up, n_down, R._flat(array.pulse_model())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("device", DEVICES, ids=IDS)
+@pytest.mark.parametrize("n", [1, 17, 700])
+def test_compiled_loop_equals_the_spec_with_the_same_draws(device, n, dtype):
+    w, n_up, n_down, model = _state(device, n, dtype)
+    w0 = w.clone()
+    want = R._pulse_loop(w, n_up, n_down, model, torch.Generator().manual_seed(3))
+    got = compiled.run_loop(w, n_up, n_down, model, torch.Generator().manual_seed(3)) if not model.constant \
+        else F._pulse_loop(w, n_up, n_down, model, torch.Generator().manual_seed(3))
+    assert got.dtype == dtype
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6 if dtype == torch.float32 else 1e-12)
+    assert torch.equal(w, w0)  # the input is not written
+    assert (got <= model.tensors.b_max).all() and (got >= model.tensors.b_min).all()
+
+
+@pytest.mark.parametrize("device", DEVICES, ids=IDS)
+def test_compiled_mixed_loop_equals_the_eager_loop(device, monkeypatch):
+    """Only mixed directions (the constant kind's shortcut takes none): the compiled and eager loops
+    of cpu_fast with the same draws, and the generator left in the same state."""
+    w, n_up, n_down, model = _state(device, 500, torch.float32, seed=1)
+    n_up = n_up + 1
+    n_down = n_down + 1
+    g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    got = F._pulse_loop(w, n_up, n_down, model, g1)
+    monkeypatch.setenv("AIMC_LAB_NUMBA", "0")
+    want = F._pulse_loop(w, n_up, n_down, model, g2)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    assert torch.equal(g1.get_state(), g2.get_state())
+
+
+def test_counting_sort_is_the_spec_order():
+    g = torch.Generator().manual_seed(0)
+    for n in (0, 1, 5, 1000):
+        n_up = torch.randint(0, 9, (n,), generator=g).float() * (torch.rand(n, generator=g) < 0.5)
+        n_down = torch.randint(0, 9, (n,), generator=g).float() * (torch.rand(n, generator=g) < 0.5)
+        want = R.loop_order(n_up, n_down)
+        got = compiled.loop_order(n_up, n_down)
+        for a, b in zip(got[:3], want[:3]):
+            assert torch.equal(a, b)
+        assert got[3] == want[3]
+
+
+def test_no_pulses_draws_nothing_and_copies():
+    w, _, _, model = _state(P.reram_sb(), 50, torch.float32)
+    zero = torch.zeros(50)
+    gen = torch.Generator().manual_seed(1)
+    state = gen.get_state()
+    out = compiled.run_loop(w, zero, zero, model, gen)
+    assert torch.equal(out, w) and out.data_ptr() != w.data_ptr()
+    assert torch.equal(gen.get_state(), state)
+
+
+def test_switched_off_by_the_environment(monkeypatch):
+    monkeypatch.setenv("AIMC_LAB_NUMBA", "0")
+    assert not compiled.available()
+    monkeypatch.setenv("AIMC_LAB_NUMBA", "1")
+    assert compiled.available()
+
+
+def test_without_numba_the_eager_loop_serves(monkeypatch):
+    """numba missing (an import error at first use): available() is False and cpu_fast gives the
+    same result through its eager loop."""
+    w, n_up, n_down, model = _state(P.reram_sb(), 300, torch.float32)
+    want = F._pulse_loop(w, n_up, n_down, model, torch.Generator().manual_seed(2))
+    monkeypatch.setitem(compiled._state, "tried", False)
+    monkeypatch.setitem(compiled._state, "kernels", None)
+    monkeypatch.setitem(__import__("sys").modules, "numba", None)  # import numba raises ImportError
+    assert not compiled.available()
+    got = F._pulse_loop(w, n_up, n_down, model, torch.Generator().manual_seed(2))
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_slot_counts_equal_the_spec_exactly(dtype, monkeypatch):
+    """The coincidence counts of the compiled loop equal the spec's matmuls of bit matrices (integers),
+    with the same uniforms: rows of different BL, a row without slots, signs of both kinds, and the
+    slots split into several chunks; the generator ends in the same state."""
+    g = torch.Generator().manual_seed(0)
+    M, K, N = 6, 37, 23
+    x = torch.randn(M, K, generator=g, dtype=dtype) * (torch.rand(M, K, generator=g) < 0.8)
+    d = torch.randn(M, N, generator=g, dtype=dtype)
+    bl, p, q = R.pulse_train_factors(x, d, 0.5, 0.01, 31, True, True)
+    bl[2] = 0
+    for chunk in (None, 16):
+        if chunk is not None:  # force several chunks of slots
+            monkeypatch.setattr(R, "_BF16_SLOTS", chunk)
+            monkeypatch.setattr(R, "_FP32_SLOTS", chunk)
+        g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+        want = R._slot_counts(p, q, bl, torch.sign(x), torch.sign(d), g1)
+        got = compiled.slot_counts(p, q, bl, torch.sign(x), torch.sign(d), g2)
+        assert got[0].dtype == dtype and float(want[0].sum()) > 100
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+        assert torch.equal(g1.get_state(), g2.get_state())
