@@ -590,6 +590,19 @@ class DeviceArray(nn.Module):
         self.w.copy_(w_new)
 
     @torch.no_grad()
+    def commit_columns(self, cols: Tensor, new_cols: Tensor, generator: Optional[torch.Generator]) -> None:
+        """:meth:`commit` of new hidden weights [N, n] of the columns ``cols`` (distinct) only: the write
+        noise is redrawn where they changed, from draws of those columns alone (the other devices
+        cannot have changed; equal in law to committing the whole array)."""
+        p = self.device_params
+        if p.write_noise_std > 0:
+            touched = new_cols != self.w.index_select(1, cols)
+            noise = torch.randn(new_cols.shape, generator=generator, dtype=self.w.dtype, device=self.w.device)
+            old = self.write_noise.index_select(1, cols)
+            self.write_noise.index_copy_(1, cols, torch.where(touched, p.write_noise_std * p.dw_min * noise, old))
+        self.w.index_copy_(1, cols, new_cols.to(self.w.dtype))
+
+    @torch.no_grad()
     def after_update(self, generator: Optional[torch.Generator]) -> None:
         """Decay (lifetime) and diffusion, once per update call; then clip to the bounds (a reset value
         outside a device's drawn bounds must not pull it out of them)."""

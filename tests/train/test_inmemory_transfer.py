@@ -227,3 +227,23 @@ def test_analog_sgd_applies_the_tiles_writes_together(algorithm, monkeypatch):
         assert torch.equal(t0.C.w, t1.C.w) and torch.equal(t0.H, t1.H)
         assert int(t0.update_count) == 4
     assert not torch.equal(models[0][0].get_weights(), _two_layer_model(algorithm, device)[0].get_weights())
+
+
+def test_column_commit_touches_only_its_columns_and_has_the_write_noise_law():
+    """DeviceArray.commit_columns: the other columns (weights and write noise) stay bit for bit; in the
+    changed devices the write noise is N(0, (write_noise_std·dw_min)²); unchanged devices keep theirs."""
+    dev = P.SoftBounds(dw_min=0.01, write_noise_std=3.0)
+    array = P.DeviceArray(dev, 200, 9, seed=0)
+    array.write_noise.fill_(0.123)
+    w0, cols = array.w.clone(), torch.tensor([1, 6, 4])
+    new = w0.index_select(1, cols) + 0.01
+    new[:50, 0] = w0[:50, 1]  # unchanged devices
+    array.commit_columns(cols, new, torch.Generator().manual_seed(0))
+    other = torch.ones(9, dtype=torch.bool)
+    other[cols] = False
+    assert torch.equal(array.w[:, other], w0[:, other])
+    assert (array.write_noise[:, other] == 0.123).all() and (array.write_noise[:50, 1] == 0.123).all()
+    torch.testing.assert_close(array.w[:, cols], new)
+    drawn = torch.cat([array.write_noise[50:, 1], array.write_noise[:, 6], array.write_noise[:, 4]])
+    assert abs(float(drawn.mean())) < 4 * 0.03 / len(drawn) ** 0.5
+    assert abs(float(drawn.std()) / 0.03 - 1) < 0.1

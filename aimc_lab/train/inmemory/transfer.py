@@ -16,9 +16,10 @@ on those columns only, never on the whole arrays.
 * **Writes** (:func:`column_pulsed_update`, :func:`column_counts_update`): a pulse-train update whose
   inputs are one-hot rows fires only the rows (inputs) e_k, and digitally decided counts are zero
   outside the transferred columns, so the pulses go to C[:, cols] only; the kernels run on that
-  [N, n] slice (its own per-device constants) and the array stores the result (write noise redrawn
-  where a weight changed, as for any update). Equal in law to the update of the whole array; the
-  random draws differ (bits and noise are drawn for the slice only).
+  [N, n] slice (its own per-device constants) and the array stores the result in those columns
+  (``DeviceArray.commit_columns``: write noise redrawn where a weight changed, as for any update).
+  Equal in law to the update of the whole array; the random draws differ (bits, pulse noise and
+  write noise are drawn for the slice only).
 * **Writes of several tiles together** (:class:`PendingCounts`): during ``AnalogSGD.step`` the digitally
   decided counts of every tile (buffered transfers, mixed precision) are collected and applied by one
   kernel call per device model on the concatenated devices with pulses, instead of one call per tile.
@@ -100,14 +101,19 @@ def read_columns(tile, cols: Tensor) -> Tensor:
 
 
 def _column_model(array: DeviceArray, cols: Tensor):
-    """The pulse model of the devices C[:, cols] (their own per-device constants): [N, n]."""
-    return array.device_params.pulse_model(DeviceTensors(*(t[:, cols] for t in array.tensors)))
+    """The pulse model of the devices C[:, cols] (their own per-device constants): [N, n], the columns
+    of the array's cached model (its slopes are not recomputed)."""
+    model = array.pulse_model()
+
+    def pick(v):
+        return None if v is None else v.index_select(1, cols)
+
+    return model._replace(tensors=DeviceTensors(*(pick(v) for v in model.tensors)),
+                          gamma_up=pick(model.gamma_up), gamma_down=pick(model.gamma_down))
 
 
 def _commit_columns(array: DeviceArray, cols: Tensor, new_cols: Tensor, generator) -> None:
-    w_new = array.w.clone()
-    w_new[:, cols] = new_cols
-    array.commit(w_new, generator)
+    array.commit_columns(cols, new_cols, generator)
 
 
 def column_pulsed_update(array: DeviceArray, cols: Tensor, d: Tensor, lr: float, *, desired_bl: int,
