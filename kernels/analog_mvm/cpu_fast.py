@@ -46,6 +46,7 @@ import torch
 from torch import Tensor
 
 from aimc_lab.config import IOParameters
+from aimc_lab.kernels.analog_mvm import compiled
 from aimc_lab.kernels.analog_mvm.reference import (check_mvm_args, ir_drop_position, join_weight_slices,
                                                    max_bm_exponent, rows_used, split_slices)
 
@@ -240,6 +241,8 @@ def mvm_forward(x: Tensor, w: Tensor, io: IOParameters, in_size: Optional[int], 
     are rows of the weights instead of matmuls, the same numbers."""
     S, size = check_mvm_args(x, w, io, in_size, out_scales)
     M, K = x.shape
+    if compiled.supports(x, io, S, need_saved, one_hot):  # the same steps, compiled around the MAC
+        return compiled.mvm_forward(x, w, io, out_scales, generator), None, (S, size, K)
     hot = torch.arange(M, device=x.device) if one_hot and S == 1 and io.inp_noise == 0 else None
     xs, ws = split_slices(x, w, S, size)
     # max|x| per (slice, row) where noise management reads it, else Σ|x| (a contiguous sum is several

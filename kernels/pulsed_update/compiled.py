@@ -3,63 +3,100 @@
 On the small tiles of in-memory training (a few thousand devices, batch 5, 1-30 pulses per device
 and update) the eager pulse loop of :mod:`.cpu_fast` costs ~20 tensor operations per pulse and its
 ordering a sort, a ``nonzero`` and six gathers: 1-4 ms per layer and update whatever the arithmetic.
-Here the same loop is two compiled functions over plain arrays:
+Here the same work is compiled functions over plain arrays:
 
 * :func:`loop_order` — the spec's order (devices with pulses, stably sorted by their pulse count T,
   largest first) by a counting sort, O(devices);
 * :func:`run_loop` — every device's T pulses one after the other (Bresenham directions, the linear
   or constant step, cycle-to-cycle noise, clipping after each pulse), reading each device's
-  constants at its own index: no gathers, no temporaries.
+  constants at its own index: no gathers, no temporaries;
+* :func:`slot_counts` — the coincidence counts of the slots' random bits by a loop over the fired
+  rows and columns instead of two matmuls of bit matrices.
 
 The random draws stay torch's: the spec's one draw of ΣT normals (:func:`reference.loop_draws`,
 pulse k's draws for its still-pulsing devices after pulse k − 1's), and the compiled loop reads pulse
 k's draw of device j at ``off[k − 1] + j``. So the result equals :mod:`.cpu_fast`'s (and the spec's) up to
 float rounding (tests/kernels/test_pulsed_update_compiled.py).
 
-Why numba (a dependency, DESIGN-level): it compiles plain Python loops to machine code at first use,
-without a C compiler or a build step, and caches the machine code on disk (``cache=True``), so a
-later process pays ~1 s once instead of ~1.5 s. ``torch.compile`` was measured on this loop: 34 s
-to compile on a 2-core machine, a recompile for every new number of draws, and 6.5 ms per call.
-
-:func:`available` is False when numba cannot be imported or ``AIMC_LAB_NUMBA=0`` is set; the callers
-then run the eager loop (same results).
+Compiled by numba at first use (:mod:`aimc_lab.kernels._numba`, which says why numba); without it,
+or with ``AIMC_LAB_NUMBA=0``, :func:`available` is False and the callers run the eager loop (same
+results).
 """
 
 from __future__ import annotations
 
-import os
 from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from aimc_lab.kernels import _numba
 from aimc_lab.kernels.pulsed_update import reference as R
 
-__all__ = ["available", "loop_order", "run_loop", "slot_counts"]
-
-_state = {"kernels": None, "tried": False}
+__all__ = ["available", "loop_order", "run_loop", "slot_counts", "pulse_counts", "pulse_train_factors"]
 
 
 def available() -> bool:
-    """Whether the compiled loop can run: numba imports and ``AIMC_LAB_NUMBA`` is not ``0``
-    (read on every call, so a test or a user can switch it off at run time)."""
-    if os.environ.get("AIMC_LAB_NUMBA", "1").strip() == "0":
-        return False
-    return _kernels() is not None
+    """Whether the compiled loop can run (:func:`aimc_lab.kernels._numba.available`)."""
+    return _numba.available()
 
 
 def _kernels():
-    """Compile (or load from numba's disk cache) the kernels on first use; None without numba."""
-    if not _state["tried"]:
-        _state["tried"] = True
-        try:
-            import numba
-        except ImportError:  # the eager loop serves (module doc)
-            return None
-        jit = numba.njit(cache=True, nogil=True)
-        _state["kernels"] = (jit(_order_py), jit(_loop_py), jit(_counts_py))
-    return _state["kernels"]
+    """The compiled kernels (order, loop, counts), compiled or loaded from numba's disk cache on first use."""
+    return _numba.compiled(_order_py), _numba.compiled(_loop_py), _numba.compiled(_counts_py)
+
+
+def _radicands_py(x, d, lr, dw_min, one, tiny, bl_cap, blm, bl, rad, active):
+    """First half of the spec's :func:`reference.pulse_train_factors`, with torch's float operations in
+    its order (the constants arrive in x's float type, so float32 arithmetic stays float32): per row
+    BL, whether the row is active, and the two radicands rad[0] = lr/(dw_min·BL) (torch's ``lr / t`` is
+    ``t.reciprocal() * lr``) and rad[1] = x_max/d_max (1 for an inactive row). torch takes their square
+    roots (its float32 sqrt is not the correctly rounded one, so the spec's bits need torch's)."""
+    M, K = x.shape
+    N = d.shape[1]
+    for m in range(M):
+        x_max = abs(x[m, 0])
+        for j in range(1, K):
+            if abs(x[m, j]) > x_max:
+                x_max = abs(x[m, j])
+        d_max = abs(d[m, 0])
+        for i in range(1, N):
+            if abs(d[m, i]) > d_max:
+                d_max = abs(d[m, i])
+        active[m] = x_max > 0 and d_max > 0
+        b_m = bl_cap  # desired BL, in x's float type (an int would promote float32 to float64)
+        if blm:
+            b_m = np.ceil(lr * x_max * d_max / dw_min)
+            b_m = min(max(b_m, one), bl_cap)
+        bl[m] = np.int64(b_m)
+        rad[0, m] = one / (dw_min * b_m) * lr
+        rad[1, m] = x_max / max(d_max, tiny) if active[m] else one
+
+
+def _probabilities_py(x, d, roots, active, um, one, zero, p, q, keep):
+    """Second half: with base = roots[0] and ratio = roots[1] (update management), the firing
+    probabilities p = min(B·|x|, 1), q = min(A·|d|, 1) (A = base·ratio, B = base/ratio), zero for an
+    inactive row, and keep[m] = a probability of each side is > 0."""
+    M, K = x.shape
+    N = d.shape[1]
+    for m in range(M):
+        a = roots[0, m]
+        b = roots[0, m]
+        if um:
+            a = roots[0, m] * roots[1, m]
+            b = roots[0, m] / roots[1, m]
+        any_p = False
+        any_q = False
+        for j in range(K):
+            v = min(b * abs(x[m, j]), one) if active[m] else zero
+            p[m, j] = v
+            any_p = any_p or v > 0
+        for i in range(N):
+            v = min(a * abs(d[m, i]), one) if active[m] else zero
+            q[m, i] = v
+            any_q = any_q or v > 0
+        keep[m] = any_p and any_q
 
 
 def _counts_py(ux, ud, p, q, sx, sd, rows, total, signed):
@@ -152,6 +189,45 @@ def _loop_py(w, idx, U, T, off, xi, dw_up, dw_down, g_up, g_down, b_max, b_min, 
             if v < lo:
                 v = lo
         w[i] = v
+
+
+def pulse_train_factors(x: np.ndarray, d: np.ndarray, lr: float, dw_min: float, desired_bl: int,
+                        update_management: bool, bl_management: bool):
+    """The spec's :func:`reference.pulse_train_factors` bit for bit, on arrays: (BL [M] int64, p [M, K],
+    q [M, N], keep [M]: the rows with a firing probability on both sides)."""
+    scalar = x.dtype.type
+    M, K = x.shape
+    bl = np.empty(M, np.int64)
+    rad = torch.empty(2, M, dtype=torch.from_numpy(x[:0]).dtype)
+    active = np.empty(M, np.bool_)
+    _numba.compiled(_radicands_py)(x, d, scalar(lr), scalar(dw_min), scalar(1), scalar(1e-30), scalar(desired_bl),
+                                   bl_management, bl, rad.numpy(), active)
+    rad.sqrt_()
+    p = np.empty((M, K), scalar)
+    q = np.empty((M, d.shape[1]), scalar)
+    keep = np.empty(M, np.bool_)
+    _numba.compiled(_probabilities_py)(x, d, rad.numpy(), active, update_management, scalar(1), scalar(0), p, q,
+                                       keep)
+    return bl, p, q, keep
+
+
+def pulse_counts(x: Tensor, d: Tensor, lr: float, dw_min: float, desired_bl: int, update_management: bool,
+                 bl_management: bool, generator: Optional[torch.Generator]):
+    """:func:`.cpu_fast.pulsed_update`'s counts, compiled: the pulse-train factors of every row, the rows
+    with a firing probability on both sides, their slots' coincidences (the spec's uniforms, drawn by
+    :func:`slot_counts`). Returns (n_up, n_down, total) [N, K] in x's dtype, or None when no row fires."""
+    M = x.shape[0]
+    xn, dn = x.contiguous().numpy(), d.contiguous().numpy()
+    bl, p, q, keep = pulse_train_factors(xn, dn, lr, dw_min, desired_bl, update_management, bl_management)
+    rows = np.nonzero(keep)[0]
+    if rows.size == 0:
+        return None
+    if rows.size < M:
+        p, q, bl, xn, dn = p[rows], q[rows], bl[rows], xn[rows], dn[rows]
+    total, signed = slot_counts(torch.from_numpy(p), torch.from_numpy(q), torch.from_numpy(bl),
+                                torch.from_numpy(np.sign(xn)), torch.from_numpy(np.sign(dn)), generator)
+    n_up = (total - signed).mul_(0.5)
+    return n_up, total.add(signed).mul_(0.5), total
 
 
 def slot_counts(p: Tensor, q: Tensor, bl: Tensor, sx: Tensor, sd: Tensor,

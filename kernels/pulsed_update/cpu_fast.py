@@ -51,14 +51,17 @@ def pulsed_update(w: Tensor, x: Tensor, d: Tensor, lr: float, model: PulseModel,
     R.check_update_args(w, x, d, lr, desired_bl)
     x = x.to(w.dtype)
     d = d.to(w.dtype)
+    if w.device.type == "cpu" and w.dtype in (torch.float32, torch.float64) and compiled.available():
+        counts = compiled.pulse_counts(x, d, float(lr), model.dw_min, desired_bl, update_management, bl_management,
+                                       generator)  # the same factors, draws and counts, compiled
+        return w.clone() if counts is None else _apply(w, *counts[:2], model, generator, counts[2])
     bl, p, q = R.pulse_train_factors(x, d, float(lr), model.dw_min, desired_bl, update_management, bl_management)
     rows = ((p.amax(dim=1) > 0) & (q.amax(dim=1) > 0)).nonzero().squeeze(-1)
     if rows.numel() == 0:
         return w.clone()
     if rows.numel() < p.shape[0]:
         p, q, bl, x, d = p[rows], q[rows], bl[rows], x[rows], d[rows]
-    counts = compiled.slot_counts if w.device.type == "cpu" and compiled.available() else R._slot_counts
-    total, signed = counts(p, q, bl, torch.sign(x), torch.sign(d), generator)
+    total, signed = R._slot_counts(p, q, bl, torch.sign(x), torch.sign(d), generator)
     n_up = (total - signed).mul_(0.5)
     n_down = (total + signed).mul_(0.5)
     return _apply(w, n_up, n_down, model, generator, total)

@@ -6,10 +6,12 @@ float64, devices at their bounds, single and mixed directions, up to 60 pulses, 
 The counting sort gives the spec's order exactly. ``AIMC_LAB_NUMBA=0`` switches it off.
 """
 
+import numpy as np
 import pytest
 import torch
 
 from aimc_lab.devices import pulsed as P
+from aimc_lab.kernels import _numba
 from aimc_lab.kernels.pulsed_update import compiled
 from aimc_lab.kernels.pulsed_update import cpu_fast as F
 from aimc_lab.kernels.pulsed_update import reference as R
@@ -105,8 +107,9 @@ def test_without_numba_the_eager_loop_serves(monkeypatch):
     same result through its eager loop."""
     w, n_up, n_down, model = _state(P.reram_sb(), 300, torch.float32)
     want = F._pulse_loop(w, n_up, n_down, model, torch.Generator().manual_seed(2))
-    monkeypatch.setitem(compiled._state, "tried", False)
-    monkeypatch.setitem(compiled._state, "kernels", None)
+    monkeypatch.setitem(_numba._state, "tried", False)
+    monkeypatch.setitem(_numba._state, "numba", None)
+    monkeypatch.setattr(_numba, "_cache", {})
     monkeypatch.setitem(__import__("sys").modules, "numba", None)  # import numba raises ImportError
     assert not compiled.available()
     got = F._pulse_loop(w, n_up, n_down, model, torch.Generator().manual_seed(2))
@@ -134,3 +137,30 @@ def test_compiled_slot_counts_equal_the_spec_exactly(dtype, monkeypatch):
         assert got[0].dtype == dtype and float(want[0].sum()) > 100
         assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
         assert torch.equal(g1.get_state(), g2.get_state())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("um, blm", [(True, True), (False, True), (True, False), (False, False)])
+def test_compiled_factors_and_counts_equal_the_spec_exactly(dtype, um, blm):
+    """pulse_counts: the spec's factors bit for bit (so every firing test is the spec's), the rows that
+    cannot fire skipped as cpu_fast skips them, and the counts of the spec with the same uniforms."""
+    g = torch.Generator().manual_seed(0)
+    M, K, N = 7, 19, 11
+    x = torch.randn(M, K, generator=g, dtype=dtype) * torch.rand(M, 1, generator=g, dtype=dtype) * 3
+    d = torch.randn(M, N, generator=g, dtype=dtype) * 0.05
+    x[1] = 0.0
+    d[4] = 0.0
+    x[5, :4] = 0.0
+    for lr in (0.01, 0.1, 3.0):
+        bl, p, q = R.pulse_train_factors(x, d, lr, 0.001, 31, um, blm)
+        got_bl, got_p, got_q, keep = compiled.pulse_train_factors(x.numpy(), d.numpy(), lr, 0.001, 31, um, blm)
+        assert torch.equal(torch.from_numpy(got_bl), bl)
+        assert torch.equal(torch.from_numpy(got_p), p) and torch.equal(torch.from_numpy(got_q), q)
+        rows = ((p.amax(dim=1) > 0) & (q.amax(dim=1) > 0)).nonzero().squeeze(-1)
+        assert torch.equal(torch.from_numpy(np.nonzero(keep)[0]), rows)
+        want = R._slot_counts(p[rows], q[rows], bl[rows], torch.sign(x[rows]), torch.sign(d[rows]),
+                              torch.Generator().manual_seed(1))
+        n_up, n_down, total = compiled.pulse_counts(x, d, lr, 0.001, 31, um, blm, torch.Generator().manual_seed(1))
+        assert torch.equal(total, want[0])
+        assert torch.equal(n_up, (want[0] - want[1]) * 0.5) and torch.equal(n_down, (want[0] + want[1]) * 0.5)
+    assert compiled.pulse_counts(x * 0, d, 0.1, 0.001, 31, um, blm, None) is None

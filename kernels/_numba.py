@@ -1,0 +1,51 @@
+"""numba, loaded at first use: the compiled CPU gear of the kernels (pulsed update, small analog MVMs).
+
+Why numba (a dependency, DESIGN-level): it compiles plain Python loops to machine code at first use,
+without a C compiler or a build step, and caches the machine code on disk (``cache=True``), so a
+later process pays ~1 s (mostly importing numba) instead of ~3 s. ``torch.compile`` was measured on
+the pulse loop: 34 s to compile on a 2-core machine, a recompile for every new number of random
+draws, and 6.5 ms per call (numba: 0.05 ms).
+
+:func:`available` is False when numba cannot be imported or ``AIMC_LAB_NUMBA=0`` is set; every
+caller then runs its eager torch path, which gives the same results (each compiled function is
+tested against it).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Dict, Optional
+
+__all__ = ["available", "compiled"]
+
+_state: Dict[str, object] = {"numba": None, "tried": False}
+_cache: Dict[Callable, Callable] = {}
+
+
+def _numba():
+    if not _state["tried"]:
+        _state["tried"] = True
+        try:
+            import numba
+        except ImportError:  # the eager paths serve (module doc)
+            numba = None
+        _state["numba"] = numba
+    return _state["numba"]
+
+
+def available() -> bool:
+    """Whether compiled functions can run: numba imports and ``AIMC_LAB_NUMBA`` is not ``0`` (read on
+    every call, so a test or a user can switch it off at run time)."""
+    if os.environ.get("AIMC_LAB_NUMBA", "1").strip() == "0":
+        return False
+    return _numba() is not None
+
+
+def compiled(fn: Callable) -> Optional[Callable]:
+    """``fn`` compiled by ``numba.njit(cache=True, nogil=True)`` (once per process; None without numba)."""
+    numba = _numba()
+    if numba is None:
+        return None
+    if fn not in _cache:
+        _cache[fn] = numba.njit(cache=True, nogil=True)(fn)
+    return _cache[fn]

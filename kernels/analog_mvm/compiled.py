@@ -1,0 +1,166 @@
+"""Small analog MVMs without autograd, their element-wise steps compiled with numba.
+
+In in-memory training every layer runs a forward and a transposed backward MVM per mini-batch of 5
+rows; :func:`.cpu_fast.mvm_forward` spends ~30 tensor operations on them (~0.3 ms whatever the size),
+the MAC itself ~0.03 ms. Here the steps around the MAC are two compiled functions over plain arrays,
+for the periphery the training presets use:
+
+* :func:`_dac_py` — x / α / (2^k·Δ_in) (α: abs-max noise management, or 1), rounding to the DAC's
+  grid, clipping at the input bound, the sign back on;
+* :func:`_adc_py` — after torch's MAC and torch's output noise (the spec's draws, ``add_`` as the fast
+  path adds it): rounding to the ADC's grid, clipping, each row's saturation flag;
+* iterative bound management re-runs the saturated rows with 2^k, the spec's loop, each pass with
+  its own output-noise draw; then the rescale by α·2^k.
+
+The operations are the fast path's, in its order and float type (tests/kernels/test_analog_mvm_compiled.py
+compares the two, seeded, on every supported switch, for exact equality), so the draws and the
+result are :mod:`.cpu_fast`'s. :func:`supports` says which calls take this path: one slice, no
+gradient, deterministic DAC rounding, no input noise, IR drop or weight read noise, noise management
+``abs_max``/``none``, bound management ``iterative``/``none``, float32/float64 on the CPU, numba
+present (:mod:`aimc_lab.kernels._numba`). Every other call runs :mod:`.cpu_fast` itself.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from aimc_lab.config import IOParameters
+from aimc_lab.kernels import _numba
+from aimc_lab.kernels.analog_mvm.reference import max_bm_exponent
+
+__all__ = ["supports", "mvm_forward"]
+
+
+def supports(x: Tensor, io: IOParameters, slices: int, need_saved: bool, one_hot: bool) -> bool:
+    """Whether :func:`mvm_forward` serves this call (module doc)."""
+    return (not need_saved and slices == 1 and not one_hot and x.device.type == "cpu"
+            and x.dtype in (torch.float32, torch.float64) and not io.is_perfect
+            and io.inp_noise == 0 and not io.inp_sto_round and io.ir_drop == 0 and io.w_noise == 0
+            and io.inp_step > 0 and io.out_step > 0
+            and io.noise_management in ("abs_max", "none") and io.bound_management in ("iterative", "none")
+            and _numba.available())
+
+
+def _dac_py(x, rows, use_alpha, nm_thres, smallest, pow2, step, bound, half, alpha, mag, u):
+    """For the rows x[rows[r]]: on the first pass (``mag`` not yet filled: pow2 all 1) each row's
+    max|x| into mag[m] and α into alpha[m] (abs-max noise management: max|x| clamped to
+    [smallest, nm_thres]); then u[r] = the DAC's output for x / α / (2^k·Δ) (k from pow2[r] = 2^k):
+    sign(x)·min(floor(|x/α/(2^k·Δ)| + 1/2)·Δ, bound). Returns False when a row holds a NaN (nothing
+    else is then computed)."""
+    K = x.shape[1]
+    for r in range(rows.shape[0]):
+        m = rows[r]
+        if pow2[r] == 1:
+            peak = abs(x[m, 0])
+            for j in range(1, K):
+                a = abs(x[m, j])
+                if a > peak:
+                    peak = a
+                if a != a:
+                    return False
+            if peak != peak:
+                return False
+            mag[m] = peak
+            if use_alpha:
+                a_m = max(peak, smallest)
+                alpha[m] = min(a_m, nm_thres) if nm_thres > 0 else a_m
+    for r in range(rows.shape[0]):
+        m = rows[r]
+        div = step * pow2[r]
+        for j in range(K):
+            v = x[m, j]
+            if use_alpha:
+                v = v / alpha[m]
+            q = np.floor(abs(v / div) + half) * step  # half in x's float type: float32 stays float32
+            if q > bound:
+                q = bound
+            u[r, j] = q if v > 0 or (v == 0 and not np.signbit(v)) else -q
+    return True
+
+
+def _adc_py(z, step, bound, half, sat):
+    """In place: z = sign(z)·min(floor(|z/Δ_out| + 1/2)·Δ_out, bound); sat[r] = any |z[r]| >= bound
+    after the ADC (row r saturated). Returns whether any row saturated."""
+    M, N = z.shape
+    some = False
+    for m in range(M):
+        sat[m] = False
+        for i in range(N):
+            v = z[m, i] / step
+            q = np.floor(abs(v) + half) * step
+            if q > bound:
+                q = bound
+            if q >= bound:
+                sat[m] = True
+                some = True
+            z[m, i] = q if v > 0 or (v == 0 and not np.signbit(v)) else -q
+    return some
+
+
+def _rescale_py(y, alpha, mag, use_alpha, pow2, scales, one, zero):
+    """y[m] *= α_m·[max|x_m| > 0]·2^k_m, then y[m] *= scales (per column, or one number): the fast
+    path's products in its order (2^k scales exactly, so multiplying by 2^0 changes nothing)."""
+    M, N = y.shape
+    for m in range(M):
+        f = (alpha[m] if use_alpha else one) * (one if mag[m] > 0 else zero) * pow2[m]
+        for i in range(N):
+            v = y[m, i] * f
+            y[m, i] = v * (scales[0] if scales.shape[0] == 1 else scales[i])
+
+
+def mvm_forward(x: Tensor, w: Tensor, io: IOParameters, out_scales: Optional[Tensor],
+                generator: Optional[torch.Generator]) -> Tensor:
+    """y [M, N] as :func:`.cpu_fast.mvm_forward` computes it without saved tensors (x [M, K], w [N, K],
+    one slice; the caller checked the arguments and :func:`supports`). A NaN in x raises ValueError
+    before any draw."""
+    x = x.contiguous()
+    M, K = x.shape
+    dtype = x.dtype
+    scalar = np.float32 if dtype == torch.float32 else np.float64
+    fi = torch.finfo(dtype)
+    xn = x.numpy()
+    wt = w.t().unsqueeze(0)  # [1, K, N], as split_slices makes it for one slice
+    use_alpha = io.noise_management == "abs_max"
+    alpha = np.ones(M, scalar)
+    mag = np.zeros(M, scalar)
+    dac = (use_alpha, scalar(io.nm_thres), scalar(fi.tiny * fi.eps))
+    inp = (scalar(io.inp_step), scalar(io.inp_bound), scalar(0.5))
+    out = (scalar(io.out_step), scalar(io.out_bound), scalar(0.5))
+
+    def one_pass(rows, pow2):
+        u = torch.empty(1, rows.shape[0], K, dtype=dtype)
+        if not _numba.compiled(_dac_py)(xn, rows, *dac, pow2, *inp, alpha, mag, u.numpy()[0]):
+            raise ValueError("analog_mvm: x contains NaN")
+        z = torch.bmm(u, wt)  # [1, R, N], the fast path's MAC
+        if io.out_noise > 0:
+            z.add_(torch.randn(z.shape, generator=generator, dtype=dtype), alpha=io.out_noise)
+        sat = np.empty(rows.shape[0], np.bool_)
+        return z[0], sat, _numba.compiled(_adc_py)(z.numpy()[0], *out, sat)
+
+    pow2 = np.ones(M, scalar)  # 2^k per row
+    y, sat, some = one_pass(np.arange(M, dtype=np.int64), pow2)
+    k_max = max_bm_exponent(io) if io.bound_management == "iterative" else 0
+    if k_max > 0 and some:  # the fast path's loop: re-run the saturated nonzero rows with 2^k
+        kexp = np.zeros(M, np.int64)
+        redo = sat & (mag > 0)
+        for _ in range(k_max):
+            redo &= kexp < k_max
+            picked = np.nonzero(redo)[0]
+            if picked.size == 0:
+                break
+            kexp[picked] += 1
+            pow2[picked] = np.exp2(kexp[picked])
+            y_r, sat_r, _ = one_pass(picked, pow2[picked])
+            y[torch.from_numpy(picked)] = y_r
+            redo = np.zeros(M, np.bool_)
+            redo[picked] = sat_r
+    if out_scales is None:
+        scales = np.array([io.out_scale], scalar)
+    else:
+        scales = (out_scales.reshape(-1) * io.out_scale).numpy()
+    _numba.compiled(_rescale_py)(y.numpy(), alpha, mag, use_alpha, pow2, scales, scalar(1), scalar(0))
+    return y
