@@ -1,4 +1,5 @@
-"""The GPU path, checked without a GPU: every Triton kernel of issue 3 compiles for sm_90.
+"""The GPU path, checked without a GPU: every Triton kernel compiles for sm_90 (the analog MVM, the
+weight modifier, PCM programming and drift, and the pulsed update).
 
 The interpreter forgives what a GPU compile does not (non-constexpr misuse, ints specialized to
 constexpr 1, block shapes tl.dot rejects). A fresh interpreter-free Python compiles the kernels
@@ -19,6 +20,7 @@ SCRIPT = textwrap.dedent('''
     from triton.backends.compiler import GPUTarget
     from aimc_lab.kernels.analog_mvm import triton_impl as mvm
     from aimc_lab.kernels.pcm_noise import triton_impl as pcm
+    from aimc_lab.kernels.pulsed_update import triton_impl as pu
     from aimc_lab.kernels.weight_modifier import triton_impl as wm
 
     def build(fn, types, consts):
@@ -58,6 +60,12 @@ SCRIPT = textwrap.dedent('''
               log_ratio="fp32", g_max="fp32", time_term="fp32", read_scale="fp32", q_scale="fp32",
               q_exponent="fp32", q_floor="fp32", q_cap="fp32")
     build(pcm._pcm_at_time_fwd_kernel, at, dict(BLOCK=1024, seed=1))
+    ut = {n: P("fp32") for n in "w_ptr out_ptr dw_up_ptr dw_down_ptr b_max_ptr b_min_ptr g_up_ptr g_down_ptr "
+          "p_ptr q_ptr sx_ptr sd_ptr".split()}
+    ut.update(bl_ptr=P("i32"), sigma="fp32", **{n: "i32" for n in "M N K BL_MAX seed_x seed_d seed_n".split()})
+    for extra in [dict(MULT_NOISE=True), dict(MULT_NOISE=False),
+                  dict(MULT_NOISE=True, M=1, N=1, K=1, BL_MAX=1, seed_x=1)]:  # ints of 1 become constexprs
+        build(pu._pulsed_update_fwd_kernel, ut, dict(dict(BLOCK_N=16, BLOCK_K=16), **extra))
     print("compiled")
 ''')
 
