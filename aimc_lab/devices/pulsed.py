@@ -70,6 +70,7 @@ from torch import Tensor, nn
 
 from aimc_lab.config import register_config_class
 from aimc_lab.validation import check_bool, check_real, check_zero_or_real, invalid, real_value
+from aimc_lab.kernels.pulsed_update import compiled as _compiled
 from aimc_lab.kernels.pulsed_update import apply_pulse_sequence
 from aimc_lab.kernels.pulsed_update import pulsed_update as _pulsed_update_kernel
 from aimc_lab.kernels.pulsed_update import signed_counts_update as _signed_counts_kernel
@@ -581,12 +582,19 @@ class DeviceArray(nn.Module):
 
     @torch.no_grad()
     def commit(self, w_new: Tensor, generator: Optional[torch.Generator]) -> None:
-        """Store new hidden weights from a kernel; redraw write noise where the weight changed."""
+        """Store new hidden weights from a kernel; redraw write noise where the weight changed: one
+        normal per changed device, in flat order (compiled on the CPU when numba is present, the same
+        draws)."""
         p = self.device_params
-        if p.write_noise_std > 0:
-            touched = w_new != self.w
-            noise = torch.randn(self.shape, generator=generator, dtype=self.w.dtype, device=self.w.device)
-            self.write_noise.copy_(torch.where(touched, p.write_noise_std * p.dw_min * noise, self.write_noise))
+        scale = p.write_noise_std * p.dw_min
+        if (self.w.device.type == "cpu" and self.w.is_contiguous() and self.write_noise.is_contiguous()
+                and w_new.dtype == self.w.dtype and _compiled.available()):
+            _compiled.commit(self.w, w_new, self.write_noise, scale, generator)
+            return
+        if scale > 0:
+            changed = (w_new != self.w).reshape(-1).nonzero().squeeze(-1)
+            noise = torch.randn(changed.numel(), generator=generator, dtype=self.w.dtype, device=self.w.device)
+            self.write_noise.view(-1).index_copy_(0, changed, scale * noise)
         self.w.copy_(w_new)
 
     @torch.no_grad()

@@ -34,7 +34,7 @@ from torch import Tensor
 from aimc_lab.kernels import _numba
 from aimc_lab.kernels.pulsed_update import reference as R
 
-__all__ = ["available", "loop_order", "run_loop", "slot_counts", "pulse_counts", "pulse_train_factors"]
+__all__ = ["available", "loop_order", "run_loop", "slot_counts", "pulse_counts", "pulse_train_factors", "commit"]
 
 
 def available() -> bool:
@@ -122,6 +122,37 @@ def _counts_py(ux, ud, p, q, sx, sd, rows, total, signed):
                     j = fired_j[a]
                     total[i, j] += 1
                     signed[i, j] += si * sx[r, j]
+
+
+def _changed_py(w, w_new):
+    """How many devices changed (w_new != w)."""
+    n = 0
+    for i in range(w.shape[0]):
+        if w_new[i] != w[i]:
+            n += 1
+    return n
+
+
+def _commit_py(w, w_new, write_noise, scale, xi):
+    """w ← w_new; the k-th changed device (in flat order) takes write noise scale·xi[k]."""
+    k = 0
+    for i in range(w.shape[0]):
+        if w_new[i] != w[i]:
+            if xi.shape[0] > 0:
+                write_noise[i] = scale * xi[k]
+                k += 1
+            w[i] = w_new[i]
+
+
+def commit(w: Tensor, w_new: Tensor, write_noise: Tensor, scale: float, generator: Optional[torch.Generator]) -> None:
+    """``DeviceArray.commit`` compiled: in place on the contiguous CPU tensors w and write_noise, the
+    same draws as its eager form (one normal per changed device, in flat order; none when ``scale`` is 0)."""
+    wf, nf = w.numpy().reshape(-1), w_new.contiguous().numpy().reshape(-1)
+    xi = np.empty(0, wf.dtype)
+    if scale > 0:
+        n = _numba.compiled(_changed_py)(wf, nf)
+        xi = torch.randn(n, generator=generator, dtype=w.dtype).numpy()
+    _numba.compiled(_commit_py)(wf, nf, write_noise.numpy().reshape(-1), wf.dtype.type(scale), xi)
 
 
 def _order_py(n_up, n_down):

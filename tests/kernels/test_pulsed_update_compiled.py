@@ -164,3 +164,27 @@ def test_compiled_factors_and_counts_equal_the_spec_exactly(dtype, um, blm):
         assert torch.equal(total, want[0])
         assert torch.equal(n_up, (want[0] - want[1]) * 0.5) and torch.equal(n_down, (want[0] + want[1]) * 0.5)
     assert compiled.pulse_counts(x * 0, d, 0.1, 0.001, 31, um, blm, None) is None
+
+
+@pytest.mark.parametrize("scale_std", [0.0, 3.0])
+def test_compiled_commit_equals_the_eager_commit(scale_std, monkeypatch):
+    """DeviceArray.commit: compiled and eager store the same weights and the same write noise (one draw
+    per changed device, in flat order; none without write noise) and leave the generator alike."""
+    arrays = [P.DeviceArray(P.SoftBounds(dw_min=0.01, write_noise_std=scale_std), 30, 40, seed=0) for _ in range(2)]
+    g = torch.Generator().manual_seed(0)
+    new = arrays[0].w.clone()
+    change = torch.rand(30, 40, generator=g) < 0.3
+    new[change] += 0.01
+    gens = [torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)]
+    for array, gen, flag in zip(arrays, gens, ("1", "0")):
+        array.write_noise.fill_(0.5)
+        monkeypatch.setenv("AIMC_LAB_NUMBA", flag)
+        array.commit(new, gen)
+    assert torch.equal(arrays[0].w, new) and torch.equal(arrays[1].w, new)
+    assert torch.equal(arrays[0].write_noise, arrays[1].write_noise)
+    assert torch.equal(gens[0].get_state(), gens[1].get_state())
+    kept = arrays[0].write_noise[~change]
+    assert (kept == 0.5).all()
+    if scale_std > 0:
+        drawn = arrays[0].write_noise[change]
+        assert abs(float(drawn.std()) / (scale_std * 0.01) - 1) < 0.15

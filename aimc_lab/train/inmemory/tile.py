@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.graph import get_gradient_edge
 
-from aimc_lab._checks import check_tile_input
+from aimc_lab._checks import all_finite, check_tile_input
 from aimc_lab.config import AnalogConfig
 from aimc_lab.devices.pulsed import DeviceArray, make_generator
 from aimc_lab.kernels.analog_mvm import analog_mvm
@@ -230,7 +230,7 @@ class InMemoryTile(nn.Module):
         if not math.isfinite(lr) or lr < 0:
             raise ValueError(f"lr = {lr!r} is invalid; allowed: a finite number >= 0")
         for i, (x, d) in enumerate(self._pending):
-            if bool(torch.isfinite(x).all() & torch.isfinite(d).all()):  # one sync per backward pass
+            if all_finite(x) and all_finite(d):  # min and max of each, no bool temporaries
                 continue
             for name, rows in (("x (inputs)", x), ("d (output gradients)", d)):
                 if not bool(torch.isfinite(rows).all()):
