@@ -55,7 +55,7 @@ def _both(x, w, io, monkeypatch, **kw):
 
 
 @pytest.mark.parametrize("case", list(CASES))
-@pytest.mark.parametrize("shape", [(5, 64, 256), (1, 1, 1), (7, 13, 3), (33, 100, 70)])
+@pytest.mark.parametrize("shape", [(5, 64, 256), (1, 1, 1), (7, 13, 3), (16, 100, 70)])
 @pytest.mark.parametrize("scale", [0.05, 1.0, 30.0])
 def test_compiled_forward_equals_the_eager_fast_path_bit_for_bit(case, shape, scale, monkeypatch):
     io = CASES[case]
@@ -85,7 +85,7 @@ def test_compiled_forward_matches_the_spec(monkeypatch):
     """Against the plain reference: equal but for outputs on an ADC rounding tie (one step away)."""
     for name in ("training-preset", "saturating", "no-nm-no-bm"):
         io = CASES[name]
-        x = _x(20, 64, 3.0)
+        x = _x(16, 64, 3.0)
         w = (torch.randn(50, 64, generator=torch.Generator().manual_seed(1)) * 0.4).clamp(-1, 1)
         monkeypatch.setenv("AIMC_LAB_NUMBA", "1")
         got = cpu_fast.analog_mvm(x, w, io, generator=torch.Generator().manual_seed(5))
@@ -100,6 +100,8 @@ def test_unsupported_calls_take_the_eager_path():
     assert not compiled.supports(x, io, 1, True, False)  # gradients need the saved masks
     assert not compiled.supports(x, io, 2, False, False)  # several slices
     assert not compiled.supports(x, io, 1, False, True)  # column read-outs
+    assert compiled.supports(torch.zeros(compiled.MAX_ROWS, 4), io, 1, False, False)
+    assert not compiled.supports(torch.zeros(compiled.MAX_ROWS + 1, 4), io, 1, False, False)  # large batches
     for change in (dict(inp_noise=0.01), dict(ir_drop=1.0), dict(w_noise=0.01, w_noise_type="additive_constant"),
                    dict(inp_sto_round=True), dict(noise_management="max"), dict(is_perfect=True)):
         assert not compiled.supports(x, dataclasses.replace(io, **change), 1, False, False), change
