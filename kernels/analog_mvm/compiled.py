@@ -23,6 +23,7 @@ numba present (:mod:`aimc_lab.kernels._numba`). Every other call runs :mod:`.cpu
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import numpy as np
@@ -89,9 +90,11 @@ def _dac_py(x, rows, use_alpha, nm_thres, smallest, pow2, step, bound, half, alp
     return True
 
 
-def _adc_py(z, step, bound, half, sat):
+def _adc_py(z, step, bound, half, sat, rescale, alpha, mag, use_alpha, scales, one, zero):
     """In place: z = sign(z)·min(floor(|z/Δ_out| + 1/2)·Δ_out, bound); sat[r] = any |z[r]| >= bound
-    after the ADC (row r saturated). Returns whether any row saturated."""
+    after the ADC (row r saturated). Returns whether any row saturated. ``rescale`` 2 (a first pass
+    without bound management) or 1 (a first pass, when no row saturated): then also the rescale of
+    :func:`_rescale_py` with 2^0; 0 (a re-run): never."""
     M, N = z.shape
     some = False
     for m in range(M):
@@ -105,6 +108,12 @@ def _adc_py(z, step, bound, half, sat):
                 sat[m] = True
                 some = True
             z[m, i] = q if v > 0 or (v == 0 and not np.signbit(v)) else -q
+    if rescale == 2 or (rescale == 1 and not some):
+        for m in range(M):
+            f = (alpha[m] if use_alpha else one) * (one if mag[m] > 0 else zero)
+            for i in range(N):
+                v = z[m, i] * f
+                z[m, i] = v * (scales[0] if scales.shape[0] == 1 else scales[i])
     return some
 
 
@@ -119,6 +128,21 @@ def _rescale_py(y, alpha, mag, use_alpha, pow2, scales, one, zero):
             y[m, i] = v * (scales[0] if scales.shape[0] == 1 else scales[i])
 
 
+@functools.lru_cache(maxsize=64)
+def _constants(io: IOParameters, dtype: torch.dtype):
+    """The float constants of a periphery in the array float type (the DAC's, the ADC's, the rescale's)
+    and bound management's largest exponent: computed once per (io, dtype)."""
+    scalar = np.float32 if dtype == torch.float32 else np.float64
+    fi = torch.finfo(dtype)
+    dac = (io.noise_management == "abs_max", scalar(io.nm_thres), scalar(fi.tiny * fi.eps))
+    inp = (scalar(io.inp_step), scalar(io.inp_bound), scalar(0.5))
+    out = (scalar(io.out_step), scalar(io.out_bound), scalar(0.5))
+    k_max = max_bm_exponent(io) if io.bound_management == "iterative" else 0
+    scale = np.array([io.out_scale], scalar)
+    scale.setflags(write=False)
+    return scalar, dac, inp, out, k_max, scale, (scalar(1), scalar(0))
+
+
 def mvm_forward(x: Tensor, w: Tensor, io: IOParameters, out_scales: Optional[Tensor],
                 generator: Optional[torch.Generator]) -> Tensor:
     """y [M, N] as :func:`.cpu_fast.mvm_forward` computes it without saved tensors (x [M, K], w [N, K],
@@ -127,18 +151,16 @@ def mvm_forward(x: Tensor, w: Tensor, io: IOParameters, out_scales: Optional[Ten
     x = x.contiguous()
     M, K = x.shape
     dtype = x.dtype
-    scalar = np.float32 if dtype == torch.float32 else np.float64
-    fi = torch.finfo(dtype)
+    scalar, dac, inp, out, k_max, scales, one_zero = _constants(io, dtype)
+    use_alpha = dac[0]
+    if out_scales is not None:
+        scales = (out_scales.reshape(-1) * io.out_scale).numpy()
     xn = x.numpy()
     wt = w.t().unsqueeze(0)  # [1, K, N], as split_slices makes it for one slice
-    use_alpha = io.noise_management == "abs_max"
     alpha = np.ones(M, scalar)
     mag = np.zeros(M, scalar)
-    dac = (use_alpha, scalar(io.nm_thres), scalar(fi.tiny * fi.eps))
-    inp = (scalar(io.inp_step), scalar(io.inp_bound), scalar(0.5))
-    out = (scalar(io.out_step), scalar(io.out_bound), scalar(0.5))
 
-    def one_pass(rows, pow2):
+    def one_pass(rows, pow2, first):
         u = torch.empty(1, rows.shape[0], K, dtype=dtype)
         if not _numba.compiled(_dac_py)(xn, rows, *dac, pow2, *inp, alpha, mag, u.numpy()[0]):
             raise ValueError("analog_mvm: x contains NaN")
@@ -146,28 +168,27 @@ def mvm_forward(x: Tensor, w: Tensor, io: IOParameters, out_scales: Optional[Ten
         if io.out_noise > 0:
             z.add_(torch.randn(z.shape, generator=generator, dtype=dtype), alpha=io.out_noise)
         sat = np.empty(rows.shape[0], np.bool_)
-        return z[0], sat, _numba.compiled(_adc_py)(z.numpy()[0], *out, sat)
+        rescale = 0 if not first else (2 if k_max == 0 else 1)  # the first pass may rescale itself
+        return z[0], sat, _numba.compiled(_adc_py)(z.numpy()[0], *out, sat, rescale, alpha, mag, use_alpha, scales,
+                                                   *one_zero)
 
     pow2 = np.ones(M, scalar)  # 2^k per row
-    y, sat, some = one_pass(np.arange(M, dtype=np.int64), pow2)
-    k_max = max_bm_exponent(io) if io.bound_management == "iterative" else 0
-    if k_max > 0 and some:  # the fast path's loop: re-run the saturated nonzero rows with 2^k
-        kexp = np.zeros(M, np.int64)
-        redo = sat & (mag > 0)
-        for _ in range(k_max):
-            redo &= kexp < k_max
-            picked = np.nonzero(redo)[0]
-            if picked.size == 0:
-                break
-            kexp[picked] += 1
-            pow2[picked] = np.exp2(kexp[picked])
-            y_r, sat_r, _ = one_pass(picked, pow2[picked])
-            y[torch.from_numpy(picked)] = y_r
-            redo = np.zeros(M, np.bool_)
-            redo[picked] = sat_r
-    if out_scales is None:
-        scales = np.array([io.out_scale], scalar)
-    else:
-        scales = (out_scales.reshape(-1) * io.out_scale).numpy()
-    _numba.compiled(_rescale_py)(y.numpy(), alpha, mag, use_alpha, pow2, scales, scalar(1), scalar(0))
+    y, sat, some = one_pass(np.arange(M, dtype=np.int64), pow2, True)
+    if k_max == 0 or not some:
+        return y  # rescaled by the ADC pass
+    # the fast path's loop: re-run the saturated nonzero rows with 2^k, then rescale every row
+    kexp = np.zeros(M, np.int64)
+    redo = sat & (mag > 0)
+    for _ in range(k_max):
+        redo &= kexp < k_max
+        picked = np.nonzero(redo)[0]
+        if picked.size == 0:
+            break
+        kexp[picked] += 1
+        pow2[picked] = np.exp2(kexp[picked])
+        y_r, sat_r, _ = one_pass(picked, pow2[picked], False)
+        y[torch.from_numpy(picked)] = y_r
+        redo = np.zeros(M, np.bool_)
+        redo[picked] = sat_r
+    _numba.compiled(_rescale_py)(y.numpy(), alpha, mag, use_alpha, pow2, scales, *one_zero)
     return y

@@ -55,7 +55,7 @@ def _both(x, w, io, monkeypatch, **kw):
 
 
 @pytest.mark.parametrize("case", list(CASES))
-@pytest.mark.parametrize("shape", [(5, 64, 256), (1, 1, 1), (7, 13, 3), (16, 100, 70)])
+@pytest.mark.parametrize("shape", [(5, 64, 256), (1, 1, 1), (7, 13, 3), (16, 100, 70), (0, 6, 4)])
 @pytest.mark.parametrize("scale", [0.05, 1.0, 30.0])
 def test_compiled_forward_equals_the_eager_fast_path_bit_for_bit(case, shape, scale, monkeypatch):
     io = CASES[case]
