@@ -112,10 +112,6 @@ def _column_model(array: DeviceArray, cols: Tensor):
                           gamma_up=pick(model.gamma_up), gamma_down=pick(model.gamma_down))
 
 
-def _commit_columns(array: DeviceArray, cols: Tensor, new_cols: Tensor, generator) -> None:
-    array.commit_columns(cols, new_cols, generator)
-
-
 def column_pulsed_update(array: DeviceArray, cols: Tensor, d: Tensor, lr: float, *, desired_bl: int,
                          generator) -> None:
     """The pulse-train update of ``array`` with one-hot inputs x_m = e_{cols[m]} and output gradients
@@ -124,7 +120,7 @@ def column_pulsed_update(array: DeviceArray, cols: Tensor, d: Tensor, lr: float,
     eye = torch.eye(cols.numel(), dtype=array.w.dtype, device=array.w.device)
     new_cols = pulsed_update(array.w[:, cols], eye, d, lr, _column_model(array, cols), desired_bl=desired_bl,
                              update_management=True, bl_management=True, generator=generator)
-    _commit_columns(array, cols, new_cols, generator)
+    array.commit_columns(cols, new_cols, generator)
 
 
 def column_counts_update(array: DeviceArray, cols: Tensor, counts: Tensor, generator) -> None:
@@ -132,7 +128,7 @@ def column_counts_update(array: DeviceArray, cols: Tensor, counts: Tensor, gener
     distinct): ``array.signed_counts_update`` of the counts placed in those columns, zero elsewhere,
     run on the columns only (module doc)."""
     new_cols = signed_counts_update(array.w[:, cols], counts, _column_model(array, cols), generator)
-    _commit_columns(array, cols, new_cols, generator)
+    array.commit_columns(cols, new_cols, generator)
 
 
 def fast_update(tile, x: Tensor, d: Tensor, lr: float) -> None:
