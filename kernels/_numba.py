@@ -19,7 +19,7 @@ from typing import Callable, Dict, Optional
 __all__ = ["available", "compiled"]
 
 _state: Dict[str, object] = {"numba": None, "tried": False}
-_cache: Dict[Callable, Callable] = {}
+_cache: Dict[tuple, Callable] = {}
 
 
 def _numba():
@@ -41,11 +41,19 @@ def available() -> bool:
     return _numba() is not None
 
 
-def compiled(fn: Callable) -> Optional[Callable]:
-    """``fn`` compiled by ``numba.njit(cache=True, nogil=True)`` (once per process; None without numba)."""
+def compiled(fn: Callable, reassociate: bool = False) -> Optional[Callable]:
+    """``fn`` compiled by ``numba.njit(cache=True, nogil=True)`` (once per process; None without numba).
+
+    ``reassociate``: let the compiler reorder and fuse float sums (LLVM's ``reassoc`` and ``contract``
+    flags), so a dot product is vectorized; its last bits then differ from a sum in loop order, as
+    any BLAS's do. Signed zeros, NaN and inf keep their IEEE meaning."""
+    key = (fn, reassociate)
+    found = _cache.get(key)
+    if found is not None:
+        return found
     numba = _numba()
     if numba is None:
         return None
-    if fn not in _cache:
-        _cache[fn] = numba.njit(cache=True, nogil=True)(fn)
-    return _cache[fn]
+    flags = {"fastmath": {"reassoc", "contract"}} if reassociate else {}
+    _cache[key] = numba.njit(cache=True, nogil=True, **flags)(fn)
+    return _cache[key]

@@ -70,6 +70,8 @@ from torch import Tensor, nn
 
 from aimc_lab.config import register_config_class
 from aimc_lab.validation import check_bool, check_real, check_zero_or_real, invalid, real_value
+from aimc_lab.kernels import backend as _backend
+from aimc_lab.kernels.pulsed_update import apply_mixed_counts as _apply_mixed_kernel
 from aimc_lab.kernels.pulsed_update import compiled as _compiled
 from aimc_lab.kernels.pulsed_update import apply_pulse_sequence
 from aimc_lab.kernels.pulsed_update import pulsed_update as _pulsed_update_kernel
@@ -560,7 +562,17 @@ class DeviceArray(nn.Module):
         stored by :meth:`commit` (write noise redrawn where a pulse changed the weight, from
         ``generator``), without it the array is left unchanged.
         """
-        w_new = _pulsed_update_kernel(self.w, x, d, lr, self.pulse_model(), desired_bl=desired_bl,
+        model = self.pulse_model()
+        if (commit and not exact and block_rows is None and _compiled.serves_update(self.w, self.write_noise, model)
+                and _backend.resolve(self.w.device) == "torch"):
+            # the kernel and the commit in one compiled pass (the same draws and result)
+            p = self.device_params
+            rest = _compiled.update_in_place(self.w, self.write_noise, p.write_noise_std * p.dw_min, x, d, lr, model,
+                                             desired_bl, update_management, bl_management, generator)
+            if rest is not None:  # more pulses than the loop takes: the kernel's closed forms
+                self.commit(_apply_mixed_kernel(self.w, *rest, model, generator), generator)
+            return self.w.clone()
+        w_new = _pulsed_update_kernel(self.w, x, d, lr, model, desired_bl=desired_bl,
                                       update_management=update_management, bl_management=bl_management,
                                       generator=generator, exact=exact, block_rows=block_rows)
         if commit:

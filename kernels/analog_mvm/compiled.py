@@ -1,24 +1,28 @@
-"""Small analog MVMs without autograd, their element-wise steps compiled with numba.
+"""Small analog MVMs without autograd, compiled with numba.
 
 In in-memory training every layer runs a forward and a transposed backward MVM per mini-batch of 5
 rows; :func:`.cpu_fast.mvm_forward` spends ~30 tensor operations on them (~0.3 ms whatever the size),
-the MAC itself ~0.03 ms. Here the steps around the MAC are two compiled functions over plain arrays,
-for the periphery the training presets use:
+the arithmetic itself ~0.01 ms. Here each pass is three compiled functions over plain arrays and one
+torch draw, for the periphery the training presets use:
 
 * :func:`_dac_py` — x / α / (2^k·Δ_in) (α: abs-max noise management, or 1), rounding to the DAC's
   grid, clipping at the input bound, the sign back on;
-* :func:`_adc_py` — after torch's MAC and torch's output noise (the spec's draws, ``add_`` as the fast
-  path adds it): rounding to the ADC's grid, clipping, each row's saturation flag;
+* :func:`_mac_py` — the MAC (vectorized dot products) plus the output noise, drawn by torch as the
+  fast path draws it (one ``randn`` of the pass's [1, R, N]);
+* :func:`_adc_py` — rounding to the ADC's grid, clipping, each row's saturation flag;
 * iterative bound management re-runs the saturated rows with 2^k, the spec's loop, each pass with
   its own output-noise draw; then the rescale by α·2^k.
 
-The operations are the fast path's, in its order and float type (tests/kernels/test_analog_mvm_compiled.py
-compares the two, seeded, on every supported switch, for exact equality), so the draws and the
-result are :mod:`.cpu_fast`'s. :func:`supports` says which calls take this path: one slice, no
-gradient, at most ``MAX_ROWS`` = 16 input rows (larger batches are faster in the eager path's
-vectorized passes), deterministic DAC rounding, no input noise, IR drop or weight read noise, noise
-management ``abs_max``/``none``, bound management ``iterative``/``none``, float32/float64 on the CPU,
-numba present (:mod:`aimc_lab.kernels._numba`). Every other call runs :mod:`.cpu_fast` itself.
+The DAC, ADC, bound management and rescale are the fast path's operations in its order and float
+type, and the draws are its draws; only the MAC's sums are ordered differently (vectorized), so an
+output that sits on an ADC rounding tie may land one step away, as against the spec
+(tests/kernels/test_analog_mvm_compiled.py compares the two, seeded, on every supported switch).
+``transposed`` reads the same array backwards (x @ w) without a transposed copy.
+:func:`supports` says which calls take this path: one slice, no gradient, at most ``MAX_ROWS`` = 16
+input rows (larger batches are faster in the eager path's vectorized passes), deterministic DAC
+rounding, no input noise, IR drop or weight read noise, noise management ``abs_max``/``none``, bound
+management ``iterative``/``none``, float32/float64 on the CPU, numba present
+(:mod:`aimc_lab.kernels._numba`). Every other call runs :mod:`.cpu_fast` itself.
 """
 
 from __future__ import annotations
@@ -46,23 +50,26 @@ MAX_ROWS = 16
 def supports(x: Tensor, io: IOParameters, slices: int, need_saved: bool, one_hot: bool) -> bool:
     """Whether :func:`mvm_forward` serves this call (module doc; at most ``MAX_ROWS`` rows)."""
     return (not need_saved and slices == 1 and not one_hot and x.device.type == "cpu" and x.shape[0] <= MAX_ROWS
-            and x.dtype in (torch.float32, torch.float64) and not io.is_perfect
-            and io.inp_noise == 0 and not io.inp_sto_round and io.ir_drop == 0 and io.w_noise == 0
+            and x.dtype in (torch.float32, torch.float64) and _periphery_supported(io) and _numba.available())
+
+
+@functools.lru_cache(maxsize=64)
+def _periphery_supported(io: IOParameters) -> bool:
+    return (not io.is_perfect and io.inp_noise == 0 and not io.inp_sto_round and io.ir_drop == 0 and io.w_noise == 0
             and io.inp_step > 0 and io.out_step > 0
-            and io.noise_management in ("abs_max", "none") and io.bound_management in ("iterative", "none")
-            and _numba.available())
+            and io.noise_management in ("abs_max", "none") and io.bound_management in ("iterative", "none"))
 
 
-def _dac_py(x, rows, use_alpha, nm_thres, smallest, pow2, step, bound, half, alpha, mag, u):
-    """For the rows x[rows[r]]: on the first pass (``mag`` not yet filled: pow2 all 1) each row's
-    max|x| into mag[m] and α into alpha[m] (abs-max noise management: max|x| clamped to
-    [smallest, nm_thres]); then u[r] = the DAC's output for x / α / (2^k·Δ) (k from pow2[r] = 2^k):
+def _dac_py(x, rows, first, use_alpha, nm_thres, smallest, one, pow2, step, bound, half, alpha, mag, u):
+    """For the rows x[rows[r]]: on the ``first`` pass each row's max|x| into mag[m], α into alpha[m]
+    (abs-max noise management: max|x| clamped to [smallest, nm_thres]; else 1) and 2^0 into pow2[m];
+    then u[r] = the DAC's output for x / α / (2^k·Δ) (2^k = pow2[m]):
     sign(x)·min(floor(|x/α/(2^k·Δ)| + 1/2)·Δ, bound). Returns False when a row holds a NaN (nothing
     else is then computed)."""
     K = x.shape[1]
     for r in range(rows.shape[0]):
         m = rows[r]
-        if pow2[r] == 1:
+        if first:
             peak = abs(x[m, 0])
             for j in range(1, K):
                 a = abs(x[m, j])
@@ -73,12 +80,14 @@ def _dac_py(x, rows, use_alpha, nm_thres, smallest, pow2, step, bound, half, alp
             if peak != peak:
                 return False
             mag[m] = peak
+            pow2[m] = one
+            alpha[m] = one
             if use_alpha:
                 a_m = max(peak, smallest)
                 alpha[m] = min(a_m, nm_thres) if nm_thres > 0 else a_m
     for r in range(rows.shape[0]):
         m = rows[r]
-        div = step * pow2[r]
+        div = step * pow2[m]
         for j in range(K):
             v = x[m, j]
             if use_alpha:
@@ -128,6 +137,32 @@ def _rescale_py(y, alpha, mag, use_alpha, pow2, scales, one, zero):
             y[m, i] = v * (scales[0] if scales.shape[0] == 1 else scales[i])
 
 
+def _mac_py(u, w, transposed, noise, sigma, zero, z):
+    """z = u @ w.T (w [N, K]) or, ``transposed``, u @ w (the backward's read of the same array), plus
+    sigma·noise (the pass's output noise; ``noise`` empty: none). Compiled with reassociation
+    (:func:`aimc_lab.kernels._numba.compiled`): the dot products are vectorized, so the sums' last bits
+    are not torch's."""
+    R = u.shape[0]
+    noisy = noise.shape[0] > 0
+    if transposed:
+        K, N = w.shape  # z [R, N]: rows of w scaled and added
+        for r in range(R):
+            for i in range(N):
+                z[r, i] = sigma * noise[r, i] if noisy else zero
+            for k in range(K):
+                a = u[r, k]
+                for i in range(N):
+                    z[r, i] += a * w[k, i]
+    else:
+        N, K = w.shape
+        for r in range(R):
+            for i in range(N):
+                acc = zero
+                for k in range(K):
+                    acc += u[r, k] * w[i, k]
+                z[r, i] = acc + sigma * noise[r, i] if noisy else acc
+
+
 @functools.lru_cache(maxsize=64)
 def _constants(io: IOParameters, dtype: torch.dtype):
     """The float constants of a periphery in the array float type (the DAC's, the ADC's, the rescale's)
@@ -140,40 +175,40 @@ def _constants(io: IOParameters, dtype: torch.dtype):
     k_max = max_bm_exponent(io) if io.bound_management == "iterative" else 0
     scale = np.array([io.out_scale], scalar)
     scale.setflags(write=False)
-    return scalar, dac, inp, out, k_max, scale, (scalar(1), scalar(0))
+    return scalar, dac, inp, out, k_max, scale, (scalar(1), scalar(0)), scalar(io.out_noise), np.empty((0, 0), scalar)
 
 
 def mvm_forward(x: Tensor, w: Tensor, io: IOParameters, out_scales: Optional[Tensor],
-                generator: Optional[torch.Generator]) -> Tensor:
-    """y [M, N] as :func:`.cpu_fast.mvm_forward` computes it without saved tensors (x [M, K], w [N, K],
-    one slice; the caller checked the arguments and :func:`supports`). A NaN in x raises ValueError
-    before any draw."""
+                generator: Optional[torch.Generator], transposed: bool = False) -> Tensor:
+    """y [M, N] = the periphery around x [M, K] @ w.T for w [N, K] (one slice, no saved tensors; the
+    caller checked the arguments and :func:`supports`); ``transposed``: y [M, K] from x [M, N] @ w, the
+    transposed read of the same array, without a transposed copy. The draws are :mod:`.cpu_fast`'s (one
+    output-noise draw per pass); a NaN in x raises ValueError before any draw."""
     x = x.contiguous()
     M, K = x.shape
+    N = w.shape[1] if transposed else w.shape[0]
     dtype = x.dtype
-    scalar, dac, inp, out, k_max, scales, one_zero = _constants(io, dtype)
+    scalar, dac, inp, out, k_max, scales, one_zero, sigma, none = _constants(io, dtype)
     use_alpha = dac[0]
     if out_scales is not None:
         scales = (out_scales.reshape(-1) * io.out_scale).numpy()
-    xn = x.numpy()
-    wt = w.t().unsqueeze(0)  # [1, K, N], as split_slices makes it for one slice
-    alpha = np.ones(M, scalar)
-    mag = np.zeros(M, scalar)
+    xn, wn = x.numpy(), w.contiguous().numpy()
+    alpha, mag, pow2 = np.empty(M, scalar), np.empty(M, scalar), np.empty(M, scalar)  # filled by the first pass
 
-    def one_pass(rows, pow2, first):
-        u = torch.empty(1, rows.shape[0], K, dtype=dtype)
-        if not _numba.compiled(_dac_py)(xn, rows, *dac, pow2, *inp, alpha, mag, u.numpy()[0]):
+    def one_pass(rows, first):
+        R = rows.shape[0]
+        u = np.empty((R, K), scalar)
+        if not _numba.compiled(_dac_py)(xn, rows, first, *dac, one_zero[0], pow2, *inp, alpha, mag, u):
             raise ValueError("analog_mvm: x contains NaN")
-        z = torch.bmm(u, wt)  # [1, R, N], the fast path's MAC
-        if io.out_noise > 0:
-            z.add_(torch.randn(z.shape, generator=generator, dtype=dtype), alpha=io.out_noise)
-        sat = np.empty(rows.shape[0], np.bool_)
+        noise = torch.randn((1, R, N), generator=generator, dtype=dtype).numpy()[0] if sigma > 0 else none
+        z = torch.empty(R, N, dtype=dtype)
+        zn = z.numpy()
+        _numba.compiled(_mac_py, reassociate=True)(u, wn, transposed, noise, sigma, one_zero[1], zn)
+        sat = np.empty(R, np.bool_)
         rescale = 0 if not first else (2 if k_max == 0 else 1)  # the first pass may rescale itself
-        return z[0], sat, _numba.compiled(_adc_py)(z.numpy()[0], *out, sat, rescale, alpha, mag, use_alpha, scales,
-                                                   *one_zero)
+        return z, sat, _numba.compiled(_adc_py)(zn, *out, sat, rescale, alpha, mag, use_alpha, scales, *one_zero)
 
-    pow2 = np.ones(M, scalar)  # 2^k per row
-    y, sat, some = one_pass(np.arange(M, dtype=np.int64), pow2, True)
+    y, sat, some = one_pass(np.arange(M, dtype=np.int64), True)
     if k_max == 0 or not some:
         return y  # rescaled by the ADC pass
     # the fast path's loop: re-run the saturated nonzero rows with 2^k, then rescale every row
@@ -186,7 +221,7 @@ def mvm_forward(x: Tensor, w: Tensor, io: IOParameters, out_scales: Optional[Ten
             break
         kexp[picked] += 1
         pow2[picked] = np.exp2(kexp[picked])
-        y_r, sat_r, _ = one_pass(picked, pow2[picked], False)
+        y_r, sat_r, _ = one_pass(picked, False)
         y[torch.from_numpy(picked)] = y_r
         redo = np.zeros(M, np.bool_)
         redo[picked] = sat_r

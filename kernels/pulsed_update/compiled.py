@@ -1,31 +1,34 @@
-"""The pulse loop of the closed-form device kinds compiled with numba: the CPU path's third gear.
+"""The pulsed update of the closed-form device kinds compiled with numba: the CPU path's third gear.
 
 On the small tiles of in-memory training (a few thousand devices, batch 5, 1-30 pulses per device
-and update) the eager pulse loop of :mod:`.cpu_fast` costs ~20 tensor operations per pulse and its
-ordering a sort, a ``nonzero`` and six gathers: 1-4 ms per layer and update whatever the arithmetic.
-Here the same work is compiled functions over plain arrays:
+and update) the eager path of :mod:`.cpu_fast` costs ~20 tensor operations per pulse, a sort, a
+``nonzero`` and gathers: 1-4 ms per layer and update whatever the arithmetic. Here the same work is
+compiled functions over plain arrays:
 
-* :func:`loop_order` — the spec's order (devices with pulses, stably sorted by their pulse count T,
-  largest first) by a counting sort, O(devices);
-* :func:`run_loop` — every device's T pulses one after the other (Bresenham directions, the linear
-  or constant step, cycle-to-cycle noise, clipping after each pulse), reading each device's
-  constants at its own index: no gathers, no temporaries;
-* :func:`slot_counts` — the coincidence counts of the slots' random bits by a loop over the fired
-  rows and columns instead of two matmuls of bit matrices.
+* :func:`pulse_train_factors` — the spec's per-row BL and firing probabilities, bit for bit;
+* :func:`slot_counts` / :func:`pulse_counts` — the coincidences of the slots' random bits by a loop
+  over the fired rows and columns instead of two matmuls of bit matrices (exact integer counts);
+* :func:`run_loop` — every device's T pulses one after the other, in flat order (Bresenham
+  directions, the linear or constant step, cycle-to-cycle noise, clipping after each pulse), reading
+  each device's constants at its own index: no sort, no gathers, no temporaries;
+* :func:`commit` — the new weights stored, write noise redrawn where a weight changed;
+* :func:`update_in_place` — all of these for one array's update, without tensor conversions between
+  them (``DeviceArray.pulsed_update`` runs it for the linear kinds).
 
-The random draws stay torch's: the spec's one draw of ΣT normals (:func:`reference.loop_draws`,
-pulse k's draws for its still-pulsing devices after pulse k − 1's), and the compiled loop reads pulse
-k's draw of device j at ``off[k − 1] + j``. So the result equals :mod:`.cpu_fast`'s (and the spec's) up to
-float rounding (tests/kernels/test_pulsed_update_compiled.py).
+The random draws stay torch's, in the spec's order and layout: the slots' uniforms chunk by chunk,
+the loop's one draw of ΣT normals (device i's pulse k takes the draw at the T of the devices before
+it + k − 1, :func:`reference.draw_starts`), the write noise one normal per changed device. So the
+result equals :mod:`.cpu_fast`'s (and the spec's) up to float rounding
+(tests/kernels/test_pulsed_update_compiled.py).
 
 Compiled by numba at first use (:mod:`aimc_lab.kernels._numba`, which says why numba); without it,
-or with ``AIMC_LAB_NUMBA=0``, :func:`available` is False and the callers run the eager loop (same
+or with ``AIMC_LAB_NUMBA=0``, :func:`available` is False and the callers run the eager path (same
 results).
 """
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -34,7 +37,8 @@ from torch import Tensor
 from aimc_lab.kernels import _numba
 from aimc_lab.kernels.pulsed_update import reference as R
 
-__all__ = ["available", "loop_order", "run_loop", "slot_counts", "pulse_counts", "pulse_train_factors", "commit"]
+__all__ = ["available", "run_loop", "slot_counts", "pulse_counts", "pulse_train_factors", "commit",
+           "serves_update", "update_in_place"]
 
 
 def available() -> bool:
@@ -43,8 +47,8 @@ def available() -> bool:
 
 
 def _kernels():
-    """The compiled kernels (order, loop, counts), compiled or loaded from numba's disk cache on first use."""
-    return _numba.compiled(_order_py), _numba.compiled(_loop_py), _numba.compiled(_counts_py)
+    """The compiled kernels (totals, loop, counts), compiled or loaded from numba's disk cache on first use."""
+    return _numba.compiled(_totals_py), _numba.compiled(_loop_py), _numba.compiled(_counts_py)
 
 
 def _radicands_py(x, d, lr, dw_min, one, tiny, bl_cap, blm, bl, rad, active):
@@ -99,10 +103,12 @@ def _probabilities_py(x, d, roots, active, um, one, zero, p, q, keep):
         keep[m] = any_p and any_q
 
 
-def _counts_py(ux, ud, p, q, sx, sd, rows, total, signed):
-    """Add the coincidences of a chunk of slots to total/signed [N, K]: slot t (of batch row rows[t])
-    fires input j when ux[t, j] < p[r, j] and output i when ud[t, i] < q[r, i] (the spec's test on the
-    spec's uniforms); each fired pair counts once, signed by sign(d_i)·sign(x_j)."""
+def _counts_py(ux, ud, p, q, sx, sd, rows, n_up, n_down):
+    """Add the pulses of a chunk of slots to n_up/n_down [N, K]: slot t (of batch row rows[t]) fires
+    input j when ux[t, j] < p[r, j] and output i when ud[t, i] < q[r, i] (the spec's test on the spec's
+    uniforms); each fired pair is one pulse, down when x_j and d_i have the same sign (ΔW = −η·d·x < 0),
+    else up (the spec's (total ± signed)/2; a fired pair has x_j ≠ 0 and d_i ≠ 0). ``sx``, ``sd``: x
+    and d, or their signs."""
     K = ux.shape[1]
     N = ud.shape[1]
     fired_j = np.empty(K, np.int64)
@@ -117,11 +123,13 @@ def _counts_py(ux, ud, p, q, sx, sd, rows, total, signed):
             continue
         for i in range(N):
             if ud[t, i] < q[r, i]:
-                si = sd[r, i]
+                d_pos = sd[r, i] > 0
                 for a in range(nj):
                     j = fired_j[a]
-                    total[i, j] += 1
-                    signed[i, j] += si * sx[r, j]
+                    if (sx[r, j] > 0) == d_pos:
+                        n_down[i, j] += 1
+                    else:
+                        n_up[i, j] += 1
 
 
 def _changed_py(w, w_new):
@@ -155,47 +163,28 @@ def commit(w: Tensor, w_new: Tensor, write_noise: Tensor, scale: float, generato
     _numba.compiled(_commit_py)(wf, nf, write_noise.numpy().reshape(-1), wf.dtype.type(scale), xi)
 
 
-def _order_py(n_up, n_down):
-    """Counting sort of the devices with pulses by T = n⁺ + n⁻, largest first, stable: (idx, U, T,
-    live) with live[k − 1] = #devices with T >= k."""
-    n = n_up.shape[0]
+def _totals_py(n_up, n_down):
+    """(ΣT, max T) of the devices' pulse counts T = n⁺ + n⁻."""
+    total = 0
     t_max = 0
-    for i in range(n):
+    for i in range(n_up.shape[0]):
         t = int(n_up[i] + n_down[i])
+        total += t
         if t > t_max:
             t_max = t
-    live = np.zeros(t_max, np.int64)
-    per_t = np.zeros(t_max + 2, np.int64)
-    for i in range(n):
-        per_t[int(n_up[i] + n_down[i])] += 1
-    start = np.zeros(t_max + 2, np.int64)  # first position of the devices with T = t
-    pos = 0
-    for t in range(t_max, 0, -1):
-        start[t] = pos
-        pos += per_t[t]
-        live[t - 1] = pos
-    idx = np.empty(pos, np.int64)
-    U = np.empty(pos, np.int64)
-    T = np.empty(pos, np.int64)
-    for i in range(n):
+    return total, t_max
+
+
+def _loop_py(w, n_up, n_down, xi, dw_up, dw_down, g_up, g_down, b_max, b_min, sigma, noisy, mult, constant):
+    """Pulse k = 1..T of every device i with T = n⁺ + n⁻ > 0, in flat order, in place on w, with the
+    draws xi[start_i + k − 1] (start_i: the T of the devices before i, the spec's
+    :func:`reference.draw_starts`): the cpu_fast loop's arithmetic, in its order of float operations."""
+    start = 0
+    for i in range(w.shape[0]):
         t = int(n_up[i] + n_down[i])
-        if t > 0:
-            p = start[t]
-            start[t] = p + 1
-            idx[p] = i
-            U[p] = int(n_up[i])
-            T[p] = t
-    return idx[:pos], U[:pos], T[:pos], live
-
-
-def _loop_py(w, idx, U, T, off, xi, dw_up, dw_down, g_up, g_down, b_max, b_min, sigma, noisy, mult,
-             constant):
-    """Pulse k = 1..T[j] of device i = idx[j] (in place on w): the cpu_fast loop's arithmetic, in its
-    order of float32 operations."""
-    for j in range(idx.shape[0]):
-        i = idx[j]
-        u = U[j]
-        t = T[j]
+        if t == 0:
+            continue
+        u = int(n_up[i])
         v = w[i]
         hi = b_max[i]
         lo = b_min[i]
@@ -205,7 +194,7 @@ def _loop_py(w, idx, U, T, off, xi, dw_up, dw_down, g_up, g_down, b_max, b_min, 
             if constant:
                 step = delta
                 if noisy:
-                    step = step * (xi[off[k - 1] + j] * sigma + np.float32(1.0))
+                    step = step * (xi[start + k - 1] * sigma + np.float32(1.0))
             else:
                 slope = (g_up[i] if up else g_down[i]) * delta
                 step = delta + slope * v
@@ -213,13 +202,14 @@ def _loop_py(w, idx, U, T, off, xi, dw_up, dw_down, g_up, g_down, b_max, b_min, 
                     step = np.float32(0.0)
                 if noisy:
                     scale = step if mult else delta
-                    step = step + sigma * scale * xi[off[k - 1] + j]
+                    step = step + sigma * scale * xi[start + k - 1]
             v = v + step if up else v - step
             if v > hi:
                 v = hi
             if v < lo:
                 v = lo
         w[i] = v
+        start += t
 
 
 def pulse_train_factors(x: np.ndarray, d: np.ndarray, lr: float, dw_min: float, desired_bl: int,
@@ -242,75 +232,136 @@ def pulse_train_factors(x: np.ndarray, d: np.ndarray, lr: float, dw_min: float, 
     return bl, p, q, keep
 
 
-def pulse_counts(x: Tensor, d: Tensor, lr: float, dw_min: float, desired_bl: int, update_management: bool,
-                 bl_management: bool, generator: Optional[torch.Generator]):
-    """:func:`.cpu_fast.pulsed_update`'s counts, compiled: the pulse-train factors of every row, the rows
-    with a firing probability on both sides, their slots' coincidences (the spec's uniforms, drawn by
-    :func:`slot_counts`). Returns (n_up, n_down, total) [N, K] in x's dtype, or None when no row fires."""
-    M = x.shape[0]
-    xn, dn = x.contiguous().numpy(), d.contiguous().numpy()
+def _fired_counts(xn: np.ndarray, dn: np.ndarray, lr: float, dw_min: float, desired_bl: int, update_management: bool,
+                  bl_management: bool, generator: Optional[torch.Generator]):
+    """(n_up, n_down) [N, K] numpy arrays in x's dtype of the spec's pulse trains, or None when no row
+    fires (module doc of :func:`pulse_counts`)."""
+    M = xn.shape[0]
     bl, p, q, keep = pulse_train_factors(xn, dn, lr, dw_min, desired_bl, update_management, bl_management)
     rows = np.nonzero(keep)[0]
     if rows.size == 0:
         return None
     if rows.size < M:
         p, q, bl, xn, dn = p[rows], q[rows], bl[rows], xn[rows], dn[rows]
-    total, signed = slot_counts(torch.from_numpy(p), torch.from_numpy(q), torch.from_numpy(bl),
-                                torch.from_numpy(np.sign(xn)), torch.from_numpy(np.sign(dn)), generator)
-    n_up = (total - signed).mul_(0.5)
-    return n_up, total.add(signed).mul_(0.5), total
+    return _chunked_counts(p, q, bl, xn, dn, generator)
+
+
+def _chunked_counts(p: np.ndarray, q: np.ndarray, bl: np.ndarray, sx: np.ndarray, sd: np.ndarray,
+                    generator: Optional[torch.Generator]):
+    """The spec's chunks of slots and uniforms (two ``torch.rand`` per chunk), counted by :func:`_counts_py`."""
+    counts = _kernels()[2]
+    R_, K = p.shape
+    N = q.shape[1]
+    dtype = torch.from_numpy(p[:0]).dtype
+    chunk = R._BF16_SLOTS if R._count_dtype(torch.device("cpu")) == torch.bfloat16 else R._FP32_SLOTS
+    rows = np.repeat(np.arange(R_, dtype=np.int64), bl)
+    n_up = np.zeros((N, K), p.dtype)
+    n_down = np.zeros((N, K), p.dtype)
+    for s0 in range(0, rows.shape[0], chunk):
+        r = rows[s0:s0 + chunk]
+        ux = torch.rand((r.shape[0], K), generator=generator, dtype=dtype)
+        ud = torch.rand((r.shape[0], N), generator=generator, dtype=dtype)
+        counts(ux.numpy(), ud.numpy(), p, q, sx, sd, r, n_up, n_down)
+    return n_up, n_down
+
+
+def pulse_counts(x: Tensor, d: Tensor, lr: float, dw_min: float, desired_bl: int, update_management: bool,
+                 bl_management: bool, generator: Optional[torch.Generator]):
+    """:func:`.cpu_fast.pulsed_update`'s counts, compiled: the pulse-train factors of every row, the rows
+    with a firing probability on both sides, their slots' coincidences (the spec's uniforms, drawn in
+    the spec's chunks). Returns (n_up, n_down, total) [N, K] in x's dtype, or None when no row fires."""
+    found = _fired_counts(x.contiguous().numpy(), d.contiguous().numpy(), lr, dw_min, desired_bl, update_management,
+                          bl_management, generator)
+    if found is None:
+        return None
+    n_up, n_down = torch.from_numpy(found[0]), torch.from_numpy(found[1])
+    return n_up, n_down, n_up + n_down
 
 
 def slot_counts(p: Tensor, q: Tensor, bl: Tensor, sx: Tensor, sd: Tensor,
                 generator: Optional[torch.Generator]) -> Tuple[Tensor, Tensor]:
     """The spec's :func:`reference._slot_counts` (total, signed) [N, K] on the CPU: the same chunks of
-    slots and the same uniforms (two ``torch.rand`` per chunk), the coincidences counted by a compiled
-    loop over the fired rows and columns instead of two matmuls of bit matrices (exact integers either
-    way, so the counts are equal)."""
-    counts = _kernels()[2]
+    slots and the same uniforms, the coincidences counted by a compiled loop over the fired rows and
+    columns instead of two matmuls of bit matrices (exact integers either way, so the counts are equal)."""
     dtype = p.dtype
-    R_, K = p.shape
-    N = q.shape[1]
-    chunk = R._BF16_SLOTS if R._count_dtype(p.device) == torch.bfloat16 else R._FP32_SLOTS
-    rows = np.repeat(np.arange(R_, dtype=np.int64), bl.numpy())
-    total = torch.zeros(N, K, dtype=dtype)
-    signed = torch.zeros(N, K, dtype=dtype)
     arrays = [v.contiguous().numpy() for v in (p, q, sx.to(dtype), sd.to(dtype))]
-    for s0 in range(0, rows.shape[0], chunk):
-        r = rows[s0:s0 + chunk]
-        ux = torch.rand((r.shape[0], K), generator=generator, dtype=dtype)
-        ud = torch.rand((r.shape[0], N), generator=generator, dtype=dtype)
-        counts(ux.numpy(), ud.numpy(), *arrays, r, total.numpy(), signed.numpy())
-    return total, signed
-
-
-def loop_order(n_up: Tensor, n_down: Tensor) -> Tuple[Tensor, Tensor, Tensor, List[int]]:
-    """The spec's :func:`reference.loop_order` (same idx, U, T, live) by the compiled counting sort;
-    n_up, n_down 1-d float CPU tensors of integer counts."""
-    order = _kernels()[0]
-    idx, U, T, live = order(n_up.numpy(), n_down.numpy())
-    return torch.from_numpy(idx), torch.from_numpy(U), torch.from_numpy(T), live.tolist()
+    n_up, n_down = _chunked_counts(arrays[0], arrays[1], bl.numpy(), arrays[2], arrays[3], generator)
+    return torch.from_numpy(n_up + n_down), torch.from_numpy(n_down - n_up)
 
 
 def run_loop(w: Tensor, n_up: Tensor, n_down: Tensor, model, generator: Optional[torch.Generator]) -> Tensor:
     """The spec's pulse loop (:func:`reference._pulse_loop` without the constant-step shortcut, which
     the caller takes first) on 1-d CPU tensors, compiled: returns the new w (a copy)."""
-    loop = _kernels()[1]
     out = w.clone().contiguous()
-    idx, U, T, live = loop_order(n_up.contiguous(), n_down.contiguous())
-    if not live:
-        return out
-    dtype = w.dtype
-    draws = R.loop_draws(live, model, w, generator)  # the spec's draws
-    xi = torch.zeros(0, dtype=dtype) if draws is None else draws
-    counts = np.asarray(live, np.int64)
-    off = np.concatenate([np.zeros(1, np.int64), np.cumsum(counts)[:-1]])
+    _loop_in_place(out.numpy(), n_up.contiguous().numpy(), n_down.contiguous().numpy(), model, generator)
+    return out
+
+
+def _loop_in_place(out: np.ndarray, n_up: np.ndarray, n_down: np.ndarray, model,
+                   generator: Optional[torch.Generator], totals=None) -> None:
+    """:func:`run_loop` on flat arrays, in place on ``out``; ``totals``: :func:`_totals_py`'s result when the
+    caller has it."""
+    draws, t_max = _kernels()[0](n_up, n_down) if totals is None else totals
+    if t_max == 0:
+        return
+    noisy = model.sigma > 0
+    # the spec's draws (reference.loop_draws): ΣT normals, each device's T in a row, in flat order
+    xi = torch.randn(draws, generator=generator, dtype=torch.from_numpy(out[:0]).dtype).numpy() \
+        if noisy else np.zeros(0, out.dtype)
+    _kernels()[1](out, n_up, n_down, xi, *_loop_arrays(model), out.dtype.type(model.sigma), noisy, model.mult_noise,
+                  model.gamma_up is None)
+
+
+#: numpy views of the per-device constants of recent pulse models (DeviceArray caches its model, so
+#: an update finds its arrays here without six conversions); keyed by id, the model kept alive.
+_ARRAYS: Dict[int, Tuple[object, tuple]] = {}
+
+
+def _loop_arrays(model) -> tuple:
+    """(Δ⁺, Δ⁻, γ⁺ or Δ⁺, γ⁻ or Δ⁻, b_max, b_min) of the model as flat numpy arrays (the constant kind
+    has no slopes: its Δ stand in, unread)."""
+    hit = _ARRAYS.get(id(model))
+    if hit is not None and hit[0] is model:
+        return hit[1]
     t = model.tensors
     constant = model.gamma_up is None
-    g_up = t.dw_up if constant else model.gamma_up
-    g_down = t.dw_down if constant else model.gamma_down
-    scalar = np.float32 if dtype == torch.float32 else np.float64
-    arrays = [v.contiguous().numpy() for v in (t.dw_up, t.dw_down, g_up, g_down, t.b_max, t.b_min)]
-    loop(out.numpy(), idx.numpy(), U.numpy(), T.numpy(), off, xi.numpy(), *arrays, scalar(model.sigma),
-         draws is not None, model.mult_noise, constant)
-    return out
+    values = (t.dw_up, t.dw_down, t.dw_up if constant else model.gamma_up, t.dw_down if constant else model.gamma_down,
+              t.b_max, t.b_min)
+    arrays = tuple(v.reshape(-1).contiguous().numpy() for v in values)
+    if all(v.is_contiguous() for v in values):  # views: an in-place change of the model shows through
+        if len(_ARRAYS) >= 64:
+            _ARRAYS.clear()
+        _ARRAYS[id(model)] = (model, arrays)
+    return arrays
+
+
+def serves_update(w: Tensor, write_noise: Tensor, model) -> bool:
+    """Whether :func:`update_in_place` can run an array's pulsed update: the linear kinds (the pulse loop;
+    the constant kind's shortcut and the generic kinds are the kernels'), contiguous float32/64 CPU
+    tensors, numba present."""
+    return (model.closed_form and model.gamma_up is not None and w.device.type == "cpu"
+            and w.dtype in (torch.float32, torch.float64) and w.is_contiguous() and write_noise.is_contiguous()
+            and write_noise.dtype == w.dtype and available())
+
+
+def update_in_place(w: Tensor, write_noise: Tensor, write_scale: float, x: Tensor, d: Tensor, lr: float, model,
+                    desired_bl: int, update_management: bool, bl_management: bool,
+                    generator: Optional[torch.Generator]) -> Optional[Tuple[Tensor, Tensor]]:
+    """An array's pulsed update and its commit in one compiled pass (:func:`serves_update` holds): the
+    same draws and result as the kernel (:func:`.cpu_fast.pulsed_update`, the compiled loop) followed by
+    :func:`commit`, without their tensor conversions. When a device gets more than the loop's
+    ``LOOP_PULSES`` pulses the kernel's closed forms apply instead: then nothing is changed and the
+    counts (n_up, n_down) [N, K] are returned for the caller's ``apply_mixed_counts`` and commit."""
+    R.check_update_args(w, x, d, lr, desired_bl)
+    found = _fired_counts(x.to(w.dtype).contiguous().numpy(), d.to(w.dtype).contiguous().numpy(), float(lr),
+                          model.dw_min, desired_bl, update_management, bl_management, generator)
+    if found is None:
+        return None  # no pulse: the commit would find no change and draw nothing
+    n_up, n_down = found[0].reshape(-1), found[1].reshape(-1)
+    totals = _kernels()[0](n_up, n_down)
+    if totals[1] > R.LOOP_PULSES:
+        return torch.from_numpy(found[0]), torch.from_numpy(found[1])
+    w_new = w.clone()
+    _loop_in_place(w_new.numpy().reshape(-1), n_up, n_down, model, generator, totals)
+    commit(w, w_new, write_noise, write_scale, generator)
+    return None

@@ -2,8 +2,9 @@
 
 The spec's pulse loop (reference._pulse_loop) and the compiled one make the same draws, so seeded
 calls agree to float rounding: every closed-form kind, both noise types, noise-free, float32 and
-float64, devices at their bounds, single and mixed directions, up to 60 pulses, no pulses at all.
-The counting sort gives the spec's order exactly. ``AIMC_LAB_NUMBA=0`` switches it off.
+float64, devices at their bounds, single and mixed directions, up to 60 pulses, no pulses at all;
+the loop's draws are laid out device by device in flat order, as the spec's. The fused update of an
+array (update_in_place) equals the kernel plus the commit. ``AIMC_LAB_NUMBA=0`` switches it off.
 """
 
 import numpy as np
@@ -73,16 +74,26 @@ def test_compiled_mixed_loop_equals_the_eager_loop(device, monkeypatch):
     assert torch.equal(g1.get_state(), g2.get_state())
 
 
-def test_counting_sort_is_the_spec_order():
-    g = torch.Generator().manual_seed(0)
-    for n in (0, 1, 5, 1000):
-        n_up = torch.randint(0, 9, (n,), generator=g).float() * (torch.rand(n, generator=g) < 0.5)
-        n_down = torch.randint(0, 9, (n,), generator=g).float() * (torch.rand(n, generator=g) < 0.5)
-        want = R.loop_order(n_up, n_down)
-        got = compiled.loop_order(n_up, n_down)
-        for a, b in zip(got[:3], want[:3]):
-            assert torch.equal(a, b)
-        assert got[3] == want[3]
+def test_loop_draws_are_device_major_in_flat_order():
+    """The spec's layout of the loop's normals (reference.draw_starts): device i takes its T_i draws in
+    a row after those of devices 0..i − 1, whatever the loop's order by T. Each device of the spec's
+    loop and of the compiled loop equals its own T pulses replayed one by one with exactly those draws."""
+    device = P.LinearStep(dw_min=0.01, gamma_up=0.5, gamma_down=0.8, dw_min_std=0.4)
+    w, n_up, n_down, model = _state(device, 40, torch.float64, seed=2)
+    T = (n_up + n_down).long()
+    starts = R.draw_starts(n_up, n_down, torch.arange(40))
+    assert torch.equal(starts, torch.cumsum(T, 0) - T)
+    xi = torch.randn(int(T.sum()), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    spec = R._pulse_loop(w, n_up, n_down, model, torch.Generator().manual_seed(3))
+    got = compiled.run_loop(w, n_up, n_down, model, torch.Generator().manual_seed(3))
+    for i in range(40):
+        one = R._subset(model, torch.tensor([i]))
+        v = w[i:i + 1].clone()
+        for k in range(1, int(T[i]) + 1):
+            up = ((k - 1) * n_up[i].long() % T[i] + n_up[i].long()) >= T[i]
+            v = R.pulse(v, up.view(1), one, xi[starts[i] + k - 1].view(1))
+        torch.testing.assert_close(spec[i:i + 1], v, rtol=0, atol=1e-12)
+        torch.testing.assert_close(got[i:i + 1], v, rtol=0, atol=1e-12)
 
 
 def test_no_pulses_draws_nothing_and_copies():
@@ -188,3 +199,39 @@ def test_compiled_commit_equals_the_eager_commit(scale_std, monkeypatch):
     if scale_std > 0:
         drawn = arrays[0].write_noise[change]
         assert abs(float(drawn.std()) / (scale_std * 0.01) - 1) < 0.15
+
+
+@pytest.mark.parametrize("device", [P.reram_sb(), P.LinearStep(dw_min=0.01, gamma_up=0.5, gamma_down=0.8,
+                                                                dw_min_std=0.3, write_noise_std=2.0)],
+                         ids=["reram_sb", "linear-write-noise"])
+@pytest.mark.parametrize("lr, looped", [(0.003, True), (40.0, False)])  # 40: > LOOP_PULSES pulses, closed forms
+def test_fused_array_update_equals_the_kernel_and_commit(device, lr, looped, monkeypatch):
+    """DeviceArray.pulsed_update through update_in_place (one compiled pass) against the eager kernel
+    plus the eager commit, over several updates: the same weights (float rounding), write noise and
+    generator state."""
+    arrays = [P.DeviceArray(device, 13, 29, seed=4) for _ in range(2)]
+    gens = [torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)]
+    rests = []
+    inner = compiled.update_in_place
+    monkeypatch.setattr(compiled, "update_in_place", lambda *a: rests.append(inner(*a)) or rests[-1])
+    g = torch.Generator().manual_seed(0)
+    for step in range(4):
+        x = torch.rand(5, 29, generator=g) * (torch.rand(5, 29, generator=g) < 0.7)
+        d = torch.randn(5, 13, generator=g) * 0.3
+        for array, gen, flag in zip(arrays, gens, ("1", "0")):
+            monkeypatch.setenv("AIMC_LAB_NUMBA", flag)
+            assert compiled.serves_update(array.w, array.write_noise, array.pulse_model()) == (flag == "1")
+            out = array.pulsed_update(x, d, lr, generator=gen)
+            assert torch.equal(out, array.w) and out.data_ptr() != array.w.data_ptr()
+        torch.testing.assert_close(arrays[0].w, arrays[1].w, rtol=0, atol=1e-6)
+        torch.testing.assert_close(arrays[0].write_noise, arrays[1].write_noise, rtol=0, atol=1e-6)
+        assert torch.equal(gens[0].get_state(), gens[1].get_state()), step
+    assert len(rests) == 4 and all((r is None) == looped for r in rests)  # the fused loop, or the closed forms
+    assert float((arrays[0].w != P.DeviceArray(device, 13, 29, seed=4).w).float().mean()) > 0.3  # it trained
+
+
+def test_fused_update_leaves_other_kinds_to_the_kernel():
+    """The constant kind (its single-direction shortcut) and the generic kinds are not served."""
+    for device in (P.ConstantStep(dw_min=0.01), P.ExpStep(dw_min=0.01)):
+        array = P.DeviceArray(device, 3, 4, seed=0)
+        assert not compiled.serves_update(array.w, array.write_noise, array.pulse_model())

@@ -693,3 +693,40 @@ def test_in_memory_reads_are_split_into_physical_tiles_like_analog_tiles():
     with torch.no_grad():
         torch.testing.assert_close(tile.backward_mvm(d, w), analog_mvm(d, w.t().contiguous(), config.backward,
                                                                         in_size=3))
+
+
+def test_small_reads_take_the_compiled_mvm_with_the_fast_paths_draws(monkeypatch):
+    """A tile read of one slice and a small batch goes straight to the compiled small MVM (forward, and
+    the backward's transposed read without a transposed copy): the same output as the fast path's
+    analog_mvm up to ADC rounding ties, the same draws (the generators end alike), and the same input
+    gradient through autograd; a backend other than 'torch' and AIMC_LAB_NUMBA=0 skip it."""
+    from aimc_lab.kernels import backend
+    from aimc_lab.kernels.analog_mvm import compiled as compiled_mvm
+
+    if not compiled_mvm.supports(torch.zeros(1, 1), IOParameters(), 1, False, False):
+        pytest.skip("numba is not installed")
+    calls = []
+    inner = compiled_mvm.mvm_forward
+    monkeypatch.setattr(compiled_mvm, "mvm_forward", lambda *a, **k: calls.append(k) or inner(*a, **k))
+    config = training_config("sgd", device=P.reram_sb())
+    grads, outs, states = [], [], []
+    for flag in ("1", "0"):
+        monkeypatch.setenv("AIMC_LAB_NUMBA", flag)
+        tile = InMemoryTile(N, K, config, seed=3)
+        x = (torch.rand(5, K, generator=torch.Generator().manual_seed(0)) * 2 - 1).requires_grad_()
+        y = tile(x)
+        y.backward(torch.randn(5, N, generator=torch.Generator().manual_seed(1)) * 0.1)
+        outs.append(y.detach())
+        grads.append(x.grad)
+        states.append(tile.generator.get_state())
+    assert [c.get("transposed", False) for c in calls] == [False, True]  # only the compiled run
+    step = config.forward.out_step  # one ADC step (abs-max: times max|x| <= 1)
+    assert float(((outs[0] - outs[1]).abs() > 0).float().mean()) <= 0.01
+    assert float((outs[0] - outs[1]).abs().max()) <= step * 1.0001
+    assert float(((grads[0] - grads[1]).abs() > 0).float().mean()) <= 0.01
+    assert torch.equal(states[0], states[1])
+    calls.clear()
+    monkeypatch.setenv("AIMC_LAB_NUMBA", "1")
+    with backend.use_backend("reference"):
+        InMemoryTile(N, K, config, seed=3)(torch.rand(5, K))
+    assert calls == []

@@ -28,7 +28,9 @@ from torch.autograd.graph import get_gradient_edge
 from aimc_lab._checks import all_finite, check_tile_input
 from aimc_lab.config import AnalogConfig
 from aimc_lab.devices.pulsed import DeviceArray, make_generator
+from aimc_lab.kernels import backend
 from aimc_lab.kernels.analog_mvm import analog_mvm
+from aimc_lab.kernels.analog_mvm import compiled as compiled_mvm
 from aimc_lab.train.inmemory.parameters import InMemoryTrainingParameters
 from aimc_lab.train.inmemory.registry import algorithm_class
 from aimc_lab.train.inmemory.transfer import PendingCounts, column_counts_update
@@ -200,13 +202,19 @@ class InMemoryTile(nn.Module):
     def forward_mvm(self, x: Tensor, weights: Tensor) -> Tensor:
         """x [M, K] -> [M, N] through the array as the chip reads it: the inputs split into physical tiles of
         ``mapping.max_input_size`` rows, each with its own converters (as :class:`~aimc_lab.tile.AnalogTile`)."""
+        io = self.config.forward
         in_size = min(self.in_features, self.config.mapping.max_input_size)
-        return analog_mvm(x, weights, self.config.forward, in_size=in_size, generator=self.generator)
+        if in_size == self.in_features and _small_compiled(x, io):
+            return compiled_mvm.mvm_forward(x, weights, io, None, self.generator)
+        return analog_mvm(x, weights, io, in_size=in_size, generator=self.generator)
 
     def backward_mvm(self, d: Tensor, weights: Tensor) -> Tensor:
         """d [M, N] -> [M, K] through the transposed array, split into ``mapping.max_output_size`` slices."""
+        io = self.config.backward
         in_size = min(self.out_features, self.config.mapping.max_output_size)
-        return analog_mvm(d, weights.t().contiguous(), self.config.backward, in_size=in_size, generator=self.generator)
+        if in_size == self.out_features and _small_compiled(d, io):
+            return compiled_mvm.mvm_forward(d, weights, io, None, self.generator, transposed=True)
+        return analog_mvm(d, weights.t().contiguous(), io, in_size=in_size, generator=self.generator)
 
     # -- the stored rows ------------------------------------------------------------------------
 
@@ -296,6 +304,13 @@ class InMemoryTile(nn.Module):
             self.C.signed_counts_update(counts, generator=self.generator)
         else:
             column_counts_update(self.C, cols, counts, self.generator)
+
+
+def _small_compiled(x: Tensor, io) -> bool:
+    """Whether a read of one slice goes straight to the compiled small MVM (the path the fast CPU
+    backend would take for it, without its dispatch): no gradient is recorded through it."""
+    return (compiled_mvm.supports(x, io, 1, False, False) and not (torch.is_grad_enabled() and x.requires_grad)
+            and backend.resolve(x.device) == "torch")
 
 
 def _check_seed(seed) -> None:
