@@ -483,10 +483,13 @@ class DeviceArray(nn.Module):
         Cached while the device parameters and the four per-device tensors are the same objects with
         the same version counters (an in-place change, ``load_state_dict`` or ``.to()`` rebuilds it):
         LinearStep's slopes −γ/b are then not recomputed on every update."""
-        key = (id(self.device_params),) + tuple((id(v), v._version) for v in self.tensors)
+        b = self._buffers  # (not four Module.__getattr__ calls: this runs on every update)
+        t = DeviceTensors(b["dw_up"], b["dw_down"], b["b_max"], b["b_min"])
+        key = (id(self.device_params), id(t.dw_up), t.dw_up._version, id(t.dw_down), t.dw_down._version,
+               id(t.b_max), t.b_max._version, id(t.b_min), t.b_min._version)
         cached = self.__dict__.get("_pulse_model_cache")
         if cached is None or cached[0] != key:
-            cached = (key, self.device_params.pulse_model(self.tensors), self.device_params)  # keeps the ids alive
+            cached = (key, self.device_params.pulse_model(t), self.device_params)  # keeps the ids alive
             self.__dict__["_pulse_model_cache"] = cached
         return cached[1]
 
@@ -509,8 +512,15 @@ class DeviceArray(nn.Module):
         return self.w - self.reference
 
     def read(self) -> Tensor:
-        """What the forward/backward MVM sees: w + write noise − reference [N, K]."""
-        return self.w + self.write_noise - self.reference
+        """What the forward/backward MVM sees: w + write noise − reference [N, K] (one compiled pass on
+        the CPU when numba is present, the same numbers)."""
+        b = self._buffers
+        w, noise, ref = b["w"], b["write_noise"], b["reference"]
+        if (w.device.type == "cpu" and w.dtype in (torch.float32, torch.float64) and noise.dtype == w.dtype
+                and ref.dtype == w.dtype and w.is_contiguous() and noise.is_contiguous() and ref.is_contiguous()
+                and _compiled.available()):
+            return _compiled.read(w, noise, ref)
+        return w + noise - ref
 
     def symmetry_point(self) -> Tensor:
         """Per-device symmetry point of the hidden weight (see the module doc)."""

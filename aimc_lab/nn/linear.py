@@ -57,11 +57,11 @@ class AnalogLinear(nn.Module):
         check_input("AnalogLinear", x)
         if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"AnalogLinear expects inputs [..., {self.in_features}], got {tuple(x.shape)}")
-        lead = x.shape[:-1]
-        y = self.tile(x.reshape(-1, self.in_features))
+        flat = x.dim() == 2
+        y = self.tile(x if flat else x.reshape(-1, self.in_features))
         if self.bias is not None:
             y = y + self.bias
-        return y.reshape(*lead, self.out_features)
+        return y if flat else y.reshape(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
+from aimc_lab.kernels.finite import all_finite
 from aimc_lab.train.inmemory import AnalogContext
 from aimc_lab.train.inmemory.transfer import PendingCounts
 
@@ -79,7 +80,7 @@ class AnalogSGD(torch.optim.Optimizer):
                     continue
                 if p.grad is None:
                     continue
-                if not bool(torch.isfinite(p.grad).all()):
+                if not all_finite(p.grad):
                     raise ValueError(f"AnalogSGD.step: the gradient of a digital parameter of shape "
                                      f"{tuple(p.shape)} contains NaN or inf; nothing was updated (likely an overflow: "
                                      "the inputs or the loss are too large for the dtype; scale them down)")

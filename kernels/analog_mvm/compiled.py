@@ -47,13 +47,30 @@ __all__ = ["supports", "mvm_forward"]
 MAX_ROWS = 16
 
 
+def _by_identity(fn):
+    """``fn(io, *rest)`` cached by the identity of ``io``: hashing a frozen dataclass's 18 fields on every
+    call would cost more than the cached work (the io is kept alive with its entry)."""
+    cache = {}
+
+    @functools.wraps(fn)
+    def cached(io, *rest):
+        key = (id(io),) + rest
+        hit = cache.get(key)
+        if hit is None or hit[0] is not io:
+            if len(cache) >= 128:
+                cache.clear()
+            hit = cache[key] = (io, fn(io, *rest))
+        return hit[1]
+    return cached
+
+
 def supports(x: Tensor, io: IOParameters, slices: int, need_saved: bool, one_hot: bool) -> bool:
     """Whether :func:`mvm_forward` serves this call (module doc; at most ``MAX_ROWS`` rows)."""
     return (not need_saved and slices == 1 and not one_hot and x.device.type == "cpu" and x.shape[0] <= MAX_ROWS
             and x.dtype in (torch.float32, torch.float64) and _periphery_supported(io) and _numba.available())
 
 
-@functools.lru_cache(maxsize=64)
+@_by_identity
 def _periphery_supported(io: IOParameters) -> bool:
     return (not io.is_perfect and io.inp_noise == 0 and not io.inp_sto_round and io.ir_drop == 0 and io.w_noise == 0
             and io.inp_step > 0 and io.out_step > 0
@@ -163,19 +180,24 @@ def _mac_py(u, w, transposed, noise, sigma, zero, z):
                 z[r, i] = acc + sigma * noise[r, i] if noisy else acc
 
 
-@functools.lru_cache(maxsize=64)
+@_by_identity
 def _constants(io: IOParameters, dtype: torch.dtype):
-    """The float constants of a periphery in the array float type (the DAC's, the ADC's, the rescale's)
-    and bound management's largest exponent: computed once per (io, dtype)."""
+    """The float constants of a periphery in the array float type (the DAC's, the ADC's, the rescale's),
+    bound management's largest exponent and the three compiled kernels: computed once per (io, dtype)."""
     scalar = np.float32 if dtype == torch.float32 else np.float64
     fi = torch.finfo(dtype)
-    dac = (io.noise_management == "abs_max", scalar(io.nm_thres), scalar(fi.tiny * fi.eps))
+    dac = (io.noise_management == "abs_max", scalar(io.nm_thres), scalar(fi.tiny * fi.eps), scalar(1))
     inp = (scalar(io.inp_step), scalar(io.inp_bound), scalar(0.5))
     out = (scalar(io.out_step), scalar(io.out_bound), scalar(0.5))
     k_max = max_bm_exponent(io) if io.bound_management == "iterative" else 0
     scale = np.array([io.out_scale], scalar)
     scale.setflags(write=False)
-    return scalar, dac, inp, out, k_max, scale, (scalar(1), scalar(0)), scalar(io.out_noise), np.empty((0, 0), scalar)
+    kernels = (_numba.compiled(_dac_py), _numba.compiled(_mac_py, reassociate=True), _numba.compiled(_adc_py))
+    return (scalar, dac, inp, out, k_max, scale, (scalar(1), scalar(0)), scalar(io.out_noise),
+            np.empty((0, 0), scalar), kernels)
+
+
+_FIRST_ROWS = np.arange(MAX_ROWS, dtype=np.int64)  # a first pass's rows 0..M-1
 
 
 def mvm_forward(x: Tensor, w: Tensor, io: IOParameters, out_scales: Optional[Tensor],
@@ -185,33 +207,17 @@ def mvm_forward(x: Tensor, w: Tensor, io: IOParameters, out_scales: Optional[Ten
     transposed read of the same array, without a transposed copy. The draws are :mod:`.cpu_fast`'s (one
     output-noise draw per pass); a NaN in x raises ValueError before any draw."""
     x = x.contiguous()
-    M, K = x.shape
-    N = w.shape[1] if transposed else w.shape[0]
-    dtype = x.dtype
-    scalar, dac, inp, out, k_max, scales, one_zero, sigma, none = _constants(io, dtype)
-    use_alpha = dac[0]
-    if out_scales is not None:
-        scales = (out_scales.reshape(-1) * io.out_scale).numpy()
+    M = x.shape[0]
+    c = _constants(io, x.dtype)
+    scales = c[5] if out_scales is None else (out_scales.reshape(-1) * io.out_scale).numpy()
     xn, wn = x.numpy(), w.contiguous().numpy()
-    alpha, mag, pow2 = np.empty(M, scalar), np.empty(M, scalar), np.empty(M, scalar)  # filled by the first pass
-
-    def one_pass(rows, first):
-        R = rows.shape[0]
-        u = np.empty((R, K), scalar)
-        if not _numba.compiled(_dac_py)(xn, rows, first, *dac, one_zero[0], pow2, *inp, alpha, mag, u):
-            raise ValueError("analog_mvm: x contains NaN")
-        noise = torch.randn((1, R, N), generator=generator, dtype=dtype).numpy()[0] if sigma > 0 else none
-        z = torch.empty(R, N, dtype=dtype)
-        zn = z.numpy()
-        _numba.compiled(_mac_py, reassociate=True)(u, wn, transposed, noise, sigma, one_zero[1], zn)
-        sat = np.empty(R, np.bool_)
-        rescale = 0 if not first else (2 if k_max == 0 else 1)  # the first pass may rescale itself
-        return z, sat, _numba.compiled(_adc_py)(zn, *out, sat, rescale, alpha, mag, use_alpha, scales, *one_zero)
-
-    y, sat, some = one_pass(np.arange(M, dtype=np.int64), True)
+    state = np.empty((3, M), c[0])  # α, max|x| and 2^k per row, filled by the first pass
+    y, sat, some = _pass(xn, wn, _FIRST_ROWS[:M], True, transposed, c, state, scales, generator)
+    k_max = c[4]
     if k_max == 0 or not some:
         return y  # rescaled by the ADC pass
     # the fast path's loop: re-run the saturated nonzero rows with 2^k, then rescale every row
+    alpha, mag, pow2 = state
     kexp = np.zeros(M, np.int64)
     redo = sat & (mag > 0)
     for _ in range(k_max):
@@ -221,9 +227,29 @@ def mvm_forward(x: Tensor, w: Tensor, io: IOParameters, out_scales: Optional[Ten
             break
         kexp[picked] += 1
         pow2[picked] = np.exp2(kexp[picked])
-        y_r, sat_r, _ = one_pass(picked, False)
+        y_r, sat_r, _ = _pass(xn, wn, picked, False, transposed, c, state, scales, generator)
         y[torch.from_numpy(picked)] = y_r
         redo = np.zeros(M, np.bool_)
         redo[picked] = sat_r
-    _numba.compiled(_rescale_py)(y.numpy(), alpha, mag, use_alpha, pow2, scales, *one_zero)
+    _numba.compiled(_rescale_py)(y.numpy(), alpha, mag, c[1][0], pow2, scales, *c[6])
     return y
+
+
+def _pass(xn, wn, rows, first, transposed, c, state, scales, generator):
+    """One pass of the rows ``rows``: DAC, the output-noise draw, MAC, ADC. Returns (z [R, N] tensor,
+    saturation flags [R], whether any row saturated)."""
+    scalar, dac, inp, out, k_max, _, one_zero, sigma, none, (dac_k, mac_k, adc_k) = c
+    alpha, mag, pow2 = state
+    R = rows.shape[0]
+    N = wn.shape[1] if transposed else wn.shape[0]
+    u = np.empty((R, xn.shape[1]), scalar)
+    if not dac_k(xn, rows, first, *dac, pow2, *inp, alpha, mag, u):
+        raise ValueError("analog_mvm: x contains NaN")
+    dtype = torch.float32 if scalar is np.float32 else torch.float64
+    noise = torch.randn((1, R, N), generator=generator, dtype=dtype).numpy()[0] if sigma > 0 else none
+    z = torch.empty(R, N, dtype=dtype)
+    zn = z.numpy()
+    mac_k(u, wn, transposed, noise, sigma, one_zero[1], zn)
+    sat = np.empty(R, np.bool_)
+    rescale = 0 if not first else (2 if k_max == 0 else 1)  # the first pass may rescale itself
+    return z, sat, adc_k(zn, *out, sat, rescale, alpha, mag, dac[0], scales, *one_zero)

@@ -12,6 +12,7 @@ compiled functions over plain arrays:
   directions, the linear or constant step, cycle-to-cycle noise, clipping after each pulse), reading
   each device's constants at its own index: no sort, no gathers, no temporaries;
 * :func:`commit` — the new weights stored, write noise redrawn where a weight changed;
+  :func:`read` — what the MVMs see, w + write noise − reference, in one pass;
 * :func:`update_in_place` — all of these for one array's update, without tensor conversions between
   them (``DeviceArray.pulsed_update`` runs it for the linear kinds).
 
@@ -37,8 +38,11 @@ from torch import Tensor
 from aimc_lab.kernels import _numba
 from aimc_lab.kernels.pulsed_update import reference as R
 
-__all__ = ["available", "run_loop", "slot_counts", "pulse_counts", "pulse_train_factors", "commit",
+__all__ = ["available", "run_loop", "slot_counts", "pulse_counts", "pulse_train_factors", "commit", "read",
            "serves_update", "update_in_place"]
+
+
+_CPU = torch.device("cpu")
 
 
 def available() -> bool:
@@ -152,6 +156,20 @@ def _commit_py(w, w_new, write_noise, scale, xi):
             w[i] = w_new[i]
 
 
+def _read_py(w, write_noise, reference, out):
+    for i in range(w.shape[0]):
+        out[i] = w[i] + write_noise[i] - reference[i]
+
+
+def read(w: Tensor, write_noise: Tensor, reference: Tensor) -> Tensor:
+    """``DeviceArray.read`` compiled: (w + write noise) − reference, the same float operations in one
+    pass (contiguous CPU tensors of one float dtype, the caller checked)."""
+    out = torch.empty_like(w)
+    _numba.compiled(_read_py)(w.numpy().reshape(-1), write_noise.numpy().reshape(-1), reference.numpy().reshape(-1),
+                              out.numpy().reshape(-1))
+    return out
+
+
 def commit(w: Tensor, w_new: Tensor, write_noise: Tensor, scale: float, generator: Optional[torch.Generator]) -> None:
     """``DeviceArray.commit`` compiled: in place on the contiguous CPU tensors w and write_noise, the
     same draws as its eager form (one normal per changed device, in flat order; none when ``scale`` is 0)."""
@@ -253,7 +271,7 @@ def _chunked_counts(p: np.ndarray, q: np.ndarray, bl: np.ndarray, sx: np.ndarray
     R_, K = p.shape
     N = q.shape[1]
     dtype = torch.from_numpy(p[:0]).dtype
-    chunk = R._BF16_SLOTS if R._count_dtype(torch.device("cpu")) == torch.bfloat16 else R._FP32_SLOTS
+    chunk = R._BF16_SLOTS if R._count_dtype(_CPU) == torch.bfloat16 else R._FP32_SLOTS
     rows = np.repeat(np.arange(R_, dtype=np.int64), bl)
     n_up = np.zeros((N, K), p.dtype)
     n_down = np.zeros((N, K), p.dtype)

@@ -235,3 +235,19 @@ def test_fused_update_leaves_other_kinds_to_the_kernel():
     for device in (P.ConstantStep(dw_min=0.01), P.ExpStep(dw_min=0.01)):
         array = P.DeviceArray(device, 3, 4, seed=0)
         assert not compiled.serves_update(array.w, array.write_noise, array.pulse_model())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_read_equals_the_eager_read(dtype, monkeypatch):
+    """DeviceArray.read: (w + write noise) − reference, bit for bit in both gears (a reference set by
+    the symmetry point, write noise drawn)."""
+    array = P.DeviceArray(P.SoftBounds(dw_min=0.01, write_noise_std=3.0, subtract_symmetry_point=True,
+                                       up_down_dtod=0.2), 17, 9, seed=0, dtype=dtype)
+    array.write_noise.normal_(0, 0.03, generator=torch.Generator().manual_seed(1))
+    assert float(array.reference.abs().max()) > 0
+    monkeypatch.setenv("AIMC_LAB_NUMBA", "1")
+    got = array.read()
+    monkeypatch.setenv("AIMC_LAB_NUMBA", "0")
+    want = array.read()
+    assert got.dtype == dtype and torch.equal(got, want)
+    assert torch.equal(want, array.w + array.write_noise - array.reference)

@@ -25,10 +25,11 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.graph import get_gradient_edge
 
-from aimc_lab._checks import all_finite, check_tile_input
+from aimc_lab._checks import check_tile_input
 from aimc_lab.config import AnalogConfig
 from aimc_lab.devices.pulsed import DeviceArray, make_generator
 from aimc_lab.kernels import backend
+from aimc_lab.kernels.finite import all_finite
 from aimc_lab.kernels.analog_mvm import analog_mvm
 from aimc_lab.kernels.analog_mvm import compiled as compiled_mvm
 from aimc_lab.train.inmemory.parameters import InMemoryTrainingParameters
@@ -189,15 +190,16 @@ class InMemoryTile(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """y [..., N] = analog(x [..., K] @ W.T); the input is checked before anything changes
         (not a tensor or not of the tile's dtype: TypeError; wrong shape or NaN/inf: ValueError)."""
-        check_tile_input(x, self.in_features, self.C.w.dtype, leading_dims=True)
-        lead = x.shape[:-1]
-        x2 = x.reshape(-1, self.in_features)
-        weights = self.C.read()
-        if torch.is_grad_enabled() and (x2.requires_grad or self.analog_ctx.requires_grad):
-            y = InMemoryFunction.apply(x2, self.analog_ctx, weights, self)
+        array = self.C
+        check_tile_input(x, self.in_features, array.w.dtype, leading_dims=True, finite=_finite)
+        x2 = x if x.dim() == 2 else x.reshape(-1, self.in_features)
+        weights = array.read()
+        ctx = self.analog_ctx
+        if torch.is_grad_enabled() and (x2.requires_grad or ctx.requires_grad):
+            y = InMemoryFunction.apply(x2, ctx, weights, self)
         else:
             y = self.forward_mvm(x2, weights)
-        return y.reshape(*lead, self.out_features)
+        return y if x.dim() == 2 else y.reshape(*x.shape[:-1], self.out_features)
 
     def forward_mvm(self, x: Tensor, weights: Tensor) -> Tensor:
         """x [M, K] -> [M, N] through the array as the chip reads it: the inputs split into physical tiles of
@@ -304,6 +306,11 @@ class InMemoryTile(nn.Module):
             self.C.signed_counts_update(counts, generator=self.generator)
         else:
             column_counts_update(self.C, cols, counts, self.generator)
+
+
+def _finite(x: Tensor) -> bool:
+    """The forward's finiteness test of its input (compiled where it can: the input may carry a gradient)."""
+    return all_finite(x.detach())
 
 
 def _small_compiled(x: Tensor, io) -> bool:
