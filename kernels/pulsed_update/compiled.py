@@ -107,12 +107,11 @@ def _probabilities_py(x, d, roots, active, um, one, zero, p, q, keep):
         keep[m] = any_p and any_q
 
 
-def _counts_py(ux, ud, p, q, sx, sd, rows, n_up, n_down):
-    """Add the pulses of a chunk of slots to n_up/n_down [N, K]: slot t (of batch row rows[t]) fires
-    input j when ux[t, j] < p[r, j] and output i when ud[t, i] < q[r, i] (the spec's test on the spec's
-    uniforms); each fired pair is one pulse, down when x_j and d_i have the same sign (ΔW = −η·d·x < 0),
-    else up (the spec's (total ± signed)/2; a fired pair has x_j ≠ 0 and d_i ≠ 0). ``sx``, ``sd``: x
-    and d, or their signs."""
+def _counts_py(ux, ud, p, q, sx, sd, rows, total, signed):
+    """Add the coincidences of a chunk of slots to total/signed [N, K]: slot t (of batch row rows[t])
+    fires input j when ux[t, j] < p[r, j] and output i when ud[t, i] < q[r, i] (the spec's test on the
+    spec's uniforms); each fired pair counts once, signed by sign(d_i)·sign(x_j) (no branch on the
+    signs: they are random, a branch would be mispredicted half the time)."""
     K = ux.shape[1]
     N = ud.shape[1]
     fired_j = np.empty(K, np.int64)
@@ -127,13 +126,21 @@ def _counts_py(ux, ud, p, q, sx, sd, rows, n_up, n_down):
             continue
         for i in range(N):
             if ud[t, i] < q[r, i]:
-                d_pos = sd[r, i] > 0
+                si = sd[r, i]
                 for a in range(nj):
                     j = fired_j[a]
-                    if (sx[r, j] > 0) == d_pos:
-                        n_down[i, j] += 1
-                    else:
-                        n_up[i, j] += 1
+                    total[i, j] += 1
+                    signed[i, j] += si * sx[r, j]
+
+
+def _split_py(total, signed, half):
+    """In place: total ← n⁺ = (total − signed)/2, signed ← n⁻ = (total + signed)/2 (the spec's
+    formulas; exact on integer counts)."""
+    for i in range(total.shape[0]):
+        t = total[i]
+        s = signed[i]
+        total[i] = (t - s) * half
+        signed[i] = (t + s) * half
 
 
 def _changed_py(w, w_new):
@@ -261,26 +268,30 @@ def _fired_counts(xn: np.ndarray, dn: np.ndarray, lr: float, dw_min: float, desi
         return None
     if rows.size < M:
         p, q, bl, xn, dn = p[rows], q[rows], bl[rows], xn[rows], dn[rows]
-    return _chunked_counts(p, q, bl, xn, dn, generator)
+    return _chunked_counts(p, q, bl, np.sign(xn), np.sign(dn), generator)
 
 
 def _chunked_counts(p: np.ndarray, q: np.ndarray, bl: np.ndarray, sx: np.ndarray, sd: np.ndarray,
-                    generator: Optional[torch.Generator]):
-    """The spec's chunks of slots and uniforms (two ``torch.rand`` per chunk), counted by :func:`_counts_py`."""
+                    generator: Optional[torch.Generator], split: bool = True):
+    """The spec's chunks of slots and uniforms (two ``torch.rand`` per chunk), counted by
+    :func:`_counts_py`: (n⁺, n⁻) [N, K], or with ``split`` False (total, signed); ``sx``, ``sd``: the
+    signs of the rows' x and d."""
     counts = _kernels()[2]
     R_, K = p.shape
     N = q.shape[1]
     dtype = torch.from_numpy(p[:0]).dtype
     chunk = R._BF16_SLOTS if R._count_dtype(_CPU) == torch.bfloat16 else R._FP32_SLOTS
     rows = np.repeat(np.arange(R_, dtype=np.int64), bl)
-    n_up = np.zeros((N, K), p.dtype)
-    n_down = np.zeros((N, K), p.dtype)
+    total = np.zeros((N, K), p.dtype)
+    signed = np.zeros((N, K), p.dtype)
     for s0 in range(0, rows.shape[0], chunk):
         r = rows[s0:s0 + chunk]
         ux = torch.rand((r.shape[0], K), generator=generator, dtype=dtype)
         ud = torch.rand((r.shape[0], N), generator=generator, dtype=dtype)
-        counts(ux.numpy(), ud.numpy(), p, q, sx, sd, r, n_up, n_down)
-    return n_up, n_down
+        counts(ux.numpy(), ud.numpy(), p, q, sx, sd, r, total, signed)
+    if split:
+        _numba.compiled(_split_py)(total.reshape(-1), signed.reshape(-1), p.dtype.type(0.5))
+    return total, signed
 
 
 def pulse_counts(x: Tensor, d: Tensor, lr: float, dw_min: float, desired_bl: int, update_management: bool,
@@ -303,8 +314,8 @@ def slot_counts(p: Tensor, q: Tensor, bl: Tensor, sx: Tensor, sd: Tensor,
     columns instead of two matmuls of bit matrices (exact integers either way, so the counts are equal)."""
     dtype = p.dtype
     arrays = [v.contiguous().numpy() for v in (p, q, sx.to(dtype), sd.to(dtype))]
-    n_up, n_down = _chunked_counts(arrays[0], arrays[1], bl.numpy(), arrays[2], arrays[3], generator)
-    return torch.from_numpy(n_up + n_down), torch.from_numpy(n_down - n_up)
+    total, signed = _chunked_counts(arrays[0], arrays[1], bl.numpy(), arrays[2], arrays[3], generator, split=False)
+    return torch.from_numpy(total), torch.from_numpy(signed)
 
 
 def run_loop(w: Tensor, n_up: Tensor, n_down: Tensor, model, generator: Optional[torch.Generator]) -> Tensor:
