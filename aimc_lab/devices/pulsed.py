@@ -489,9 +489,18 @@ class DeviceArray(nn.Module):
                id(t.b_max), t.b_max._version, id(t.b_min), t.b_min._version)
         cached = self.__dict__.get("_pulse_model_cache")
         if cached is None or cached[0] != key:
-            cached = (key, self.device_params.pulse_model(t), self.device_params)  # keeps the ids alive
+            # keeps the ids alive; the last entry holds what the compiled update derives from the model
+            cached = (key, self.device_params.pulse_model(t), self.device_params, {})
             self.__dict__["_pulse_model_cache"] = cached
         return cached[1]
+
+    def _loop_arrays(self) -> tuple:
+        """The compiled loop's numpy views of the cached pulse model (``compiled.loop_arrays``), kept with it."""
+        self.pulse_model()
+        derived = self.__dict__["_pulse_model_cache"][3]
+        if "loop" not in derived:
+            derived["loop"] = _compiled.loop_arrays(self.__dict__["_pulse_model_cache"][1])
+        return derived["loop"]
 
     def extra_repr(self) -> str:
         return f"{type(self.device_params).__name__}, shape={self.shape}"
@@ -578,7 +587,8 @@ class DeviceArray(nn.Module):
             # the kernel and the commit in one compiled pass (the same draws and result)
             p = self.device_params
             rest = _compiled.update_in_place(self.w, self.write_noise, p.write_noise_std * p.dw_min, x, d, lr, model,
-                                             desired_bl, update_management, bl_management, generator)
+                                             desired_bl, update_management, bl_management, generator,
+                                             self._loop_arrays())
             if rest is not None:  # more pulses than the loop takes: the kernel's closed forms
                 self.commit(_apply_mixed_kernel(self.w, *rest, model, generator), generator)
             return self.w.clone()

@@ -29,7 +29,7 @@ results).
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ from aimc_lab.kernels import _numba
 from aimc_lab.kernels.pulsed_update import reference as R
 
 __all__ = ["available", "run_loop", "slot_counts", "pulse_counts", "pulse_train_factors", "commit", "read",
-           "serves_update", "update_in_place"]
+           "serves_update", "update_in_place", "loop_arrays"]
 
 
 _CPU = torch.device("cpu")
@@ -327,9 +327,9 @@ def run_loop(w: Tensor, n_up: Tensor, n_down: Tensor, model, generator: Optional
 
 
 def _loop_in_place(out: np.ndarray, n_up: np.ndarray, n_down: np.ndarray, model,
-                   generator: Optional[torch.Generator], totals=None) -> None:
-    """:func:`run_loop` on flat arrays, in place on ``out``; ``totals``: :func:`_totals_py`'s result when the
-    caller has it."""
+                   generator: Optional[torch.Generator], totals=None, arrays=None) -> None:
+    """:func:`run_loop` on flat arrays, in place on ``out``; ``totals``: :func:`_totals_py`'s result,
+    ``arrays``: :func:`loop_arrays` of the model, when the caller has them."""
     draws, t_max = _kernels()[0](n_up, n_down) if totals is None else totals
     if t_max == 0:
         return
@@ -337,31 +337,19 @@ def _loop_in_place(out: np.ndarray, n_up: np.ndarray, n_down: np.ndarray, model,
     # the spec's draws (reference.loop_draws): ΣT normals, each device's T in a row, in flat order
     xi = torch.randn(draws, generator=generator, dtype=torch.from_numpy(out[:0]).dtype).numpy() \
         if noisy else np.zeros(0, out.dtype)
-    _kernels()[1](out, n_up, n_down, xi, *_loop_arrays(model), out.dtype.type(model.sigma), noisy, model.mult_noise,
-                  model.gamma_up is None)
+    _kernels()[1](out, n_up, n_down, xi, *(loop_arrays(model) if arrays is None else arrays),
+                  out.dtype.type(model.sigma), noisy, model.mult_noise, model.gamma_up is None)
 
 
-#: numpy views of the per-device constants of recent pulse models (DeviceArray caches its model, so
-#: an update finds its arrays here without six conversions); keyed by id, the model kept alive.
-_ARRAYS: Dict[int, Tuple[object, tuple]] = {}
-
-
-def _loop_arrays(model) -> tuple:
-    """(Δ⁺, Δ⁻, γ⁺ or Δ⁺, γ⁻ or Δ⁻, b_max, b_min) of the model as flat numpy arrays (the constant kind
-    has no slopes: its Δ stand in, unread)."""
-    hit = _ARRAYS.get(id(model))
-    if hit is not None and hit[0] is model:
-        return hit[1]
+def loop_arrays(model) -> tuple:
+    """(Δ⁺, Δ⁻, γ⁺ or Δ⁺, γ⁻ or Δ⁻, b_max, b_min) of the model as flat numpy arrays, what the compiled
+    loop reads (the constant kind has no slopes: its Δ stand in, unread). Views of the model's tensors
+    where they are contiguous; ``DeviceArray`` keeps them with its cached model."""
     t = model.tensors
     constant = model.gamma_up is None
     values = (t.dw_up, t.dw_down, t.dw_up if constant else model.gamma_up, t.dw_down if constant else model.gamma_down,
               t.b_max, t.b_min)
-    arrays = tuple(v.reshape(-1).contiguous().numpy() for v in values)
-    if all(v.is_contiguous() for v in values):  # views: an in-place change of the model shows through
-        if len(_ARRAYS) >= 64:
-            _ARRAYS.clear()
-        _ARRAYS[id(model)] = (model, arrays)
-    return arrays
+    return tuple(v.reshape(-1).contiguous().numpy() for v in values)
 
 
 def serves_update(w: Tensor, write_noise: Tensor, model) -> bool:
@@ -375,12 +363,13 @@ def serves_update(w: Tensor, write_noise: Tensor, model) -> bool:
 
 def update_in_place(w: Tensor, write_noise: Tensor, write_scale: float, x: Tensor, d: Tensor, lr: float, model,
                     desired_bl: int, update_management: bool, bl_management: bool,
-                    generator: Optional[torch.Generator]) -> Optional[Tuple[Tensor, Tensor]]:
+                    generator: Optional[torch.Generator], arrays=None) -> Optional[Tuple[Tensor, Tensor]]:
     """An array's pulsed update and its commit in one compiled pass (:func:`serves_update` holds): the
     same draws and result as the kernel (:func:`.cpu_fast.pulsed_update`, the compiled loop) followed by
     :func:`commit`, without their tensor conversions. When a device gets more than the loop's
     ``LOOP_PULSES`` pulses the kernel's closed forms apply instead: then nothing is changed and the
-    counts (n_up, n_down) [N, K] are returned for the caller's ``apply_mixed_counts`` and commit."""
+    counts (n_up, n_down) [N, K] are returned for the caller's ``apply_mixed_counts`` and commit.
+    ``arrays``: :func:`loop_arrays` of the model, when the caller keeps them."""
     R.check_update_args(w, x, d, lr, desired_bl)
     found = _fired_counts(x.to(w.dtype).contiguous().numpy(), d.to(w.dtype).contiguous().numpy(), float(lr),
                           model.dw_min, desired_bl, update_management, bl_management, generator)
@@ -391,6 +380,6 @@ def update_in_place(w: Tensor, write_noise: Tensor, write_scale: float, x: Tenso
     if totals[1] > R.LOOP_PULSES:
         return torch.from_numpy(found[0]), torch.from_numpy(found[1])
     w_new = w.clone()
-    _loop_in_place(w_new.numpy().reshape(-1), n_up, n_down, model, generator, totals)
+    _loop_in_place(w_new.numpy().reshape(-1), n_up, n_down, model, generator, totals, arrays)
     commit(w, w_new, write_noise, write_scale, generator)
     return None

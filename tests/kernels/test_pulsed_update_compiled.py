@@ -251,3 +251,23 @@ def test_compiled_read_equals_the_eager_read(dtype, monkeypatch):
     want = array.read()
     assert got.dtype == dtype and torch.equal(got, want)
     assert torch.equal(want, array.w + array.write_noise - array.reference)
+
+
+def test_fused_update_sees_an_in_place_change_of_the_device_tensors(monkeypatch):
+    """The loop's numpy views live with the array's cached pulse model: an in-place change of a device
+    tensor (a new version) rebuilds both, so the fused update uses the new steps, as the eager path."""
+    arrays = [P.DeviceArray(P.reram_sb(), 6, 11, seed=1) for _ in range(2)]
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(5, 11, generator=g)
+    d = torch.randn(5, 6, generator=g) * 0.3
+    gens = [torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)]
+    for step in range(2):
+        for array, gen, flag in zip(arrays, gens, ("1", "0")):
+            monkeypatch.setenv("AIMC_LAB_NUMBA", flag)
+            array.pulsed_update(x, d, 0.003, generator=gen)
+            if step == 0:
+                array.dw_up.mul_(3.0)
+                array.b_max.mul_(0.6)  # the soft bounds' slopes −γ/b are derived: stale views would keep them
+                array.b_min.mul_(0.6)
+                array.w.clamp_(max=array.b_max).clamp_(min=array.b_min)
+        torch.testing.assert_close(arrays[0].w, arrays[1].w, rtol=0, atol=1e-6)
