@@ -23,7 +23,6 @@ from typing import List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
-from torch.autograd.graph import get_gradient_edge
 
 from aimc_lab._checks import check_tile_input
 from aimc_lab.config import AnalogConfig
@@ -68,11 +67,15 @@ class AnalogContext(nn.Parameter):
         return (AnalogContext, (self.analog_tile, self.data, self.requires_grad))
 
 
-def _receives_gradient(param: Tensor) -> bool:
-    """Whether the running backward pass accumulates a gradient into ``param`` (not so under
-    ``torch.autograd.grad(y, x)`` or ``backward(inputs=[x])``). torch has no public query for this;
-    its own ``torch.autograd.graph.register_multi_grad_hook`` asks the engine the same way."""
-    return torch._C._will_engine_execute_node(get_gradient_edge(param).node)
+def _receives_gradient(ctx, index: int) -> bool:
+    """Whether the running backward pass accumulates a gradient into the ``index``-th input of the
+    Function whose backward runs (``ctx``; not so under ``torch.autograd.grad(y, x)`` or
+    ``backward(inputs=[x])``). torch has no public query for this; its own
+    ``torch.autograd.graph.register_multi_grad_hook`` asks the engine the same way, about the input's
+    node, which is the ``index``-th of the Function's next functions (cheaper than looking up the
+    parameter's gradient edge)."""
+    node = ctx.next_functions[index][0]
+    return node is not None and torch._C._will_engine_execute_node(node)
 
 
 class InMemoryFunction(torch.autograd.Function):
@@ -88,7 +91,7 @@ class InMemoryFunction(torch.autograd.Function):
     def backward(ctx, grad_y):
         x, weights = ctx.saved_tensors
         tile = ctx.tile
-        if ctx.needs_input_grad[1] and _receives_gradient(tile.analog_ctx):
+        if ctx.needs_input_grad[1] and _receives_gradient(ctx, 1):
             tile.record(x.detach(), grad_y.detach())
         grad_x = None
         if ctx.needs_input_grad[0]:
