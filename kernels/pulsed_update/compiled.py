@@ -203,18 +203,25 @@ def _totals_py(n_up, n_down):
 def _loop_py(w, n_up, n_down, xi, dw_up, dw_down, g_up, g_down, b_max, b_min, sigma, noisy, mult, constant):
     """Pulse k = 1..T of every device i with T = n⁺ + n⁻ > 0, in flat order, in place on w, with the
     draws xi[start_i + k − 1] (start_i: the T of the devices before i, the spec's
-    :func:`reference.draw_starts`): the cpu_fast loop's arithmetic, in its order of float operations."""
+    :func:`reference.draw_starts`): the cpu_fast loop's arithmetic, in its order of float operations.
+    The devices with pulses are listed first without a branch per device (which half of them would
+    mispredict), and pulse 1's direction needs no division (u >= T)."""
+    n = w.shape[0]
+    live = np.empty(n, np.int64)
+    m = 0
+    for i in range(n):
+        live[m] = i
+        m += (n_up[i] + n_down[i]) > 0
     start = 0
-    for i in range(w.shape[0]):
+    for j in range(m):
+        i = live[j]
         t = int(n_up[i] + n_down[i])
-        if t == 0:
-            continue
         u = int(n_up[i])
         v = w[i]
         hi = b_max[i]
         lo = b_min[i]
         for k in range(1, t + 1):
-            up = ((k - 1) * u % t + u) >= t
+            up = (u >= t) if k == 1 else (((k - 1) * u % t + u) >= t)  # Bresenham
             delta = dw_up[i] if up else dw_down[i]
             if constant:
                 step = delta

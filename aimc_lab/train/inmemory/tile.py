@@ -294,7 +294,7 @@ class InMemoryTile(nn.Module):
     @torch.no_grad()
     def finish_update(self) -> None:
         """The end of an update call, after C's writes: count it, then C's decay and diffusion."""
-        self.update_count += 1
+        self.update_count.add_(1)  # in place: `+=` would go through Module.__setattr__
         self.C.after_update(self.generator)
 
     @torch.no_grad()
