@@ -177,6 +177,12 @@ def read(w: Tensor, write_noise: Tensor, reference: Tensor) -> Tensor:
     return out
 
 
+def _write_noise_py(write_noise, changed, scale, xi):
+    """write_noise[changed[k]] = scale·xi[k] (the commit's draws: one per changed device, flat order)."""
+    for k in range(xi.shape[0]):
+        write_noise[changed[k]] = scale * xi[k]
+
+
 def commit(w: Tensor, w_new: Tensor, write_noise: Tensor, scale: float, generator: Optional[torch.Generator]) -> None:
     """``DeviceArray.commit`` compiled: in place on the contiguous CPU tensors w and write_noise, the
     same draws as its eager form (one normal per changed device, in flat order; none when ``scale`` is 0)."""
@@ -200,12 +206,14 @@ def _totals_py(n_up, n_down):
     return total, t_max
 
 
-def _loop_py(w, n_up, n_down, xi, dw_up, dw_down, g_up, g_down, b_max, b_min, sigma, noisy, mult, constant):
+def _loop_py(w, n_up, n_down, xi, dw_up, dw_down, g_up, g_down, b_max, b_min, sigma, noisy, mult, constant,
+             changed):
     """Pulse k = 1..T of every device i with T = n⁺ + n⁻ > 0, in flat order, in place on w, with the
     draws xi[start_i + k − 1] (start_i: the T of the devices before i, the spec's
     :func:`reference.draw_starts`): the cpu_fast loop's arithmetic, in its order of float operations.
     The devices with pulses are listed first without a branch per device (which half of them would
-    mispredict), and pulse 1's direction needs no division (u >= T)."""
+    mispredict), and pulse 1's direction needs no division (u >= T). Returns how many devices changed,
+    their indices (flat order) in changed[:count]."""
     n = w.shape[0]
     live = np.empty(n, np.int64)
     m = 0
@@ -213,6 +221,7 @@ def _loop_py(w, n_up, n_down, xi, dw_up, dw_down, g_up, g_down, b_max, b_min, si
         live[m] = i
         m += (n_up[i] + n_down[i]) > 0
     start = 0
+    c = 0
     for j in range(m):
         i = live[j]
         t = int(n_up[i] + n_down[i])
@@ -240,8 +249,11 @@ def _loop_py(w, n_up, n_down, xi, dw_up, dw_down, g_up, g_down, b_max, b_min, si
                 v = hi
             if v < lo:
                 v = lo
+        changed[c] = i
+        c += v != w[i]
         w[i] = v
         start += t
+    return c
 
 
 def pulse_train_factors(x: np.ndarray, d: np.ndarray, lr: float, dw_min: float, desired_bl: int,
@@ -334,18 +346,21 @@ def run_loop(w: Tensor, n_up: Tensor, n_down: Tensor, model, generator: Optional
 
 
 def _loop_in_place(out: np.ndarray, n_up: np.ndarray, n_down: np.ndarray, model,
-                   generator: Optional[torch.Generator], totals=None, arrays=None) -> None:
+                   generator: Optional[torch.Generator], totals=None, arrays=None) -> Tuple[int, np.ndarray]:
     """:func:`run_loop` on flat arrays, in place on ``out``; ``totals``: :func:`_totals_py`'s result,
-    ``arrays``: :func:`loop_arrays` of the model, when the caller has them."""
+    ``arrays``: :func:`loop_arrays` of the model, when the caller has them. Returns how many devices
+    changed and an array whose first that many entries are their flat indices, in order."""
     draws, t_max = _kernels()[0](n_up, n_down) if totals is None else totals
+    changed = np.empty(out.shape[0], np.int64)
     if t_max == 0:
-        return
+        return 0, changed
     noisy = model.sigma > 0
     # the spec's draws (reference.loop_draws): ΣT normals, each device's T in a row, in flat order
     xi = torch.randn(draws, generator=generator, dtype=torch.from_numpy(out[:0]).dtype).numpy() \
         if noisy else np.zeros(0, out.dtype)
-    _kernels()[1](out, n_up, n_down, xi, *(loop_arrays(model) if arrays is None else arrays),
-                  out.dtype.type(model.sigma), noisy, model.mult_noise, model.gamma_up is None)
+    count = _kernels()[1](out, n_up, n_down, xi, *(loop_arrays(model) if arrays is None else arrays),
+                          out.dtype.type(model.sigma), noisy, model.mult_noise, model.gamma_up is None, changed)
+    return count, changed
 
 
 def loop_arrays(model) -> tuple:
@@ -386,7 +401,11 @@ def update_in_place(w: Tensor, write_noise: Tensor, write_scale: float, x: Tenso
     totals = _kernels()[0](n_up, n_down)
     if totals[1] > R.LOOP_PULSES:
         return torch.from_numpy(found[0]), torch.from_numpy(found[1])
-    w_new = w.clone()
-    _loop_in_place(w_new.numpy().reshape(-1), n_up, n_down, model, generator, totals, arrays)
-    commit(w, w_new, write_noise, write_scale, generator)
+    # the loop runs on the stored weights themselves and lists the devices it changed: the commit's
+    # write noise (one normal per changed device, flat order) goes to those, no comparison pass
+    flat = w.numpy().reshape(-1)
+    count, changed = _loop_in_place(flat, n_up, n_down, model, generator, totals, arrays)
+    if write_scale > 0 and count:
+        xi = torch.randn(count, generator=generator, dtype=w.dtype).numpy()
+        _numba.compiled(_write_noise_py)(write_noise.numpy().reshape(-1), changed, flat.dtype.type(write_scale), xi)
     return None
