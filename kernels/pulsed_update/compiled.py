@@ -8,17 +8,18 @@ compiled functions over plain arrays:
 * :func:`pulse_train_factors` — the spec's per-row BL and firing probabilities, bit for bit;
 * :func:`slot_counts` / :func:`pulse_counts` — the coincidences of the slots' random bits by a loop
   over the fired rows and columns instead of two matmuls of bit matrices (exact integer counts);
-* :func:`run_loop` — every device's T pulses one after the other, in flat order (Bresenham
-  directions, the linear or constant step, cycle-to-cycle noise, clipping after each pulse), reading
-  each device's constants at its own index: no sort, no gathers, no temporaries;
+* :func:`run_loop` — every device's T pulses one after the other, the devices in flat order
+  (Bresenham directions, the linear or constant step, cycle-to-cycle noise, clipping after each
+  pulse), reading each device's constants at its own index and its draws at its position in the
+  spec's order (counted, not sorted for): no sort, no gathers, no temporaries;
 * :func:`commit` — the new weights stored, write noise redrawn where a weight changed;
   :func:`read` — what the MVMs see, w + write noise − reference, in one pass;
 * :func:`update_in_place` — all of these for one array's update, without tensor conversions between
   them (``DeviceArray.pulsed_update`` runs it for the linear kinds).
 
 The random draws stay torch's, in the spec's order and layout: the slots' uniforms chunk by chunk,
-the loop's one draw of ΣT normals (device i's pulse k takes the draw at the T of the devices before
-it + k − 1, :func:`reference.draw_starts`), the write noise one normal per changed device. So the
+the loop's one draw of ΣT normals (pulse k's for the devices still pulsing, in the loop's order, after
+pulse k − 1's: :func:`reference.loop_draws`), the write noise one normal per changed device. So the
 result equals :mod:`.cpu_fast`'s (and the spec's) up to float rounding
 (tests/kernels/test_pulsed_update_compiled.py).
 
@@ -206,25 +207,39 @@ def _totals_py(n_up, n_down):
     return total, t_max
 
 
-def _loop_py(w, n_up, n_down, xi, dw_up, dw_down, g_up, g_down, b_max, b_min, sigma, noisy, mult, constant,
+def _loop_py(w, n_up, n_down, t_max, xi, dw_up, dw_down, g_up, g_down, b_max, b_min, sigma, noisy, mult, constant,
              changed):
-    """Pulse k = 1..T of every device i with T = n⁺ + n⁻ > 0, in flat order, in place on w, with the
-    draws xi[start_i + k − 1] (start_i: the T of the devices before i, the spec's
-    :func:`reference.draw_starts`): the cpu_fast loop's arithmetic, in its order of float operations.
-    The devices with pulses are listed first without a branch per device (which half of them would
-    mispredict), and pulse 1's direction needs no division (u >= T). Returns how many devices changed,
-    their indices (flat order) in changed[:count]."""
+    """Pulse k = 1..T of every device i with T = n⁺ + n⁻ > 0, in place on w: the cpu_fast loop's
+    arithmetic, in its order of float operations, device after device in flat order. The draws are
+    the spec's (:func:`reference._pulse_loop`): pulse k's normals for the devices still pulsing, in the
+    loop's order (T descending, stable), after pulse k − 1's; device i at position p of that order
+    takes xi[off[k − 1] + p], off[k − 1] = Σ_{k' < k} #{T >= k'}. Its position is counted, not sorted
+    for: p = #{T > T_i} + #{T = T_i before i}. The devices with pulses are listed first without a branch
+    per device (which half of them would mispredict), and pulse 1's direction needs no division
+    (u >= T). Returns how many devices changed, their indices (flat order) in changed[:count]."""
     n = w.shape[0]
     live = np.empty(n, np.int64)
+    per_t = np.zeros(t_max + 2, np.int64)
     m = 0
     for i in range(n):
+        t = int(n_up[i] + n_down[i])
         live[m] = i
-        m += (n_up[i] + n_down[i]) > 0
-    start = 0
+        m += t > 0
+        per_t[t] += 1
+    first = np.zeros(t_max + 2, np.int64)  # next position of a device with T = t
+    off = np.zeros(t_max + 1, np.int64)  # off[k - 1]: the first draw of pulse k
+    pos = 0
+    for t in range(t_max, 0, -1):
+        first[t] = pos
+        pos += per_t[t]
+    for k in range(2, t_max + 1):  # #{T >= k − 1} = first[k − 1] + per_t[k − 1]
+        off[k - 1] = off[k - 2] + first[k - 1] + per_t[k - 1]
     c = 0
     for j in range(m):
         i = live[j]
         t = int(n_up[i] + n_down[i])
+        p = first[t]
+        first[t] = p + 1
         u = int(n_up[i])
         v = w[i]
         hi = b_max[i]
@@ -235,7 +250,7 @@ def _loop_py(w, n_up, n_down, xi, dw_up, dw_down, g_up, g_down, b_max, b_min, si
             if constant:
                 step = delta
                 if noisy:
-                    step = step * (xi[start + k - 1] * sigma + np.float32(1.0))
+                    step = step * (xi[off[k - 1] + p] * sigma + np.float32(1.0))
             else:
                 slope = (g_up[i] if up else g_down[i]) * delta
                 step = delta + slope * v
@@ -243,7 +258,7 @@ def _loop_py(w, n_up, n_down, xi, dw_up, dw_down, g_up, g_down, b_max, b_min, si
                     step = np.float32(0.0)
                 if noisy:
                     scale = step if mult else delta
-                    step = step + sigma * scale * xi[start + k - 1]
+                    step = step + sigma * scale * xi[off[k - 1] + p]
             v = v + step if up else v - step
             if v > hi:
                 v = hi
@@ -252,7 +267,6 @@ def _loop_py(w, n_up, n_down, xi, dw_up, dw_down, g_up, g_down, b_max, b_min, si
         changed[c] = i
         c += v != w[i]
         w[i] = v
-        start += t
     return c
 
 
@@ -355,10 +369,10 @@ def _loop_in_place(out: np.ndarray, n_up: np.ndarray, n_down: np.ndarray, model,
     if t_max == 0:
         return 0, changed
     noisy = model.sigma > 0
-    # the spec's draws (reference.loop_draws): ΣT normals, each device's T in a row, in flat order
+    # the spec's draws (reference.loop_draws): ΣT normals, pulse 1's first
     xi = torch.randn(draws, generator=generator, dtype=torch.from_numpy(out[:0]).dtype).numpy() \
         if noisy else np.zeros(0, out.dtype)
-    count = _kernels()[1](out, n_up, n_down, xi, *(loop_arrays(model) if arrays is None else arrays),
+    count = _kernels()[1](out, n_up, n_down, t_max, xi, *(loop_arrays(model) if arrays is None else arrays),
                           out.dtype.type(model.sigma), noisy, model.mult_noise, model.gamma_up is None, changed)
     return count, changed
 

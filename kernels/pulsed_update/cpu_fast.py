@@ -244,19 +244,19 @@ def _pulse_loop(w, n_up, n_down, model, generator):
         return compiled.run_loop(w, n_up, n_down, model, generator)
     idx, U, T, live = R.loop_order(n_up, n_down)
     if idx.numel():
-        w[idx] = _loop(w[idx], U, T, live, R.draw_starts(n_up, n_down, idx), R._subset(model, idx), generator)
+        w[idx] = _loop(w[idx], U, T, live, R._subset(model, idx), generator)
     return w
 
 
-def _loop(w: Tensor, U: Tensor, T: Tensor, live: List[int], first: Tensor, model: PulseModel, generator) -> Tensor:
+def _loop(w: Tensor, U: Tensor, T: Tensor, live: List[int], model: PulseModel, generator) -> Tensor:
     """Pulse k = 1..max T of the devices sorted by T (largest first): pulse k steps the prefix of the
-    live[k − 1] devices with T >= k, in place on ``w``, with the draws at first + k − 1 (the spec's
-    :func:`reference.draw_starts`). The pulses' directions and coefficients are computed for a stretch
-    of pulses at once (while the prefix stays above half its first size)."""
+    live[k − 1] devices with T >= k, in place on ``w``. The pulses' directions and coefficients are
+    computed for a stretch of pulses at once (while the prefix stays above half its first size)."""
     t = model.tensors
     draws = R.loop_draws(live, model, w, generator)
     noisy = draws is not None
     sigma = model.sigma
+    start = 0
     k, kmax = 1, len(live)
     while k <= kmax:
         n = live[k - 1]
@@ -276,7 +276,8 @@ def _loop(w: Tensor, U: Tensor, T: Tensor, live: List[int], first: Tensor, model
         for j in range(end - k + 1):
             m = live[k - 1 + j]
             v = w[:m]
-            xi = draws[first[:m] + (k - 1 + j)] if noisy else None
+            xi = draws[start:start + m] if noisy else None
+            start += m
             if model.constant:
                 if noisy:
                     v.addcmul_(inc[j, :m], xi.mul(sigma).add_(1))

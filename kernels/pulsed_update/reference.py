@@ -263,10 +263,9 @@ def _pulse_loop(w: Tensor, n_up: Tensor, n_down: Tensor, model: PulseModel,
     """The spec: each device's n⁺ up and n⁻ down pulses one at a time (:func:`pulse`),
     evenly interleaved (Bresenham: pulse k of T = n⁺ + n⁻ is up when ⌊k·n⁺/T⌋ > ⌊(k − 1)·n⁺/T⌋, i.e.
     when (k − 1)·n⁺ mod T + n⁺ >= T). The devices with pulses are ordered by T, largest first (stable),
-    so the devices still pulsing at pulse k are a prefix of that order. The noise: each device's T
-    normals in a row, the devices in flat order (all drawn at once, :func:`loop_draws`). The work is
-    O(Σ n). Constant-step devices with pulses in one direction take the exact shortcut of
-    :func:`_constant_runs`."""
+    so the devices still pulsing at pulse k are a prefix of that order; pulse k draws one normal per
+    device of the prefix (all drawn at once, :func:`loop_draws`). The work is O(Σ n). Constant-step
+    devices with pulses in one direction take the exact shortcut of :func:`_constant_runs`."""
     w = w.clone()
     if model.constant:
         single = ((n_up == 0) | (n_down == 0)) & ((n_up + n_down) > 0)
@@ -279,29 +278,22 @@ def _pulse_loop(w: Tensor, n_up: Tensor, n_down: Tensor, model: PulseModel,
         return w
     wi, ms = w[idx], _subset(model, idx)
     draws = loop_draws(live, model, w, generator)
-    first = draw_starts(n_up, n_down, idx)
+    start = 0
     for k, n_k in enumerate(live, start=1):
         up = ((k - 1) * U[:n_k] % T[:n_k] + U[:n_k]) >= T[:n_k]
-        xi = None if draws is None else draws[first[:n_k] + (k - 1)]
+        xi = None if draws is None else draws[start:start + n_k]
         wi[:n_k] = pulse(wi[:n_k], up, _prefix(ms, n_k), xi)
+        start += n_k
     w[idx] = wi
     return w
 
 
 def loop_draws(live, model: PulseModel, w: Tensor, generator: Optional[torch.Generator]) -> Optional[Tensor]:
-    """The pulse loop's noise: Σ_k live[k − 1] = ΣT standard normals in one draw (None when
-    noise-free); device i's pulse k takes the draw at :func:`draw_starts` + k − 1."""
+    """The pulse loop's noise: Σ_k live[k − 1] standard normals in one draw (None when noise-free);
+    pulse k takes the next live[k − 1] of them, one per still-pulsing device in the loop's order."""
     if model.sigma <= 0 or not live:
         return None
     return torch.randn(sum(live), generator=generator, dtype=w.dtype, device=w.device)
-
-
-def draw_starts(n_up: Tensor, n_down: Tensor, idx: Tensor) -> Tensor:
-    """Where the loop's draws of the devices ``idx`` begin: the devices take their T = n⁺ + n⁻ draws in
-    a row, in flat order (device i after the T of devices 0..i − 1), so a device's draws do not depend
-    on the loop's order."""
-    total = (n_up + n_down).to(torch.long)
-    return (total.cumsum(0) - total)[idx]
 
 
 def loop_order(n_up: Tensor, n_down: Tensor):

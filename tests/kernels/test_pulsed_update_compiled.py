@@ -3,7 +3,7 @@
 The spec's pulse loop (reference._pulse_loop) and the compiled one make the same draws, so seeded
 calls agree to float rounding: every closed-form kind, both noise types, noise-free, float32 and
 float64, devices at their bounds, single and mixed directions, up to 60 pulses, no pulses at all;
-the loop's draws are laid out device by device in flat order, as the spec's. The fused update of an
+the compiled loop reads the spec's draw layout without sorting. The fused update of an
 array (update_in_place) equals the kernel plus the commit. ``AIMC_LAB_NUMBA=0`` switches it off.
 """
 
@@ -74,25 +74,26 @@ def test_compiled_mixed_loop_equals_the_eager_loop(device, monkeypatch):
     assert torch.equal(g1.get_state(), g2.get_state())
 
 
-def test_loop_draws_are_device_major_in_flat_order():
-    """The spec's layout of the loop's normals (reference.draw_starts): device i takes its T_i draws in
-    a row after those of devices 0..i − 1, whatever the loop's order by T. Each device of the spec's
-    loop and of the compiled loop equals its own T pulses replayed one by one with exactly those draws."""
+def test_compiled_loop_reads_the_spec_draw_layout():
+    """The spec's layout of the loop's normals (reference.loop_draws): pulse k's draws for the devices
+    still pulsing, in the loop's order (T descending, stable), after pulse k − 1's. The compiled loop
+    runs the devices in flat order and counts each one's position in that order instead of sorting:
+    each of its devices equals its own T pulses replayed one by one with the draws the layout gives it."""
     device = P.LinearStep(dw_min=0.01, gamma_up=0.5, gamma_down=0.8, dw_min_std=0.4)
     w, n_up, n_down, model = _state(device, 40, torch.float64, seed=2)
-    T = (n_up + n_down).long()
-    starts = R.draw_starts(n_up, n_down, torch.arange(40))
-    assert torch.equal(starts, torch.cumsum(T, 0) - T)
-    xi = torch.randn(int(T.sum()), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
-    spec = R._pulse_loop(w, n_up, n_down, model, torch.Generator().manual_seed(3))
+    idx, U, T, live = R.loop_order(n_up, n_down)
+    off = [0]
+    for n_k in live[:-1]:
+        off.append(off[-1] + n_k)
+    xi = torch.randn(sum(live), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     got = compiled.run_loop(w, n_up, n_down, model, torch.Generator().manual_seed(3))
-    for i in range(40):
+    assert len(live) > 5 and len(set(T.tolist())) > 5  # devices of many pulse counts, ties among them
+    for p, i in enumerate(idx.tolist()):
         one = R._subset(model, torch.tensor([i]))
         v = w[i:i + 1].clone()
-        for k in range(1, int(T[i]) + 1):
-            up = ((k - 1) * n_up[i].long() % T[i] + n_up[i].long()) >= T[i]
-            v = R.pulse(v, up.view(1), one, xi[starts[i] + k - 1].view(1))
-        torch.testing.assert_close(spec[i:i + 1], v, rtol=0, atol=1e-12)
+        for k in range(1, int(T[p]) + 1):
+            up = ((k - 1) * U[p] % T[p] + U[p]) >= T[p]
+            v = R.pulse(v, up.view(1), one, xi[off[k - 1] + p].view(1))
         torch.testing.assert_close(got[i:i + 1], v, rtol=0, atol=1e-12)
 
 
