@@ -607,7 +607,17 @@ class DeviceArray(nn.Module):
         digitally. Returns the new hidden weights; ``commit`` as in :meth:`pulsed_update`."""
         if tuple(counts.shape) != self.shape:
             raise ValueError(f"counts must have shape {self.shape}, got {tuple(counts.shape)}")
-        w_new = _signed_counts_kernel(self.w, counts, self.pulse_model(), generator)
+        model = self.pulse_model()
+        if (commit and _compiled.serves_update(self.w, self.write_noise, model)
+                and _backend.resolve(self.w.device) == "torch"):
+            # the kernel's loop and the commit in one compiled pass (the same draws and result)
+            p = self.device_params
+            rest = _compiled.counts_in_place(self.w, self.write_noise, p.write_noise_std * p.dw_min, counts, model,
+                                             generator, self._loop_arrays())
+            if rest is not None:  # more pulses than the loop takes: the kernel's closed forms
+                self.commit(_apply_mixed_kernel(self.w, *rest, model, generator), generator)
+            return self.w.clone()
+        w_new = _signed_counts_kernel(self.w, counts, model, generator)
         if commit:
             self.commit(w_new, generator)
         return w_new

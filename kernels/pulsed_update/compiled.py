@@ -40,7 +40,7 @@ from aimc_lab.kernels import _numba
 from aimc_lab.kernels.pulsed_update import reference as R
 
 __all__ = ["available", "run_loop", "slot_counts", "pulse_counts", "pulse_train_factors", "commit", "read",
-           "serves_update", "update_in_place", "loop_arrays"]
+           "serves_update", "update_in_place", "counts_in_place", "loop_arrays"]
 
 
 _CPU = torch.device("cpu")
@@ -196,11 +196,16 @@ def commit(w: Tensor, w_new: Tensor, write_noise: Tensor, scale: float, generato
 
 
 def _totals_py(n_up, n_down):
-    """(ΣT, max T) of the devices' pulse counts T = n⁺ + n⁻."""
+    """(ΣT, max T) of the devices' pulse counts T = n⁺ + n⁻; (−1, −1) when a count is negative, NaN or
+    inf (an integer conversion of those would index out of bounds)."""
     total = 0
     t_max = 0
     for i in range(n_up.shape[0]):
-        t = int(n_up[i] + n_down[i])
+        a = n_up[i]
+        b = n_down[i]
+        if not (a >= 0 and b >= 0 and a - a == 0 and b - b == 0):
+            return -1, -1
+        t = int(a + b)
         total += t
         if t > t_max:
             t_max = t
@@ -365,6 +370,8 @@ def _loop_in_place(out: np.ndarray, n_up: np.ndarray, n_down: np.ndarray, model,
     ``arrays``: :func:`loop_arrays` of the model, when the caller has them. Returns how many devices
     changed and an array whose first that many entries are their flat indices, in order."""
     draws, t_max = _kernels()[0](n_up, n_down) if totals is None else totals
+    if t_max < 0:
+        raise ValueError("pulse counts must be finite and >= 0 (got a negative, NaN or inf count)")
     changed = np.empty(out.shape[0], np.int64)
     if t_max == 0:
         return 0, changed
@@ -411,14 +418,30 @@ def update_in_place(w: Tensor, write_noise: Tensor, write_scale: float, x: Tenso
                           model.dw_min, desired_bl, update_management, bl_management, generator)
     if found is None:
         return None  # no pulse: the commit would find no change and draw nothing
-    n_up, n_down = found[0].reshape(-1), found[1].reshape(-1)
-    totals = _kernels()[0](n_up, n_down)
-    if totals[1] > R.LOOP_PULSES:
-        return torch.from_numpy(found[0]), torch.from_numpy(found[1])
+    return _counts_in_place(w, write_noise, write_scale, found[0], found[1], model, generator, arrays)
+
+
+def counts_in_place(w: Tensor, write_noise: Tensor, write_scale: float, counts: Tensor, model,
+                    generator: Optional[torch.Generator], arrays=None) -> Optional[Tuple[Tensor, Tensor]]:
+    """An array's ``signed_counts_update`` (|counts| pulses of direction sign(counts), counts [N, K]) and
+    its commit in one compiled pass, as :func:`update_in_place` (the same contract, draws and return)."""
+    c = counts.to(w.dtype).contiguous().numpy()
+    return _counts_in_place(w, write_noise, write_scale, np.maximum(c, 0), np.maximum(-c, 0), model, generator,
+                            arrays)
+
+
+def _counts_in_place(w, write_noise, write_scale, n_up, n_down, model, generator, arrays):
+    """The pulse loop on the stored weights for the counts n_up, n_down [N, K] (numpy), then the
+    commit's write noise; or, with more than ``LOOP_PULSES`` pulses on a device, nothing changed and the
+    counts returned for the kernel's closed forms."""
+    up, down = n_up.reshape(-1), n_down.reshape(-1)
+    totals = _kernels()[0](up, down)
+    if totals[1] > R.LOOP_PULSES or totals[1] < 0:  # the closed forms (the kernel handles bad counts)
+        return torch.from_numpy(n_up), torch.from_numpy(n_down)
     # the loop runs on the stored weights themselves and lists the devices it changed: the commit's
     # write noise (one normal per changed device, flat order) goes to those, no comparison pass
     flat = w.numpy().reshape(-1)
-    count, changed = _loop_in_place(flat, n_up, n_down, model, generator, totals, arrays)
+    count, changed = _loop_in_place(flat, up, down, model, generator, totals, arrays)
     if write_scale > 0 and count:
         xi = torch.randn(count, generator=generator, dtype=w.dtype).numpy()
         _numba.compiled(_write_noise_py)(write_noise.numpy().reshape(-1), changed, flat.dtype.type(write_scale), xi)

@@ -272,3 +272,32 @@ def test_fused_update_sees_an_in_place_change_of_the_device_tensors(monkeypatch)
                 array.b_min.mul_(0.6)
                 array.w.clamp_(max=array.b_max).clamp_(min=array.b_min)
         torch.testing.assert_close(arrays[0].w, arrays[1].w, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1.0, 45.0])  # 45: more than LOOP_PULSES pulses, the closed forms
+def test_fused_counts_update_equals_the_kernel_and_commit(scale, monkeypatch):
+    """DeviceArray.signed_counts_update (mixed precision's and the transfers' digital writes) through
+    counts_in_place against the eager kernel plus commit: same weights, write noise, generator state."""
+    device = P.LinearStep(dw_min=0.01, gamma_up=0.5, gamma_down=0.8, dw_min_std=0.3, write_noise_std=2.0)
+    arrays = [P.DeviceArray(device, 9, 14, seed=2) for _ in range(2)]
+    gens = [torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)]
+    g = torch.Generator().manual_seed(0)
+    for step in range(3):
+        counts = torch.trunc(torch.randn(9, 14, generator=g) * scale)
+        for array, gen, flag in zip(arrays, gens, ("1", "0")):
+            monkeypatch.setenv("AIMC_LAB_NUMBA", flag)
+            out = array.signed_counts_update(counts, generator=gen)
+            assert torch.equal(out, array.w)
+        torch.testing.assert_close(arrays[0].w, arrays[1].w, rtol=0, atol=1e-6)
+        torch.testing.assert_close(arrays[0].write_noise, arrays[1].write_noise, rtol=0, atol=1e-6)
+        assert torch.equal(gens[0].get_state(), gens[1].get_state())
+
+
+def test_compiled_loop_refuses_bad_counts():
+    """A NaN, inf or negative count never reaches an integer conversion in the compiled loop."""
+    w, n_up, n_down, model = _state(P.reram_sb(), 20, torch.float32)
+    for bad in (float("nan"), float("inf"), -1.0):
+        up = n_up.clone()
+        up[3] = bad
+        with pytest.raises(ValueError, match="finite and >= 0"):
+            compiled.run_loop(w, up, n_down, model, torch.Generator())
