@@ -6,7 +6,7 @@ and update) the eager path of :mod:`.cpu_fast` costs ~20 tensor operations per p
 compiled functions over plain arrays:
 
 * :func:`pulse_train_factors` — the spec's per-row BL and firing probabilities, bit for bit;
-* :func:`slot_counts` / :func:`pulse_counts` — the coincidences of the slots' random bits by a loop
+* :func:`pulse_counts` — the coincidences of the slots' random bits by a loop
   over the fired rows and columns instead of two matmuls of bit matrices (exact integer counts);
 * :func:`run_loop` — every device's T pulses one after the other, the devices in flat order
   (Bresenham directions, the linear or constant step, cycle-to-cycle noise, clipping after each
@@ -39,7 +39,7 @@ from torch import Tensor
 from aimc_lab.kernels import _numba
 from aimc_lab.kernels.pulsed_update import reference as R
 
-__all__ = ["available", "run_loop", "slot_counts", "pulse_counts", "pulse_train_factors", "commit", "read",
+__all__ = ["available", "run_loop", "pulse_counts", "pulse_train_factors", "commit", "read",
            "serves_update", "update_in_place", "counts_in_place", "loop_arrays"]
 
 
@@ -343,17 +343,6 @@ def pulse_counts(x: Tensor, d: Tensor, lr: float, dw_min: float, desired_bl: int
         return None
     n_up, n_down = torch.from_numpy(found[0]), torch.from_numpy(found[1])
     return n_up, n_down, n_up + n_down
-
-
-def slot_counts(p: Tensor, q: Tensor, bl: Tensor, sx: Tensor, sd: Tensor,
-                generator: Optional[torch.Generator]) -> Tuple[Tensor, Tensor]:
-    """The spec's :func:`reference._slot_counts` (total, signed) [N, K] on the CPU: the same chunks of
-    slots and the same uniforms, the coincidences counted by a compiled loop over the fired rows and
-    columns instead of two matmuls of bit matrices (exact integers either way, so the counts are equal)."""
-    dtype = p.dtype
-    arrays = [v.contiguous().numpy() for v in (p, q, sx.to(dtype), sd.to(dtype))]
-    total, signed = _chunked_counts(arrays[0], arrays[1], bl.numpy(), arrays[2], arrays[3], generator, split=False)
-    return torch.from_numpy(total), torch.from_numpy(signed)
 
 
 def run_loop(w: Tensor, n_up: Tensor, n_down: Tensor, model, generator: Optional[torch.Generator]) -> Tensor:
