@@ -144,24 +144,14 @@ def _split_py(total, signed, half):
         signed[i] = (t + s) * half
 
 
-def _changed_py(w, w_new):
-    """How many devices changed (w_new != w)."""
-    n = 0
+def _changed_py(w, w_new, changed):
+    """The devices whose weight changed (w_new != w), in flat order, into changed[:count] without a
+    branch per device; returns count."""
+    c = 0
     for i in range(w.shape[0]):
-        if w_new[i] != w[i]:
-            n += 1
-    return n
-
-
-def _commit_py(w, w_new, write_noise, scale, xi):
-    """w ← w_new; the k-th changed device (in flat order) takes write noise scale·xi[k]."""
-    k = 0
-    for i in range(w.shape[0]):
-        if w_new[i] != w[i]:
-            if xi.shape[0] > 0:
-                write_noise[i] = scale * xi[k]
-                k += 1
-            w[i] = w_new[i]
+        changed[c] = i
+        c += w_new[i] != w[i]
+    return c
 
 
 def _read_py(w, write_noise, reference, out):
@@ -184,15 +174,24 @@ def _write_noise_py(write_noise, changed, scale, xi):
         write_noise[changed[k]] = scale * xi[k]
 
 
+def _redraw_write_noise(write_noise: Tensor, changed: np.ndarray, count: int, scale: float,
+                        generator: Optional[torch.Generator]) -> None:
+    """The commit's draws: one normal per changed device (``changed[:count]``, flat order) into the
+    write noise, scaled; none when ``scale`` is 0 or nothing changed."""
+    if scale > 0 and count:
+        flat = write_noise.numpy().reshape(-1)
+        xi = torch.randn(count, generator=generator, dtype=write_noise.dtype).numpy()
+        _numba.compiled(_write_noise_py)(flat, changed, flat.dtype.type(scale), xi)
+
+
 def commit(w: Tensor, w_new: Tensor, write_noise: Tensor, scale: float, generator: Optional[torch.Generator]) -> None:
     """``DeviceArray.commit`` compiled: in place on the contiguous CPU tensors w and write_noise, the
     same draws as its eager form (one normal per changed device, in flat order; none when ``scale`` is 0)."""
     wf, nf = w.numpy().reshape(-1), w_new.contiguous().numpy().reshape(-1)
-    xi = np.empty(0, wf.dtype)
-    if scale > 0:
-        n = _numba.compiled(_changed_py)(wf, nf)
-        xi = torch.randn(n, generator=generator, dtype=w.dtype).numpy()
-    _numba.compiled(_commit_py)(wf, nf, write_noise.numpy().reshape(-1), wf.dtype.type(scale), xi)
+    changed = np.empty(wf.shape[0], np.int64)
+    count = _numba.compiled(_changed_py)(wf, nf, changed)
+    _redraw_write_noise(write_noise, changed, count, scale, generator)
+    np.copyto(wf, nf)
 
 
 def _totals_py(n_up, n_down):
@@ -429,9 +428,6 @@ def _counts_in_place(w, write_noise, write_scale, n_up, n_down, model, generator
         return torch.from_numpy(n_up), torch.from_numpy(n_down)
     # the loop runs on the stored weights themselves and lists the devices it changed: the commit's
     # write noise (one normal per changed device, flat order) goes to those, no comparison pass
-    flat = w.numpy().reshape(-1)
-    count, changed = _loop_in_place(flat, up, down, model, generator, totals, arrays)
-    if write_scale > 0 and count:
-        xi = torch.randn(count, generator=generator, dtype=w.dtype).numpy()
-        _numba.compiled(_write_noise_py)(write_noise.numpy().reshape(-1), changed, flat.dtype.type(write_scale), xi)
+    count, changed = _loop_in_place(w.numpy().reshape(-1), up, down, model, generator, totals, arrays)
+    _redraw_write_noise(write_noise, changed, count, write_scale, generator)
     return None
