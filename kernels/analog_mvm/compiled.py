@@ -28,7 +28,7 @@ management ``iterative``/``none``, float32/float64 on the CPU, numba present
 from __future__ import annotations
 
 import functools
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -180,21 +180,36 @@ def _mac_py(u, w, transposed, noise, sigma, zero, z):
                 z[r, i] = acc + sigma * noise[r, i] if noisy else acc
 
 
+class _Periphery(NamedTuple):
+    """A periphery's constants in the array float type and its compiled kernels (:func:`_constants`)."""
+    scalar: type  # np.float32 or np.float64
+    dac: tuple  # (abs-max noise management?, nm_thres, smallest α, 1)
+    inp: tuple  # (Δ_in, input bound, 1/2)
+    out: tuple  # (Δ_out, output bound, 1/2)
+    k_max: int  # bound management's largest exponent (0: no re-runs)
+    scales: np.ndarray  # [out_scale], read-only
+    one_zero: tuple  # (1, 0)
+    sigma: object  # output noise σ
+    none: np.ndarray  # an empty noise array
+    kernels: tuple  # (DAC, MAC, ADC)
+
+
 @_by_identity
-def _constants(io: IOParameters, dtype: torch.dtype):
+def _constants(io: IOParameters, dtype: torch.dtype) -> _Periphery:
     """The float constants of a periphery in the array float type (the DAC's, the ADC's, the rescale's),
     bound management's largest exponent and the three compiled kernels: computed once per (io, dtype)."""
     scalar = np.float32 if dtype == torch.float32 else np.float64
     fi = torch.finfo(dtype)
-    dac = (io.noise_management == "abs_max", scalar(io.nm_thres), scalar(fi.tiny * fi.eps), scalar(1))
-    inp = (scalar(io.inp_step), scalar(io.inp_bound), scalar(0.5))
-    out = (scalar(io.out_step), scalar(io.out_bound), scalar(0.5))
-    k_max = max_bm_exponent(io) if io.bound_management == "iterative" else 0
     scale = np.array([io.out_scale], scalar)
     scale.setflags(write=False)
-    kernels = (_numba.compiled(_dac_py), _numba.compiled(_mac_py, reassociate=True), _numba.compiled(_adc_py))
-    return (scalar, dac, inp, out, k_max, scale, (scalar(1), scalar(0)), scalar(io.out_noise),
-            np.empty((0, 0), scalar), kernels)
+    return _Periphery(
+        scalar=scalar,
+        dac=(io.noise_management == "abs_max", scalar(io.nm_thres), scalar(fi.tiny * fi.eps), scalar(1)),
+        inp=(scalar(io.inp_step), scalar(io.inp_bound), scalar(0.5)),
+        out=(scalar(io.out_step), scalar(io.out_bound), scalar(0.5)),
+        k_max=max_bm_exponent(io) if io.bound_management == "iterative" else 0,
+        scales=scale, one_zero=(scalar(1), scalar(0)), sigma=scalar(io.out_noise), none=np.empty((0, 0), scalar),
+        kernels=(_numba.compiled(_dac_py), _numba.compiled(_mac_py, reassociate=True), _numba.compiled(_adc_py)))
 
 
 _FIRST_ROWS = np.arange(MAX_ROWS, dtype=np.int64)  # a first pass's rows 0..M-1
@@ -209,11 +224,11 @@ def mvm_forward(x: Tensor, w: Tensor, io: IOParameters, out_scales: Optional[Ten
     x = x.contiguous()
     M = x.shape[0]
     c = _constants(io, x.dtype)
-    scales = c[5] if out_scales is None else (out_scales.reshape(-1) * io.out_scale).numpy()
+    scales = c.scales if out_scales is None else (out_scales.reshape(-1) * io.out_scale).numpy()
     xn, wn = x.numpy(), w.contiguous().numpy()
-    state = np.empty((3, M), c[0])  # α, max|x| and 2^k per row, filled by the first pass
+    state = np.empty((3, M), c.scalar)  # α, max|x| and 2^k per row, filled by the first pass
     y, sat, some = _pass(xn, wn, _FIRST_ROWS[:M], True, transposed, c, state, scales, generator)
-    k_max = c[4]
+    k_max = c.k_max
     if k_max == 0 or not some:
         return y  # rescaled by the ADC pass
     # the fast path's loop: re-run the saturated nonzero rows with 2^k, then rescale every row
@@ -231,25 +246,25 @@ def mvm_forward(x: Tensor, w: Tensor, io: IOParameters, out_scales: Optional[Ten
         y[torch.from_numpy(picked)] = y_r
         redo = np.zeros(M, np.bool_)
         redo[picked] = sat_r
-    _numba.compiled(_rescale_py)(y.numpy(), alpha, mag, c[1][0], pow2, scales, *c[6])
+    _numba.compiled(_rescale_py)(y.numpy(), alpha, mag, c.dac[0], pow2, scales, *c.one_zero)
     return y
 
 
 def _pass(xn, wn, rows, first, transposed, c, state, scales, generator):
     """One pass of the rows ``rows``: DAC, the output-noise draw, MAC, ADC. Returns (z [R, N] tensor,
     saturation flags [R], whether any row saturated)."""
-    scalar, dac, inp, out, k_max, _, one_zero, sigma, none, (dac_k, mac_k, adc_k) = c
+    dac_k, mac_k, adc_k = c.kernels
     alpha, mag, pow2 = state
     R = rows.shape[0]
     N = wn.shape[1] if transposed else wn.shape[0]
-    u = np.empty((R, xn.shape[1]), scalar)
-    if not dac_k(xn, rows, first, *dac, pow2, *inp, alpha, mag, u):
+    u = np.empty((R, xn.shape[1]), c.scalar)
+    if not dac_k(xn, rows, first, *c.dac, pow2, *c.inp, alpha, mag, u):
         raise ValueError("analog_mvm: x contains NaN")
-    dtype = torch.float32 if scalar is np.float32 else torch.float64
-    noise = torch.randn((1, R, N), generator=generator, dtype=dtype).numpy()[0] if sigma > 0 else none
+    dtype = torch.float32 if c.scalar is np.float32 else torch.float64
+    noise = torch.randn((1, R, N), generator=generator, dtype=dtype).numpy()[0] if c.sigma > 0 else c.none
     z = torch.empty(R, N, dtype=dtype)
     zn = z.numpy()
-    mac_k(u, wn, transposed, noise, sigma, one_zero[1], zn)
+    mac_k(u, wn, transposed, noise, c.sigma, c.one_zero[1], zn)
     sat = np.empty(R, np.bool_)
-    rescale = 0 if not first else (2 if k_max == 0 else 1)  # the first pass may rescale itself
-    return z, sat, adc_k(zn, *out, sat, rescale, alpha, mag, dac[0], scales, *one_zero)
+    rescale = 0 if not first else (2 if c.k_max == 0 else 1)  # the first pass may rescale itself
+    return z, sat, adc_k(zn, *c.out, sat, rescale, alpha, mag, c.dac[0], scales, *c.one_zero)
