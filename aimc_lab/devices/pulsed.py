@@ -582,8 +582,7 @@ class DeviceArray(nn.Module):
         ``generator``), without it the array is left unchanged.
         """
         model = self.pulse_model()
-        if (commit and not exact and block_rows is None and _compiled.serves_update(self.w, self.write_noise, model)
-                and _backend.resolve(self.w.device) == "torch"):
+        if commit and not exact and block_rows is None and self._fused(model):
             # the kernel and the commit in one compiled pass (the same draws and result)
             p = self.device_params
             rest = _compiled.update_in_place(self.w, self.write_noise, p.write_noise_std * p.dw_min, x, d, lr, model,
@@ -608,8 +607,7 @@ class DeviceArray(nn.Module):
         if tuple(counts.shape) != self.shape:
             raise ValueError(f"counts must have shape {self.shape}, got {tuple(counts.shape)}")
         model = self.pulse_model()
-        if (commit and _compiled.serves_update(self.w, self.write_noise, model)
-                and _backend.resolve(self.w.device) == "torch"):
+        if commit and self._fused(model):
             # the kernel's loop and the commit in one compiled pass (the same draws and result)
             p = self.device_params
             rest = _compiled.counts_in_place(self.w, self.write_noise, p.write_noise_std * p.dw_min, counts, model,
@@ -621,6 +619,61 @@ class DeviceArray(nn.Module):
         if commit:
             self.commit(w_new, generator)
         return w_new
+
+    def _fused(self, model: PulseModel) -> bool:
+        """Whether this array's updates take the compiled one-pass lane (``_compiled.serves_update``, torch backend)."""
+        return _compiled.serves_update(self.w, self.write_noise, model) and _backend.resolve(self.w.device) == "torch"
+
+    def column_model(self, cols: Tensor) -> PulseModel:
+        """The pulse model of the devices [:, cols] (their own per-device constants): [N, n], the columns
+        of the cached model (its slopes are not recomputed)."""
+        model = self.pulse_model()
+
+        def pick(v):
+            return None if v is None else v.index_select(1, cols)
+
+        return model._replace(tensors=DeviceTensors(*(pick(v) for v in model.tensors)),
+                              gamma_up=pick(model.gamma_up), gamma_down=pick(model.gamma_down))
+
+    @torch.no_grad()
+    def pulsed_update_columns(self, cols: Tensor, x: Tensor, d: Tensor, lr: float, *, desired_bl: int = 31,
+                              update_management: bool = True, bl_management: bool = True,
+                              generator: Optional[torch.Generator] = None) -> None:
+        """:meth:`pulsed_update` of the columns ``cols`` (distinct, long) only, committed: x [M, n] the inputs
+        of those columns, d [M, N]. The kernel runs on the slice [:, cols] with its own device constants
+        and :meth:`commit_columns` stores it (compiled in one pass on the CPU when numba is present, the
+        same draws and result)."""
+        model = self.pulse_model()
+        if self._fused(model):
+            p = self.device_params
+            rest = _compiled.update_columns_in_place(self.w, self.write_noise, p.write_noise_std * p.dw_min, cols, x, d,
+                                                     lr, model, desired_bl, update_management, bl_management,
+                                                     generator, self._loop_arrays())
+            if rest is None:
+                return
+            new_cols = _apply_mixed_kernel(self.w[:, cols], *rest, self.column_model(cols), generator)
+        else:
+            new_cols = _pulsed_update_kernel(self.w[:, cols], x, d, lr, self.column_model(cols), desired_bl=desired_bl,
+                                             update_management=update_management, bl_management=bl_management,
+                                             generator=generator)
+        self.commit_columns(cols, new_cols, generator)
+
+    @torch.no_grad()
+    def signed_counts_update_columns(self, cols: Tensor, counts: Tensor, *,
+                                     generator: Optional[torch.Generator] = None) -> None:
+        """:meth:`signed_counts_update` of the columns ``cols`` (distinct, long) only, counts [N, n],
+        committed as :meth:`pulsed_update_columns` commits."""
+        model = self.pulse_model()
+        if self._fused(model):
+            p = self.device_params
+            rest = _compiled.counts_columns_in_place(self.w, self.write_noise, p.write_noise_std * p.dw_min, cols,
+                                                     counts, model, generator, self._loop_arrays())
+            if rest is None:
+                return
+            new_cols = _apply_mixed_kernel(self.w[:, cols], *rest, self.column_model(cols), generator)
+        else:
+            new_cols = _signed_counts_kernel(self.w[:, cols], counts, self.column_model(cols), generator)
+        self.commit_columns(cols, new_cols, generator)
 
     @torch.no_grad()
     def commit(self, w_new: Tensor, generator: Optional[torch.Generator]) -> None:

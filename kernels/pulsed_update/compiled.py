@@ -15,7 +15,8 @@ compiled functions over plain arrays:
 * :func:`commit` — the new weights stored, write noise redrawn where a weight changed;
   :func:`read` — what the MVMs see, w + write noise − reference, in one pass;
 * :func:`update_in_place` — all of these for one array's update, without tensor conversions between
-  them (``DeviceArray.pulsed_update`` runs it for the linear kinds).
+  them (``DeviceArray.pulsed_update`` runs it for the linear kinds); :func:`update_columns_in_place`
+  the same for a few columns of an array (the transfers' writes, ``DeviceArray.pulsed_update_columns``).
 
 The random draws stay torch's, in the spec's order and layout: the slots' uniforms chunk by chunk,
 the loop's one draw of ΣT normals (pulse k's for the devices still pulsing, in the loop's order, after
@@ -40,7 +41,8 @@ from aimc_lab.kernels import _numba
 from aimc_lab.kernels.pulsed_update import reference as R
 
 __all__ = ["available", "run_loop", "pulse_counts", "pulse_train_factors", "commit", "read",
-           "serves_update", "update_in_place", "counts_in_place", "loop_arrays"]
+           "serves_update", "update_in_place", "counts_in_place", "update_columns_in_place",
+           "counts_columns_in_place", "loop_arrays"]
 
 
 _CPU = torch.device("cpu")
@@ -431,3 +433,59 @@ def _counts_in_place(w, write_noise, write_scale, n_up, n_down, model, generator
     count, changed = _loop_in_place(w.numpy().reshape(-1), up, down, model, generator, totals, arrays)
     _redraw_write_noise(write_noise, changed, count, write_scale, generator)
     return None
+
+
+def _column_noise_py(write_noise, changed, count, n, K, cols, scale, xi):
+    """The column commit's write noise: device k of the [N, n] slice (flat) is write_noise[i·K + cols[m]],
+    k = i·n + m, and takes scale·xi[k] (xi: the slice's whole [N, n] block, flat) where it changed."""
+    for c in range(count):
+        k = changed[c]
+        write_noise[(k // n) * K + cols[k % n]] = scale * xi[k]
+
+
+def update_columns_in_place(w: Tensor, write_noise: Tensor, write_scale: float, cols: Tensor, x: Tensor, d: Tensor,
+                            lr: float, model, desired_bl: int, update_management: bool, bl_management: bool,
+                            generator: Optional[torch.Generator], arrays) -> Optional[Tuple[Tensor, Tensor]]:
+    """:func:`update_in_place` of the columns ``cols`` (distinct) of w [N, K] only, for inputs x [M, n]
+    of those columns: the same draws and result as the kernel on the slice w[:, cols] (with the slice's
+    own device constants) followed by ``DeviceArray.commit_columns`` (whose write noise is one [N, n]
+    block, drawn whenever the array has write noise). ``arrays``: :func:`loop_arrays` of the whole
+    array's model. With more than ``LOOP_PULSES`` pulses on a device nothing is changed and the counts
+    [N, n] are returned for the kernel's closed forms."""
+    R.check_update_args(w.new_empty(1, 1).expand(w.shape[0], cols.shape[0]), x, d, lr, desired_bl)  # the slice's shape
+    found = _fired_counts(x.to(w.dtype).contiguous().numpy(), d.to(w.dtype).contiguous().numpy(), float(lr),
+                          model.dw_min, desired_bl, update_management, bl_management, generator)
+    if found is None:
+        n_up = n_down = np.zeros((w.shape[0], cols.shape[0]), w.numpy().dtype)
+    else:
+        n_up, n_down = found
+    return _columns_in_place(w, write_noise, write_scale, cols, n_up, n_down, model, generator, arrays)
+
+
+def counts_columns_in_place(w: Tensor, write_noise: Tensor, write_scale: float, cols: Tensor, counts: Tensor, model,
+                            generator: Optional[torch.Generator], arrays) -> Optional[Tuple[Tensor, Tensor]]:
+    """:func:`counts_in_place` of the columns ``cols`` of w [N, K] (counts [N, n]), with the column
+    commit's draws: the contract of :func:`update_columns_in_place`."""
+    c = counts.to(w.dtype).contiguous().numpy()
+    return _columns_in_place(w, write_noise, write_scale, cols, np.maximum(c, 0), np.maximum(-c, 0), model, generator,
+                             arrays)
+
+
+def _columns_in_place(w, write_noise, write_scale, cols, n_up, n_down, model, generator, arrays):
+    """The pulse loop on the devices w[:, cols] for the counts n_up, n_down [N, n] (numpy), then the
+    column commit's write noise; or nothing changed and the counts returned (the closed forms)."""
+    N, K = w.shape
+    up, down = n_up.reshape(-1), n_down.reshape(-1)
+    totals = _kernels()[0](up, down)
+    if totals[1] > R.LOOP_PULSES or totals[1] < 0:  # the closed forms (the kernel handles bad counts)
+        return torch.from_numpy(n_up), torch.from_numpy(n_down)
+    c = cols.numpy()
+    wn = w.numpy()
+    slice_w = np.take(wn, c, axis=1)  # [N, n]: the slice's weights and constants, contiguous
+    own = tuple(np.take(a.reshape(N, K), c, axis=1).reshape(-1) for a in arrays)
+    count, changed = _loop_in_place(slice_w.reshape(-1), up, down, model, generator, totals, own)
+    if write_scale > 0:  # commit_columns: one [N, n] block of normals, used where a weight changed
+        xi = torch.randn(slice_w.shape, generator=generator, dtype=w.dtype).numpy().reshape(-1)
+        flat = write_noise.numpy().reshape(-1)
+        _numba.compiled(_column_noise_py)(flat, changed, count, c.shape[0], K, c, flat.dtype.type(write_scale), xi)
+    wn[:, c] = slice_w

@@ -303,3 +303,57 @@ def test_compiled_loop_refuses_bad_counts():
         up[3] = bad
         with pytest.raises(ValueError, match="finite and >= 0"):
             compiled.run_loop(w, up, n_down, model, torch.Generator())
+
+
+@pytest.mark.parametrize("device", [P.reram_sb(), P.LinearStep(dw_min=0.01, gamma_up=0.5, gamma_down=0.8,
+                                                                dw_min_std=0.3, write_noise_std=2.0)],
+                         ids=["reram_sb", "linear-write-noise"])
+@pytest.mark.parametrize("bl, looped", [(31, True), (200, False)])  # 200: > LOOP_PULSES pulses, closed forms
+def test_fused_column_update_equals_the_kernel_and_column_commit(device, bl, looped, monkeypatch):
+    """DeviceArray.pulsed_update_columns (a transfer's write of a few columns) through one compiled pass
+    against the eager kernel on the slice plus commit_columns: the same weights, write noise (the
+    column commit's [N, n] block) and generator state, nothing outside the columns touched; also when
+    no pulse fires (d = 0), where the eager commit still draws its block."""
+    arrays = [P.DeviceArray(device, 13, 29, seed=4) for _ in range(2)]
+    gens = [torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)]
+    rests = []
+    inner = compiled.update_columns_in_place
+    monkeypatch.setattr(compiled, "update_columns_in_place", lambda *a: rests.append(inner(*a)) or rests[-1])
+    g = torch.Generator().manual_seed(0)
+    w0 = arrays[0].w.clone()
+    for step, cols in enumerate((torch.tensor([3]), torch.tensor([28, 0, 5]), torch.tensor([7, 8]))):
+        d = torch.randn(cols.numel(), 13, generator=g) * (0.3 if step != 2 else 0.0)
+        eye = torch.eye(cols.numel())
+        for array, gen, flag in zip(arrays, gens, ("1", "0")):
+            monkeypatch.setenv("AIMC_LAB_NUMBA", flag)
+            array.pulsed_update_columns(cols, eye, d, 0.5 if looped else 400.0, desired_bl=bl, generator=gen)
+        torch.testing.assert_close(arrays[0].w, arrays[1].w, rtol=0, atol=1e-6)
+        torch.testing.assert_close(arrays[0].write_noise, arrays[1].write_noise, rtol=0, atol=1e-6)
+        assert torch.equal(gens[0].get_state(), gens[1].get_state()), step
+    assert len(rests) == 3 and all((r is None) == looped for r in rests[:2])
+    moved = arrays[0].w != w0
+    assert moved[:, [3, 28, 0, 5]].float().mean() > 0.3 and not moved[:, [1, 2, 4, 6, 7, 8]].any()
+
+
+@pytest.mark.parametrize("scale", [1.0, 45.0])  # 45: more than LOOP_PULSES pulses, the closed forms
+def test_fused_column_counts_update_equals_the_kernel_and_column_commit(scale, monkeypatch):
+    """DeviceArray.signed_counts_update_columns (buffered transfers' writes) compiled against eager:
+    same weights, write noise and generator state; only the given columns change."""
+    device = P.LinearStep(dw_min=0.01, gamma_up=0.5, gamma_down=0.8, dw_min_std=0.3, write_noise_std=2.0)
+    arrays = [P.DeviceArray(device, 9, 14, seed=2) for _ in range(2)]
+    gens = [torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)]
+    g = torch.Generator().manual_seed(0)
+    w0 = arrays[0].w.clone()
+    cols = torch.tensor([11, 2, 6])
+    for step in range(3):
+        counts = torch.trunc(torch.randn(9, 3, generator=g) * scale)
+        for array, gen, flag in zip(arrays, gens, ("1", "0")):
+            monkeypatch.setenv("AIMC_LAB_NUMBA", flag)
+            array.signed_counts_update_columns(cols, counts, generator=gen)
+        torch.testing.assert_close(arrays[0].w, arrays[1].w, rtol=0, atol=1e-6)
+        torch.testing.assert_close(arrays[0].write_noise, arrays[1].write_noise, rtol=0, atol=1e-6)
+        assert torch.equal(gens[0].get_state(), gens[1].get_state())
+    other = torch.ones(14, dtype=torch.bool)
+    other[cols] = False
+    assert torch.equal(arrays[0].w[:, other], w0[:, other]) and (arrays[0].w[:, cols] != w0[:, cols]).any()
+    assert (arrays[0].write_noise[:, other] == 0).all()

@@ -37,7 +37,7 @@ from torch import Tensor
 
 from aimc_lab.devices.pulsed import DeviceArray
 from aimc_lab.kernels.analog_mvm import analog_mvm
-from aimc_lab.kernels.pulsed_update import DeviceTensors, pulsed_update, signed_counts_update
+from aimc_lab.kernels.pulsed_update import DeviceTensors, signed_counts_update
 
 __all__ = ["build_fast_array", "build_buffer", "due_columns", "read_columns", "fast_update", "buffer_transfer",
            "chopper_flip", "column_pulsed_update", "column_counts_update", "column_read_is_exact", "PendingCounts"]
@@ -100,35 +100,21 @@ def read_columns(tile, cols: Tensor) -> Tensor:
     return analog_mvm(onehot, A.read(), io, generator=tile.generator).t()
 
 
-def _column_model(array: DeviceArray, cols: Tensor):
-    """The pulse model of the devices C[:, cols] (their own per-device constants): [N, n], the columns
-    of the array's cached model (its slopes are not recomputed)."""
-    model = array.pulse_model()
-
-    def pick(v):
-        return None if v is None else v.index_select(1, cols)
-
-    return model._replace(tensors=DeviceTensors(*(pick(v) for v in model.tensors)),
-                          gamma_up=pick(model.gamma_up), gamma_down=pick(model.gamma_down))
-
-
 def column_pulsed_update(array: DeviceArray, cols: Tensor, d: Tensor, lr: float, *, desired_bl: int,
                          generator) -> None:
     """The pulse-train update of ``array`` with one-hot inputs x_m = e_{cols[m]} and output gradients
     d [n, N] (update and BL management on), run on the columns ``cols`` (distinct) only: equal in law
     to ``array.pulsed_update(onehot, d, lr, ...)`` (module doc)."""
     eye = torch.eye(cols.numel(), dtype=array.w.dtype, device=array.w.device)
-    new_cols = pulsed_update(array.w[:, cols], eye, d, lr, _column_model(array, cols), desired_bl=desired_bl,
-                             update_management=True, bl_management=True, generator=generator)
-    array.commit_columns(cols, new_cols, generator)
+    array.pulsed_update_columns(cols, eye, d, lr, desired_bl=desired_bl, update_management=True, bl_management=True,
+                                generator=generator)
 
 
 def column_counts_update(array: DeviceArray, cols: Tensor, counts: Tensor, generator) -> None:
     """|counts| pulses of direction sign(counts) to the devices ``array``[:, cols] (counts [N, n], cols
     distinct): ``array.signed_counts_update`` of the counts placed in those columns, zero elsewhere,
     run on the columns only (module doc)."""
-    new_cols = signed_counts_update(array.w[:, cols], counts, _column_model(array, cols), generator)
-    array.commit_columns(cols, new_cols, generator)
+    array.signed_counts_update_columns(cols, counts, generator=generator)
 
 
 def fast_update(tile, x: Tensor, d: Tensor, lr: float) -> None:
