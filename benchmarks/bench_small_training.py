@@ -14,6 +14,16 @@ average is printed next to the figures).
                                               [--algorithms sgd,ttv2] [--csv out.csv] [--profile ALGO]
 
 ``--profile ALGO`` prints torch.profiler's table of the top operators of one epoch of that algorithm.
+
+Two reference rows put the targets in proportion:
+
+* ``layer floor`` — what any design with one Python autograd layer per analog layer costs before any
+  device physics: each layer a custom ``autograd.Function`` (one matmul and one Gaussian per output in
+  the forward and in the backward, the rows (x, δ) kept as the in-memory tiles keep them), and an
+  optimizer that applies each layer's rows with one ``addmm_``. No periphery, no pulses, no checks.
+* ``--fixed`` adds a column: each row's ms per step on the same network with every width 4
+  (64-256-128-10 → 4-4-4-4, the same layers, steps and algorithm), where the arithmetic is nil, so
+  what remains is the per-call cost of the code path (dispatch, checks, small tensors).
 """
 
 from __future__ import annotations
@@ -36,6 +46,8 @@ SIZES = (64, 256, 128, 10)
 BATCH = 5
 LR = 0.1
 TARGET = {"sgd": 2.0, "mixed-precision": 2.0}  # others: 3.0
+FLOOR = "layer floor"
+FLOOR_SIGMA = 0.01  # the floor's Gaussian per output (forward) and per input gradient (backward)
 
 
 def mlp(seed: int) -> nn.Sequential:
@@ -48,11 +60,66 @@ def mlp(seed: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class _FloorFunction(torch.autograd.Function):
+    """y = x @ w.T + σ·ξ; the backward keeps (x, δ) for the optimizer and returns δ @ w + σ·ξ'."""
+
+    @staticmethod
+    def forward(ctx, x, weight, layer):
+        ctx.save_for_backward(x, weight)
+        ctx.layer = layer
+        y = x @ weight.t()
+        return y.add_(torch.randn(y.shape, generator=layer.generator), alpha=FLOOR_SIGMA)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x, weight = ctx.saved_tensors
+        ctx.layer.rows.append((x, grad_y))
+        grad_x = grad_y @ weight
+        return grad_x.add_(torch.randn(grad_x.shape, generator=ctx.layer.generator), alpha=FLOOR_SIGMA), None, None
+
+
+class _FloorLinear(nn.Module):
+    """The ``layer floor`` row's layer (module doc): the weight has no gradient, the rows stand for it."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(linear.weight.detach().clone())
+        self.bias = nn.Parameter(linear.bias.detach().clone())
+        self.generator = torch.Generator().manual_seed(0)
+        self.rows = []
+
+    def forward(self, x):
+        return _FloorFunction.apply(x, self.weight, self) + self.bias
+
+
+class _FloorSGD:
+    """One ``addmm_`` per layer and stored rows, plain SGD on the biases."""
+
+    def __init__(self, model: nn.Module, lr: float) -> None:
+        self.layers = [m for m in model.modules() if isinstance(m, _FloorLinear)]
+        self.lr = lr
+
+    def zero_grad(self) -> None:
+        for layer in self.layers:
+            layer.rows.clear()
+            layer.bias.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for layer in self.layers:
+            for x, d in layer.rows:
+                layer.weight.addmm_(d.t(), x, alpha=-self.lr)
+            layer.bias.sub_(layer.bias.grad, alpha=self.lr)
+
+
 def make_row(name: str, seed: int = 0):
-    """(model, optimizer) of one row: ``digital`` or an in-memory algorithm."""
+    """(model, optimizer) of one row: ``digital``, ``layer floor`` or an in-memory algorithm."""
     model = mlp(seed)
     if name == "digital":
         return model, torch.optim.SGD(model.parameters(), lr=LR)
+    if name == FLOOR:
+        model = nn.Sequential(*[_FloorLinear(m) if isinstance(m, nn.Linear) else m for m in model])
+        return model, _FloorSGD(model, LR)
     model = convert_to_analog(model, training_config(name, device=reram_sb()), copy=False)
     return model, AnalogSGD(model, lr=LR)
 
@@ -64,6 +131,30 @@ def batches(steps: int):
     while len(out) < steps:  # --steps beyond one epoch: cycle
         out += [b for _, b in zip(range(steps - len(out)), train)]
     return out
+
+
+def narrow(data, width: int = 4):
+    """The same batches for the network with every width ``width``: inputs cut to ``width`` columns,
+    labels taken modulo ``width``."""
+    return [(xb[:, :width].contiguous(), yb % width) for xb, yb in data]
+
+
+def fixed_ms(names, data, repeats: int):
+    """ms per step of each row on the 4-4-4-4 network (``--fixed``), rows interleaved, median."""
+    global SIZES
+    wide, SIZES = SIZES, (4,) * len(SIZES)
+    try:
+        small = narrow(data)
+        rows = {name: make_row(name) for name in names}
+        times = {name: [] for name in names}
+        for name in names:
+            epoch(*rows[name], small)
+        for _ in range(repeats):
+            for name in names:
+                times[name].append(epoch(*rows[name], small))
+    finally:
+        SIZES = wide
+    return {name: 1e3 * statistics.median(times[name]) / len(data) for name in names}
 
 
 def epoch(model, opt, data) -> float:
@@ -85,6 +176,7 @@ def main() -> None:
     parser.add_argument("--algorithms", default=",".join(ALGORITHMS))
     parser.add_argument("--csv", default=None)
     parser.add_argument("--profile", default=None, metavar="ALGO", help="profile one epoch of ALGO instead")
+    parser.add_argument("--fixed", action="store_true", help="add each row's ms/step at widths 4-4-4-4")
     args = parser.parse_args()
     for name in ("repeats", "steps", "threads"):
         if getattr(args, name) < 1:
@@ -102,7 +194,7 @@ def main() -> None:
             epoch(model, opt, data)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30))
         return
-    names = ["digital", *algorithms]
+    names = ["digital", FLOOR, *algorithms]
     rows = {name: make_row(name) for name in names}
     for name in names:  # warm-up epoch (allocator, first-call dispatch)
         epoch(*rows[name], data)
@@ -110,20 +202,23 @@ def main() -> None:
     for _ in range(args.repeats):
         for name in names:
             times[name].append(epoch(*rows[name], data))
+    fixed = fixed_ms(names, data, args.repeats) if args.fixed else {}
     load = os.getloadavg()
     digital = statistics.median(times["digital"])
     print(f"MLP {'-'.join(map(str, SIZES))} sigmoid, batch {BATCH}, lr {LR}, {args.steps} steps per epoch, "
           f"ReRAM-SB, defaults; {args.threads} thread(s); median of {args.repeats}; "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print(f"{'row':<17} {'s/epoch':>9} {'ms/step':>8} {'x digital':>10} {'target':>7}")
+    print(f"{'row':<17} {'s/epoch':>9} {'ms/step':>8} {'x digital':>10} {'target':>7}"
+          + (f" {'ms/step at 4-4-4-4':>19}" if fixed else ""))
     out = []
     for name in names:
         med = statistics.median(times[name])
         ratio = med / digital
-        target = "" if name == "digital" else f"<= {TARGET.get(name, 3.0):g}"
-        print(f"{name:<17} {med:>9.3f} {1e3 * med / args.steps:>8.2f} {ratio:>10.2f} {target:>7}")
+        target = TARGET.get(name, 3.0) if name not in ("digital", FLOOR) else ""
+        print(f"{name:<17} {med:>9.3f} {1e3 * med / args.steps:>8.2f} {ratio:>10.2f} "
+              f"{f'<= {target:g}' if target else '':>7}" + (f" {fixed[name]:>19.2f}" if fixed else ""))
         out.append(dict(row=name, s_per_epoch=med, ms_per_step=1e3 * med / args.steps, ratio_vs_digital=ratio,
-                        target=TARGET.get(name, 3.0) if name != "digital" else "", threads=args.threads,
+                        target=target, fixed_ms_per_step=fixed.get(name, ""), threads=args.threads,
                         load=load[0], repeats=args.repeats, steps=args.steps))
     if args.csv:
         with open(args.csv, "w", newline="") as fh:

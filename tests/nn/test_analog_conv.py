@@ -142,3 +142,23 @@ def test_bad_inputs_and_weights():
         nobias.set_weights(torch.randn(3, 2, 2), torch.zeros(3))
     with pytest.raises(ValueError, match=r"\[B, 2, L\]"):
         nobias(torch.randn(1, 2, 3, 4))
+
+
+@pytest.mark.parametrize("kernel, stride, dilation", [((5, 5), (1, 1), (1, 1)), ((3, 2), (2, 3), (1, 1)),
+                                                      ((3, 3), (1, 2), (2, 3)), ((1, 4), (3, 1), (1, 2))])
+def test_patches_are_unfolds_rows_with_the_same_gradient(kernel, stride, dilation):
+    """conv.patches (one copy of strided views) is F.unfold transposed to rows [B·L, C·kh·kw], bit for
+    bit, and its input gradient is unfold's (the overlapping patches' sums)."""
+    from aimc_lab.nn.conv import ConvGeometry, patches
+
+    g = ConvGeometry(kernel=kernel, stride=stride, dilation=dilation, pad=(0, 0, 0, 0), padding_mode="zeros")
+    x = torch.randn(3, 4, 13, 11, generator=torch.Generator().manual_seed(0))
+    want = nn.functional.unfold(x, kernel, dilation=dilation, stride=stride).transpose(1, 2).reshape(-1, 4 * kernel[0]
+                                                                                                     * kernel[1])
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    got = patches(xa, g)
+    assert got.is_contiguous() and torch.equal(got, want)
+    grad = torch.randn(want.shape, generator=torch.Generator().manual_seed(1))
+    got.backward(grad)
+    nn.functional.unfold(xb, kernel, dilation=dilation, stride=stride).transpose(1, 2).reshape(want.shape).backward(grad)
+    torch.testing.assert_close(xa.grad, xb.grad)

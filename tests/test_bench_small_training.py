@@ -1,0 +1,64 @@
+"""benchmarks/bench_small_training.py: its rows run and print, and its ``layer floor`` row is plain SGD."""
+
+import csv
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "bench_small_training.py"
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_small_training", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _three_steps(bench, name):
+    model, opt = bench.make_row(name)
+    for xb, yb in bench.batches(3):
+        loss = nn.functional.cross_entropy(model(xb), yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return [p.detach() for p in model.parameters()]
+
+
+def test_floor_row_is_plain_sgd_plus_its_gaussians(monkeypatch):
+    bench = _bench()
+    start = [p.detach() for p in bench.mlp(0).parameters()]
+    digital = _three_steps(bench, "digital")
+    monkeypatch.setattr(bench, "FLOOR_SIGMA", 0.0)  # without its noise the floor is SGD itself
+    quiet = _three_steps(bench, bench.FLOOR)
+    monkeypatch.setattr(bench, "FLOOR_SIGMA", 0.01)
+    noisy = _three_steps(bench, bench.FLOOR)
+    for w0, d, q, n in zip(start, digital, quiet, noisy):
+        assert not torch.equal(d, w0)  # the steps moved every parameter
+        torch.testing.assert_close(q, d, rtol=1e-5, atol=1e-7)
+        assert not torch.equal(n, d)  # the Gaussians are drawn
+
+
+def test_bench_prints_every_row_and_writes_csv(tmp_path):
+    out = tmp_path / "rows.csv"
+    result = subprocess.run([sys.executable, str(SCRIPT), "--repeats", "1", "--steps", "4", "--fixed",
+                             "--algorithms", "sgd,ttv2", "--csv", str(out)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["row"] for r in rows] == ["digital", "layer floor", "sgd", "ttv2"]
+    for row in rows:
+        assert float(row["ms_per_step"]) > 0 and float(row["fixed_ms_per_step"]) > 0
+        assert row["row"] in result.stdout
+    assert [r["target"] for r in rows] == ["", "", "2.0", "3.0"]
+
+
+def test_bench_rejects_unknown_algorithms():
+    result = subprocess.run([sys.executable, str(SCRIPT), "--algorithms", "nope"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode != 0 and "nope" in result.stderr
