@@ -46,7 +46,7 @@ import torch
 from torch import Tensor
 
 from aimc_lab.config import IOParameters
-from aimc_lab.kernels.analog_mvm import compiled
+from aimc_lab.kernels.analog_mvm import compiled, compiled_steps
 from aimc_lab.kernels.analog_mvm.reference import (check_mvm_args, ir_drop_position, join_weight_slices,
                                                    max_bm_exponent, rows_used, split_slices)
 
@@ -142,23 +142,14 @@ def _rows_times(v: Tensor, wm: Tensor, hot: Tensor) -> Tensor:
     return (entry * rows).unsqueeze(0)
 
 
-def _one_pass(src: Tensor, alpha: Optional[Tensor], ws: Tensor, ws_abs: Optional[Tensor], io: IOParameters,
-              pow2: Optional[Tensor], K: int, generator: Optional[torch.Generator], need_masks: bool,
-              aux: torch.dtype, hot: Optional[Tensor] = None):
-    """Steps 3-7 for the inputs src [S, R, Kp] divided by α (``alpha`` [S, R], None: 1), times 2^-k
-    (``pow2`` = 2^k [S, R], None: k = 0).
+def _compiled_dac(src: Tensor, io: IOParameters) -> bool:
+    """Whether the DAC of src [S, M, K] runs compiled (:mod:`.compiled_steps`: deterministic rounding on a
+    grid, a contiguous float32/64 CPU tensor, numba present): the same bits in one pass."""
+    return io.inp_step > 0 and not io.inp_sto_round and compiled_steps.serves(src)
 
-    ``hot`` [R] (one slice, no input noise): row r of src is zero but at column hot[r], so after the
-    DAC too, and each product of x̃ (or |x̃|, x̃·position, x̃²) with a weight matrix is that row's one
-    entry times the weight row hot[r]: :func:`_rows_times` instead of a matmul, the same numbers.
 
-    ``ws_abs``: |w| in the aux dtype when a second-order term needs it. Returns (y after the ADC, x̃,
-    input-pass mask, output-pass mask); masks None unless ``need_masks``. The DAC makes one [S, R, Kp]
-    tensor: src / α / (Δ·2^k) (the spec's src / α · 2^-k / Δ bit for bit: 2^k scales exactly) is
-    rounded in place as a magnitude and takes its sign back from src (α, Δ, 2^k > 0).
-    """
-    S, R, Kp = src.shape
-    step = io.inp_step
+def _divided(src: Tensor, alpha: Optional[Tensor], pow2: Optional[Tensor], step: float) -> Tensor:
+    """src / α / (Δ·2^k) as a new tensor (``alpha``, ``pow2`` [S, R] or None: 1; no Δ when ``step`` is 0)."""
     div = None
     if step > 0:
         div = step if pow2 is None else (pow2 * step).unsqueeze(-1)
@@ -169,14 +160,40 @@ def _one_pass(src: Tensor, alpha: Optional[Tensor], ws: Tensor, ws_abs: Optional
         u = torch.div(src, div) if u is None else u.div_(div)
     elif u is None:
         u = src.clone()
+    return u
+
+
+def _one_pass(src: Tensor, alpha: Optional[Tensor], ws: Tensor, ws_abs: Optional[Tensor], io: IOParameters,
+              pow2: Optional[Tensor], K: int, generator: Optional[torch.Generator], need_masks: bool,
+              aux: torch.dtype, hot: Optional[Tensor] = None, rows: Optional[Tensor] = None):
+    """Steps 3-7 for the inputs src [S, R, Kp] divided by α (``alpha`` [S, R], None: 1), times 2^-k
+    (``pow2`` = 2^k [S, R], None: k = 0).
+
+    ``hot`` [R] (one slice, no input noise): row r of src is zero but at column hot[r], so after the
+    DAC too, and each product of x̃ (or |x̃|, x̃·position, x̃²) with a weight matrix is that row's one
+    entry times the weight row hot[r]: :func:`_rows_times` instead of a matmul, the same numbers.
+
+    ``rows`` (only with the compiled DAC, :func:`_compiled_dac`): the pass reads the rows ``rows`` of src
+    [S, M, Kp] and of ``alpha`` [S, M] (a bound-management re-run, without a gathered copy).
+
+    ``ws_abs``: |w| in the aux dtype when a second-order term needs it. Returns (y after the ADC, x̃,
+    input-pass mask, output-pass mask); masks None unless ``need_masks``. The DAC makes one [S, R, Kp]
+    tensor: src / α / (Δ·2^k) (the spec's src / α · 2^-k / Δ bit for bit: 2^k scales exactly) is
+    rounded in place as a magnitude and takes its sign back from src (α, Δ, 2^k > 0).
+    """
+    S, Kp = src.shape[0], src.shape[2]
+    step = io.inp_step
     # 3. DAC: quantize and clip (Δ > 0: u is already divided by Δ), then input noise
-    if step > 0:
+    if _compiled_dac(src, io):  # the same steps in one pass
+        u, in_pass = compiled_steps.dac(src, rows, alpha, pow2, step, io.inp_bound, need_masks)
+    elif step > 0:
+        u = _divided(src, alpha, pow2, step)
         if io.inp_sto_round:
             u, in_pass = _quantize_clip(u, step, io.inp_bound, True, generator, need_masks)
         else:
             u, in_pass = _quantize_clip(u.abs_(), step, io.inp_bound, False, generator, need_masks, src)
     else:
-        u, in_pass = _clip(u, io.inp_bound, need_masks)
+        u, in_pass = _clip(_divided(src, alpha, pow2, step), io.inp_bound, need_masks)
     if io.inp_noise > 0:
         noise = torch.randn(u.shape, generator=generator, device=u.device, dtype=u.dtype)
         if S * Kp != K:  # padded inputs carry no signal and no noise
@@ -222,7 +239,9 @@ def _one_pass(src: Tensor, alpha: Optional[Tensor], ws: Tensor, ws_abs: Optional
         else:
             z.add_(noise, alpha=std)
     # 7. ADC (its magnitude goes into the noise's memory, which is free again)
-    if io.out_step > 0:
+    if io.out_step > 0 and compiled_steps.serves(z):  # the same steps in one pass
+        out_pass = compiled_steps.adc(z, io.out_step, io.out_bound, need_masks)
+    elif io.out_step > 0:
         z.div_(io.out_step)
         mag = z.abs() if noise is None else torch.abs(z, out=noise)
         z, out_pass = _quantize_clip(mag, io.out_step, io.out_bound, False, generator, need_masks, z)
@@ -268,8 +287,10 @@ def mvm_forward(x: Tensor, w: Tensor, io: IOParameters, in_size: Optional[int], 
         alpha = _noise_management(xs, magnitude, io)  # [S, M] or None (α = 1)
         nonzero = magnitude > 0  # [S, M]
         k_max = max_bm_exponent(io) if io.bound_management == "iterative" else 0
-        # bound management re-reads x / α, so it keeps it; a single pass divides inside the DAC
-        xn = xs / alpha.unsqueeze(-1) if k_max > 0 and alpha is not None else xs
+        # bound management re-reads x / α, so it keeps it; a single pass, or the compiled DAC (which reads
+        # the re-run rows itself), divides inside the DAC
+        compiled_dac = _compiled_dac(xs, io)
+        xn = xs / alpha.unsqueeze(-1) if k_max > 0 and alpha is not None and not compiled_dac else xs
         ys, xt, in_pass, out_pass = _one_pass(xs, alpha, ws, ws_abs, io, None, K, generator, need_saved, aux, hot) \
             if xn is xs else _one_pass(xn, None, ws, ws_abs, io, None, K, generator, need_saved, aux, hot)
         factor = nonzero.to(x.dtype) if alpha is None else alpha * nonzero  # [S, M]: α·2^k, 0 for all-zero slices
@@ -283,8 +304,13 @@ def mvm_forward(x: Tensor, w: Tensor, io: IOParameters, in_size: Optional[int], 
                 if rows.numel() == 0:
                     break
                 kexp += redo
-                y_r, xt_r, ip_r, op_r = _one_pass(xn[:, rows], None, ws, ws_abs, io, torch.exp2(kexp[:, rows]), K,
-                                                  generator, need_saved, aux, None if hot is None else hot[rows])
+                hot_r = None if hot is None else hot[rows]
+                if compiled_dac:
+                    y_r, xt_r, ip_r, op_r = _one_pass(xs, alpha, ws, ws_abs, io, torch.exp2(kexp[:, rows]), K,
+                                                      generator, need_saved, aux, hot_r, rows)
+                else:
+                    y_r, xt_r, ip_r, op_r = _one_pass(xn[:, rows], None, ws, ws_abs, io, torch.exp2(kexp[:, rows]),
+                                                      K, generator, need_saved, aux, hot_r)
                 if S > 1:  # a re-run row keeps the first result of its slices that did not saturate
                     sub = redo[:, rows].unsqueeze(-1)  # [S, R, 1]
                     y_r = torch.where(sub, y_r, ys[:, rows])
