@@ -494,7 +494,7 @@ class DeviceArray(nn.Module):
             self.__dict__["_pulse_model_cache"] = cached
         return cached[1]
 
-    def _loop_arrays(self) -> tuple:
+    def loop_arrays(self) -> tuple:
         """The compiled loop's numpy views of the cached pulse model (``compiled.loop_arrays``), kept with it."""
         self.pulse_model()
         derived = self.__dict__["_pulse_model_cache"][3]
@@ -587,7 +587,7 @@ class DeviceArray(nn.Module):
             p = self.device_params
             rest = _compiled.update_in_place(self.w, self.write_noise, p.write_noise_std * p.dw_min, x, d, lr, model,
                                              desired_bl, update_management, bl_management, generator,
-                                             self._loop_arrays())
+                                             self.loop_arrays())
             if rest is not None:  # more pulses than the loop takes: the kernel's closed forms
                 self.commit(_apply_mixed_kernel(self.w, *rest, model, generator), generator)
             return self.w.clone()
@@ -611,7 +611,7 @@ class DeviceArray(nn.Module):
             # the kernel's loop and the commit in one compiled pass (the same draws and result)
             p = self.device_params
             rest = _compiled.counts_in_place(self.w, self.write_noise, p.write_noise_std * p.dw_min, counts, model,
-                                             generator, self._loop_arrays())
+                                             generator, self.loop_arrays())
             if rest is not None:  # more pulses than the loop takes: the kernel's closed forms
                 self.commit(_apply_mixed_kernel(self.w, *rest, model, generator), generator)
             return self.w.clone()
@@ -623,6 +623,10 @@ class DeviceArray(nn.Module):
     def _fused(self, model: PulseModel) -> bool:
         """Whether this array's updates take the compiled one-pass lane (``_compiled.serves_update``, torch backend)."""
         return _compiled.serves_update(self.w, self.write_noise, model) and _backend.resolve(self.w.device) == "torch"
+
+    def fused_lane(self) -> bool:
+        """Whether this array's writes run compiled in one pass (the same draws and results as the kernels)."""
+        return self._fused(self.pulse_model())
 
     def column_model(self, cols: Tensor) -> PulseModel:
         """The pulse model of the devices [:, cols] (their own per-device constants): [N, n], the columns
@@ -648,7 +652,7 @@ class DeviceArray(nn.Module):
             p = self.device_params
             rest = _compiled.update_columns_in_place(self.w, self.write_noise, p.write_noise_std * p.dw_min, cols, x, d,
                                                      lr, model, desired_bl, update_management, bl_management,
-                                                     generator, self._loop_arrays())
+                                                     generator, self.loop_arrays())
             if rest is None:
                 return
             new_cols = _apply_mixed_kernel(self.w[:, cols], *rest, self.column_model(cols), generator)
@@ -667,7 +671,7 @@ class DeviceArray(nn.Module):
         if self._fused(model):
             p = self.device_params
             rest = _compiled.counts_columns_in_place(self.w, self.write_noise, p.write_noise_std * p.dw_min, cols,
-                                                     counts, model, generator, self._loop_arrays())
+                                                     counts, model, generator, self.loop_arrays())
             if rest is None:
                 return
             new_cols = _apply_mixed_kernel(self.w[:, cols], *rest, self.column_model(cols), generator)

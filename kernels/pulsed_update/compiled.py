@@ -42,7 +42,7 @@ from aimc_lab.kernels.pulsed_update import reference as R
 
 __all__ = ["available", "run_loop", "pulse_counts", "pulse_train_factors", "commit", "read",
            "serves_update", "update_in_place", "counts_in_place", "update_columns_in_place",
-           "counts_columns_in_place", "loop_arrays"]
+           "counts_columns_in_place", "counts_together", "loop_arrays"]
 
 
 _CPU = torch.device("cpu")
@@ -489,3 +489,34 @@ def _columns_in_place(w, write_noise, write_scale, cols, n_up, n_down, model, ge
         flat = write_noise.numpy().reshape(-1)
         _numba.compiled(_column_noise_py)(flat, changed, count, c.shape[0], K, c, flat.dtype.type(write_scale), xi)
     wn[:, c] = slice_w
+
+
+def counts_together(parts, model, generator: Optional[torch.Generator]) -> bool:
+    """One signed-counts write on the devices of several arrays with one device model (``PendingCounts``'
+    joint write), compiled with its eager form's draws: the loop's normals for the concatenation of the
+    arrays' devices with pulses (in ``parts``' order) from ``generator``, then each array's commit (one
+    normal per changed device, in its flat order, from its own generator). ``parts``: one tuple (w,
+    write_noise, write scale, idx, counts, generator, loop arrays) per array: ``idx`` [P] (numpy int64)
+    the flat indices of its devices with pulses, ``counts`` [P] (numpy, w's dtype) their signed counts.
+    Returns False, having changed nothing, when a device gets more than ``LOOP_PULSES`` pulses (the
+    kernel's closed forms)."""
+    counts = np.concatenate([p[4] for p in parts])
+    up, down = np.maximum(counts, 0), np.maximum(-counts, 0)
+    totals = _kernels()[0](up, down)
+    if totals[1] > R.LOOP_PULSES or totals[1] < 0:
+        return False
+    values = np.concatenate([p[0].numpy().reshape(-1)[p[3]] for p in parts])
+    own = tuple(np.concatenate(column) for column in zip(*[tuple(a[p[3]] for a in p[6]) for p in parts]))
+    count, changed = _loop_in_place(values, up, down, model, generator, totals, own)
+    changed = changed[:count]  # ascending positions in the concatenation
+    start = 0
+    for w, write_noise, scale, idx, _, gen, _ in parts:
+        lo, hi = np.searchsorted(changed, (start, start + idx.shape[0]))
+        at = changed[lo:hi]
+        if at.size:
+            order = np.argsort(idx[at - start], kind="stable")  # the commit's flat order
+            devices = idx[at - start][order]
+            _redraw_write_noise(write_noise, devices, devices.shape[0], scale, gen)
+            w.numpy().reshape(-1)[devices] = values[at][order]
+        start += idx.shape[0]
+    return True

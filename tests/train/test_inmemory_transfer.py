@@ -247,3 +247,40 @@ def test_column_commit_touches_only_its_columns_and_has_the_write_noise_law():
     drawn = torch.cat([array.write_noise[50:, 1], array.write_noise[:, 6], array.write_noise[:, 4]])
     assert abs(float(drawn.mean())) < 4 * 0.03 / len(drawn) ** 0.5
     assert abs(float(drawn.std()) / 0.03 - 1) < 0.1
+
+
+@pytest.mark.parametrize("scale", [1.0, 45.0])  # 45: more than LOOP_PULSES pulses, the kernel's closed forms
+def test_pending_counts_compiled_write_equals_the_eager_write(scale, monkeypatch):
+    """PendingCounts' joint write through compiled.counts_together against its eager form (the kernel on
+    the concatenated devices, then each array's commit): the same weights, write noise and state of
+    every generator, for whole arrays and columns (in cyclic, unsorted order) together, noisy steps
+    and write noise on."""
+    from aimc_lab.kernels.pulsed_update import compiled
+
+    if not compiled.available():
+        pytest.skip("numba is not installed")
+    device = P.LinearStep(dw_min=0.01, gamma_up=0.5, gamma_down=0.8, dw_min_std=0.3, write_noise_std=2.0)
+    cols = torch.tensor([7, 8, 0])
+    runs = []
+    calls = []
+    inner = compiled.counts_together
+    monkeypatch.setattr(compiled, "counts_together", lambda *a: calls.append(1) or inner(*a))
+    for flag in ("1", "0"):
+        monkeypatch.setenv("AIMC_LAB_NUMBA", flag)
+        arrays = [P.DeviceArray(device, N, K, seed=s) for s in (0, 1, 2)]
+        gens = [torch.Generator().manual_seed(10 + s) for s in range(3)]
+        g = torch.Generator().manual_seed(0)
+        for _ in range(3):
+            pending = transfer.PendingCounts()
+            pending.add(arrays[0], None, torch.trunc(torch.randn(N, K, generator=g) * scale), gens[0])
+            pending.add(arrays[1], cols, torch.trunc(torch.randn(N, 3, generator=g) * scale), gens[1])
+            pending.add(arrays[2], None, torch.trunc(torch.randn(N, K, generator=g) * scale), gens[2])
+            pending.apply()
+        runs.append(([a.w.clone() for a in arrays], [a.write_noise.clone() for a in arrays],
+                     [gen.get_state() for gen in gens]))
+    assert len(calls) == 3  # the compiled run only
+    (w1, n1, s1), (w0, n0, s0) = runs
+    for a, b in zip(w1 + n1, w0 + n0):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    assert all(torch.equal(a, b) for a, b in zip(s1, s0))
+    assert all((n != 0).float().mean() > 0.1 for n in n1)  # write noise was drawn

@@ -38,6 +38,7 @@ from torch import Tensor
 from aimc_lab.devices.pulsed import DeviceArray
 from aimc_lab.kernels.analog_mvm import analog_mvm
 from aimc_lab.kernels.pulsed_update import DeviceTensors, signed_counts_update
+from aimc_lab.kernels.pulsed_update import compiled as _compiled
 
 __all__ = ["build_fast_array", "build_buffer", "due_columns", "read_columns", "fast_update", "buffer_transfer",
            "chopper_flip", "column_pulsed_update", "column_counts_update", "column_read_is_exact", "PendingCounts"]
@@ -207,8 +208,9 @@ class PendingCounts:
 
 
 def _apply_together(group) -> None:
-    """One signed-counts kernel call on the devices with pulses of every array of ``group`` (1-d)."""
-    ws, cs, ts, picks = [], [], [], []
+    """One signed-counts kernel call on the devices with pulses of every array of ``group`` (1-d);
+    compiled in one pass with the same draws when the arrays take the compiled lane."""
+    cs, picks = [], []
     for array, cols, counts, _ in group:
         idx = counts.reshape(-1).nonzero().squeeze(-1)  # devices with pulses, in counts' [N, n] layout
         if cols is not None:  # the same devices in the array's [N, K] layout
@@ -217,10 +219,19 @@ def _apply_together(group) -> None:
         else:
             idx_full = idx
         picks.append(idx_full)
-        ws.append(array.w.reshape(-1)[idx_full])
         cs.append(counts.reshape(-1)[idx])
-        ts.append([t.reshape(-1)[idx_full] for t in array.tensors])
-    model = group[0][0].device_params.pulse_model(DeviceTensors(*(torch.cat(parts) for parts in zip(*ts))))
+    first = group[0][0]
+    dtype = first.w.dtype
+    if first.fused_lane() and all(a.w.is_contiguous() and a.write_noise.is_contiguous() for a, *_ in group):
+        parts = [(array, idx.numpy(), c.to(dtype).numpy(), generator)
+                 for (array, _, _, generator), idx, c in zip(group, picks, cs)]
+        if _compiled.counts_together([(a.w, a.write_noise, a.device_params.write_noise_std * a.device_params.dw_min,
+                                       idx, c, gen, a.loop_arrays()) for a, idx, c, gen in parts],
+                                     first.pulse_model(), group[0][3]):
+            return
+    ws = [array.w.reshape(-1)[idx] for (array, *_), idx in zip(group, picks)]
+    ts = [[t.reshape(-1)[idx] for t in array.tensors] for (array, *_), idx in zip(group, picks)]
+    model = first.device_params.pulse_model(DeviceTensors(*(torch.cat(parts) for parts in zip(*ts))))
     new = signed_counts_update(torch.cat(ws), torch.cat(cs).to(ws[0].dtype), model, group[0][3])
     for (array, _, _, generator), idx, part in zip(group, picks, new.split([len(v) for v in ws])):
         if idx.numel() == 0:
