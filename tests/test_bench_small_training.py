@@ -1,7 +1,6 @@
 """benchmarks/bench_small_training.py: its rows run and print, and its ``layer floor`` row is plain SGD."""
 
 import csv
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -9,15 +8,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from script_module import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "bench_small_training.py"
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_small_training", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "bench_small_training")
 
 
 def _three_steps(bench, name):

@@ -5,7 +5,6 @@ that pip really resolves a ``+cpu`` torch with the arguments it prints here, and
 calls pip with them and with the right extras.
 """
 
-import importlib.util
 import json
 import os
 import stat
@@ -15,15 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from script_module import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "torch_wheel.py"
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("torch_wheel", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "torch_wheel")
 
 
 tw = _load()

@@ -204,6 +204,17 @@ def test_compiled_commit_equals_the_eager_commit(scale_std, monkeypatch):
         assert abs(float(drawn.std()) / (scale_std * 0.01) - 1) < 0.15
 
 
+def _twins(device, monkeypatch, lane: str):
+    """Two equal 13×29 arrays with equal generators (one per gear), and the results of every call of
+    ``compiled.<lane>`` (the compiled run's)."""
+    arrays = [P.DeviceArray(device, 13, 29, seed=4) for _ in range(2)]
+    gens = [torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)]
+    rests = []
+    inner = getattr(compiled, lane)
+    monkeypatch.setattr(compiled, lane, lambda *a: rests.append(inner(*a)) or rests[-1])
+    return arrays, gens, rests
+
+
 @pytest.mark.parametrize("device", [P.reram_sb(), P.LinearStep(dw_min=0.01, gamma_up=0.5, gamma_down=0.8,
                                                                 dw_min_std=0.3, write_noise_std=2.0)],
                          ids=["reram_sb", "linear-write-noise"])
@@ -212,11 +223,7 @@ def test_fused_array_update_equals_the_kernel_and_commit(device, lr, looped, mon
     """DeviceArray.pulsed_update through update_in_place (one compiled pass) against the eager kernel
     plus the eager commit, over several updates: the same weights (float rounding), write noise and
     generator state."""
-    arrays = [P.DeviceArray(device, 13, 29, seed=4) for _ in range(2)]
-    gens = [torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)]
-    rests = []
-    inner = compiled.update_in_place
-    monkeypatch.setattr(compiled, "update_in_place", lambda *a: rests.append(inner(*a)) or rests[-1])
+    arrays, gens, rests = _twins(device, monkeypatch, "update_in_place")
     g = torch.Generator().manual_seed(0)
     for step in range(4):
         x = torch.rand(5, 29, generator=g) * (torch.rand(5, 29, generator=g) < 0.7)
@@ -314,11 +321,7 @@ def test_fused_column_update_equals_the_kernel_and_column_commit(device, bl, loo
     against the eager kernel on the slice plus commit_columns: the same weights, write noise (the
     column commit's [N, n] block) and generator state, nothing outside the columns touched; also when
     no pulse fires (d = 0), where the eager commit still draws its block."""
-    arrays = [P.DeviceArray(device, 13, 29, seed=4) for _ in range(2)]
-    gens = [torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)]
-    rests = []
-    inner = compiled.update_columns_in_place
-    monkeypatch.setattr(compiled, "update_columns_in_place", lambda *a: rests.append(inner(*a)) or rests[-1])
+    arrays, gens, rests = _twins(device, monkeypatch, "update_columns_in_place")
     g = torch.Generator().manual_seed(0)
     w0 = arrays[0].w.clone()
     for step, cols in enumerate((torch.tensor([3]), torch.tensor([28, 0, 5]), torch.tensor([7, 8]))):

@@ -1,7 +1,6 @@
 """The notebooks are their own source: committed clean (no outputs but the nbval-checked ones, no widget
 state), and the notebook browser shows only notebooks. scripts/clean_notebooks.py cleans them."""
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -9,15 +8,14 @@ from pathlib import Path
 import nbformat
 from nbformat import v4
 
+from script_module import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "clean_notebooks.py"
 
 
 def _cleaner():
-    spec = importlib.util.spec_from_file_location("clean_notebooks", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT, "clean_notebooks")
 
 
 def test_committed_notebooks_are_clean():
