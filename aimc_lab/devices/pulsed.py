@@ -647,36 +647,35 @@ class DeviceArray(nn.Module):
         of those columns, d [M, N]. The kernel runs on the slice [:, cols] with its own device constants
         and :meth:`commit_columns` stores it (compiled in one pass on the CPU when numba is present, the
         same draws and result)."""
-        model = self.pulse_model()
-        if self._fused(model):
-            p = self.device_params
-            rest = _compiled.update_columns_in_place(self.w, self.write_noise, p.write_noise_std * p.dw_min, cols, x, d,
-                                                     lr, model, desired_bl, update_management, bl_management,
-                                                     generator, self.loop_arrays())
-            if rest is None:
-                return
-            new_cols = _apply_mixed_kernel(self.w[:, cols], *rest, self.column_model(cols), generator)
-        else:
-            new_cols = _pulsed_update_kernel(self.w[:, cols], x, d, lr, self.column_model(cols), desired_bl=desired_bl,
-                                             update_management=update_management, bl_management=bl_management,
-                                             generator=generator)
-        self.commit_columns(cols, new_cols, generator)
+        self._write_columns(cols, generator, lambda scale, model: _compiled.update_columns_in_place(
+            self.w, self.write_noise, scale, cols, x, d, lr, model, desired_bl, update_management, bl_management,
+            generator, self.loop_arrays()), lambda w, model: _pulsed_update_kernel(
+            w, x, d, lr, model, desired_bl=desired_bl, update_management=update_management,
+            bl_management=bl_management, generator=generator))
 
     @torch.no_grad()
     def signed_counts_update_columns(self, cols: Tensor, counts: Tensor, *,
                                      generator: Optional[torch.Generator] = None) -> None:
         """:meth:`signed_counts_update` of the columns ``cols`` (distinct, long) only, counts [N, n],
         committed as :meth:`pulsed_update_columns` commits."""
+        self._write_columns(cols, generator, lambda scale, model: _compiled.counts_columns_in_place(
+            self.w, self.write_noise, scale, cols, counts, model, generator, self.loop_arrays()),
+            lambda w, model: _signed_counts_kernel(w, counts, model, generator))
+
+    def _write_columns(self, cols: Tensor, generator, compiled_write, kernel_write) -> None:
+        """A write of the columns ``cols``: ``compiled_write(write scale, model)`` in place when the compiled
+        lane serves (it returns the counts when a device gets more pulses than its loop takes: the
+        kernel's closed forms then apply to the slice), else ``kernel_write(slice, slice model)``; the
+        slice's new weights are stored by :meth:`commit_columns`."""
         model = self.pulse_model()
         if self._fused(model):
             p = self.device_params
-            rest = _compiled.counts_columns_in_place(self.w, self.write_noise, p.write_noise_std * p.dw_min, cols,
-                                                     counts, model, generator, self.loop_arrays())
+            rest = compiled_write(p.write_noise_std * p.dw_min, model)
             if rest is None:
                 return
             new_cols = _apply_mixed_kernel(self.w[:, cols], *rest, self.column_model(cols), generator)
         else:
-            new_cols = _signed_counts_kernel(self.w[:, cols], counts, self.column_model(cols), generator)
+            new_cols = kernel_write(self.w[:, cols], self.column_model(cols))
         self.commit_columns(cols, new_cols, generator)
 
     @torch.no_grad()

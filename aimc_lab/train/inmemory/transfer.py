@@ -221,13 +221,11 @@ def _apply_together(group) -> None:
         picks.append(idx_full)
         cs.append(counts.reshape(-1)[idx])
     first = group[0][0]
-    dtype = first.w.dtype
     if first.fused_lane() and all(a.w.is_contiguous() and a.write_noise.is_contiguous() for a, *_ in group):
-        parts = [(array, idx.numpy(), c.to(dtype).numpy(), generator)
-                 for (array, _, _, generator), idx, c in zip(group, picks, cs)]
-        if _compiled.counts_together([(a.w, a.write_noise, a.device_params.write_noise_std * a.device_params.dw_min,
-                                       idx, c, gen, a.loop_arrays()) for a, idx, c, gen in parts],
-                                     first.pulse_model(), group[0][3]):
+        scale = first.device_params.write_noise_std * first.device_params.dw_min  # one device model per group
+        parts = [(a.w, a.write_noise, scale, idx.numpy(), c.to(a.w.dtype).numpy(), generator, a.loop_arrays())
+                 for (a, _, _, generator), idx, c in zip(group, picks, cs)]
+        if _compiled.counts_together(parts, first.pulse_model(), group[0][3]):
             return
     ws = [array.w.reshape(-1)[idx] for (array, *_), idx in zip(group, picks)]
     ts = [[t.reshape(-1)[idx] for t in array.tensors] for (array, *_), idx in zip(group, picks)]
