@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from aimc_lab.kernels import threshold
 from aimc_lab.kernels.analog_mvm.reference import round_half_away
 from aimc_lab.train.inmemory.registry import Algorithm, register_algorithm
 
@@ -40,9 +41,11 @@ class MixedPrecision(Algorithm):
         if not rows:
             return
         # |Δχ| <= lr·Σ_m max|δ_m|·max|x_m| (quantization keeps each row's abs-max)
-        total = sum(float(x.double().abs().amax(1) @ d.double().abs().amax(1)) for x, d in rows)
+        # (each row's abs-max in double: exact, and their products cannot overflow)
+        total = sum(float(x.abs().amax(1).double() @ d.abs().amax(1).double()) for x, d in rows)
         limit = torch.finfo(tile.H.dtype).max
-        if not (lr < limit and lr * total + float(tile.H.abs().max()) < limit):
+        low, high = torch.aminmax(tile.H)  # max|χ| in one pass
+        if not (lr < limit and lr * total + max(-float(low), float(high)) < limit):
             raise ValueError(f"lr = {lr!r} is invalid for {tile._label()}: the mixed-precision accumulator "
                              f"would overflow (lr·Σ|δ||x| = {lr * total:.3g}); allowed: lr·Σ|δ||x| + max|χ| "
                              f"< {limit:.3g}")
@@ -53,6 +56,11 @@ class MixedPrecision(Algorithm):
         if (int(tile.update_count) + 1) % p.transfer_every:
             return
         step = p.device.dw_min * p.transfer_lr
+        if threshold.serves(tile.H):  # the same operations in one compiled pass, only the devices with pulses
+            idx, n = threshold.threshold_transfer(tile.H, step, p.transfer_bl)
+            if idx.numel():
+                tile.write_flat_counts(idx, n)
+            return
         n = torch.trunc(tile.H / step).clamp_(-p.transfer_bl, p.transfer_bl)
         if bool(n.any()):
             tile.write_counts(None, n)

@@ -310,6 +310,18 @@ class InMemoryTile(nn.Module):
         else:
             column_counts_update(self.C, cols, counts, self.generator)
 
+    @torch.no_grad()
+    def write_flat_counts(self, idx: Tensor, counts: Tensor) -> None:
+        """:meth:`write_counts` of all of C given as its devices with pulses only: flat indices ``idx``
+        (ascending, int64) and their nonzero ``counts`` (the same draws as the dense counts)."""
+        writes = getattr(self, "_writes", None)
+        if writes is None:  # a joint write of this array alone
+            writes = PendingCounts()
+            writes.add_flat(self.C, idx, counts, self.generator)
+            writes.apply()
+        else:
+            writes.add_flat(self.C, idx, counts, self.generator)
+
 
 def _finite(x: Tensor) -> bool:
     """The forward's finiteness test of its input (compiled where it can: the input may carry a gradient)."""

@@ -169,7 +169,8 @@ class PendingCounts:
     """Signed pulse counts for the arrays of several tiles, applied together by :meth:`apply` (module doc).
 
     :meth:`add` queues |counts| pulses of direction sign(counts) for ``array``[:, cols] (``cols``
-    None: the whole array; counts [N, n] or [N, K]); :meth:`apply` runs one kernel call per group of
+    None: the whole array; counts [N, n] or [N, K]), :meth:`add_flat` the same for a whole array
+    given as its devices with pulses (mixed precision's compiled transfer); :meth:`apply` runs one kernel call per group of
     arrays with equal device models (dtype and device) and stores each array's result (``commit``,
     with that array's generator for its write noise).
     """
@@ -182,7 +183,12 @@ class PendingCounts:
 
     def add(self, array: DeviceArray, cols: Optional[Tensor], counts: Tensor,
             generator: Optional[torch.Generator]) -> None:
-        self._items.append((array, cols, counts, generator))
+        self._items.append((array, cols, counts, generator, None))
+
+    def add_flat(self, array: DeviceArray, idx: Tensor, counts: Tensor, generator: Optional[torch.Generator]) -> None:
+        """Queue |counts| pulses of direction sign(counts) for the devices ``idx`` of ``array`` (flat
+        indices, ascending, int64; counts [P] nonzero): :meth:`add` of the dense counts, without them."""
+        self._items.append((array, None, counts, generator, idx))
 
     def apply(self) -> None:
         items, self._items = self._items, []
@@ -197,8 +203,8 @@ class PendingCounts:
             else:
                 groups.append([item])
         for group in groups:
-            if len(group) == 1:
-                array, cols, counts, generator = group[0]
+            if len(group) == 1 and group[0][4] is None:
+                array, cols, counts, generator, _ = group[0]
                 if cols is None:
                     array.signed_counts_update(counts, generator=generator)
                 else:
@@ -211,7 +217,11 @@ def _apply_together(group) -> None:
     """One signed-counts kernel call on the devices with pulses of every array of ``group`` (1-d);
     compiled in one pass with the same draws when the arrays take the compiled lane."""
     cs, picks = [], []
-    for array, cols, counts, _ in group:
+    for array, cols, counts, _, flat in group:
+        if flat is not None:  # add_flat: the devices with pulses and their counts
+            picks.append(flat)
+            cs.append(counts)
+            continue
         idx = counts.reshape(-1).nonzero().squeeze(-1)  # devices with pulses, in counts' [N, n] layout
         if cols is not None:  # the same devices in the array's [N, K] layout
             n = cols.numel()
@@ -224,14 +234,14 @@ def _apply_together(group) -> None:
     if first.fused_lane() and all(a.w.is_contiguous() and a.write_noise.is_contiguous() for a, *_ in group):
         scale = first.device_params.write_noise_std * first.device_params.dw_min  # one device model per group
         parts = [(a.w, a.write_noise, scale, idx.numpy(), c.to(a.w.dtype).numpy(), generator, a.loop_arrays())
-                 for (a, _, _, generator), idx, c in zip(group, picks, cs)]
+                 for (a, _, _, generator, _), idx, c in zip(group, picks, cs)]
         if _compiled.counts_together(parts, first.pulse_model(), group[0][3]):
             return
     ws = [array.w.reshape(-1)[idx] for (array, *_), idx in zip(group, picks)]
     ts = [[t.reshape(-1)[idx] for t in array.tensors] for (array, *_), idx in zip(group, picks)]
     model = first.device_params.pulse_model(DeviceTensors(*(torch.cat(parts) for parts in zip(*ts))))
     new = signed_counts_update(torch.cat(ws), torch.cat(cs).to(ws[0].dtype), model, group[0][3])
-    for (array, _, _, generator), idx, part in zip(group, picks, new.split([len(v) for v in ws])):
+    for (array, _, _, generator, _), idx, part in zip(group, picks, new.split([len(v) for v in ws])):
         if idx.numel() == 0:
             continue
         w_new = array.w.clone()

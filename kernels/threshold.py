@@ -1,0 +1,62 @@
+"""Mixed precision's thresholded transfer of the digital accumulator χ, compiled for CPU tensors.
+
+The torch form (:class:`aimc_lab.train.inmemory.mixed_precision.MixedPrecision`, the spec) takes
+n = clamp(trunc(χ/ε), ±bl), tests n for any pulse, subtracts n·ε from χ and hands the dense [N, K]
+counts to the joint write, which looks for the devices with pulses again: seven passes over χ and
+three [N, K] temporaries per layer and update (~0.25 ms per digits-MLP step, more than the pulses
+that follow). :func:`threshold_transfer` does the same float operations in one pass and returns
+only the devices with pulses, in flat order, which is what the joint write
+(``PendingCounts.add_flat``) takes. Without numba, or on other devices and dtypes, :func:`serves`
+is False and the caller runs the torch form.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from aimc_lab.kernels import _numba
+
+__all__ = ["serves", "threshold_transfer"]
+
+
+def _threshold_py(h, step, bound, idx, counts):
+    """In place on χ (flat): n = clamp(trunc(χ/ε), −bound, bound) per device; where n ≠ 0, χ ← χ − n·ε
+    and the device's flat index and n go to idx[c], counts[c]. Returns c. The float operations are
+    torch's (χ/ε and n·ε rounded to χ's float type, no fused multiply-add)."""
+    c = 0
+    for i in range(h.shape[0]):
+        n = np.trunc(h[i] / step)
+        if n > bound:
+            n = bound
+        elif n < -bound:
+            n = -bound
+        if n != 0:
+            idx[c] = i
+            counts[c] = n
+            h[i] = h[i] - n * step
+            c += 1
+        elif h[i] == 0:  # torch's χ − n·ε turns −0 into +0 there (n = −0)
+            h[i] = h[i] - n * step
+    return c
+
+
+def serves(h: Tensor) -> bool:
+    """Whether :func:`threshold_transfer` takes χ: a contiguous float32/float64 CPU tensor, numba present."""
+    return (h.device.type == "cpu" and h.dtype in (torch.float32, torch.float64) and h.is_contiguous()
+            and _numba.available())
+
+
+def threshold_transfer(h: Tensor, step: float, bound: int) -> Tuple[Tensor, Tensor]:
+    """Mixed precision's transfer of χ = ``h`` [N, K] in place (:func:`serves` holds): n = clamp(trunc(χ/ε),
+    ±bound) with ε = ``step`` > 0, χ ← χ − n·ε. Returns (idx [P] int64, n [P] in χ's dtype): the flat
+    indices of the devices with n ≠ 0, ascending, and their counts."""
+    flat = h.numpy().reshape(-1)
+    idx = np.empty(flat.shape[0], np.int64)
+    counts = np.empty(flat.shape[0], flat.dtype)
+    scalar = flat.dtype.type
+    c = _numba.compiled(_threshold_py)(flat, scalar(step), scalar(bound), idx, counts)
+    return torch.from_numpy(idx[:c]), torch.from_numpy(counts[:c])
