@@ -7,7 +7,8 @@ three [N, K] temporaries per layer and update (~0.25 ms per digits-MLP step, mor
 that follow). :func:`threshold_transfer` does the same float operations in one pass and returns
 only the devices with pulses, in flat order, which is what the joint write
 (``PendingCounts.add_flat``) takes. Without numba, or on other devices and dtypes, :func:`serves`
-is False and the caller runs the torch form.
+is False and the caller runs the torch form. :func:`row_bound` is the accumulator's overflow check
+of the rows, in one pass.
 """
 
 from __future__ import annotations
@@ -20,15 +21,21 @@ from torch import Tensor
 
 from aimc_lab.kernels import _numba
 
-__all__ = ["serves", "threshold_transfer"]
+__all__ = ["serves", "threshold_transfer", "row_bound"]
 
 
-def _threshold_py(h, step, bound, idx, counts):
+def _threshold_py(h, step, below, bound, idx, counts):
     """In place on χ (flat): n = clamp(trunc(χ/ε), −bound, bound) per device; where n ≠ 0, χ ← χ − n·ε
     and the device's flat index and n go to idx[c], counts[c]. Returns c. The float operations are
-    torch's (χ/ε and n·ε rounded to χ's float type, no fused multiply-add)."""
+    torch's (χ/ε and n·ε rounded to χ's float type, no fused multiply-add). Most of χ is below one
+    step after a transfer: |χ| < ``below`` = ε·(1 − 2⁻²⁰) (float64) gives n = 0 without the division,
+    as the rounded quotient is then below 1 (where χ = ±0, torch's χ − n·ε gives +0)."""
     c = 0
     for i in range(h.shape[0]):
+        if abs(h[i]) < below:
+            if h[i] == 0:
+                h[i] = 0.0
+            continue
         n = np.trunc(h[i] / step)
         if n > bound:
             n = bound
@@ -39,9 +46,34 @@ def _threshold_py(h, step, bound, idx, counts):
             counts[c] = n
             h[i] = h[i] - n * step
             c += 1
-        elif h[i] == 0:  # torch's χ − n·ε turns −0 into +0 there (n = −0)
-            h[i] = h[i] - n * step
     return c
+
+
+def _row_bound_py(x, d):
+    """Σ_m max_j |x[m, j]|·max_i |d[m, i]| in float64 (NaN if either holds a NaN)."""
+    total = 0.0
+    for m in range(x.shape[0]):
+        a = 0.0
+        for j in range(x.shape[1]):
+            v = abs(np.float64(x[m, j]))
+            if v > a or v != v:  # a NaN stays
+                a = v
+        b = 0.0
+        for i in range(d.shape[1]):
+            v = abs(np.float64(d[m, i]))
+            if v > b or v != v:
+                b = v
+        total += a * b
+    return total
+
+
+def row_bound(x: Tensor, d: Tensor) -> float:
+    """Σ_m max|x_m|·max|δ_m| over the rows x [M, K], δ [M, N], in float64: the bound mixed precision puts
+    on |Δχ|/η. One compiled pass where :func:`serves` holds for both, else torch (the same number up to
+    the last bits of the sum's order)."""
+    if serves(x) and serves(d):
+        return float(_numba.compiled(_row_bound_py)(x.numpy(), d.numpy()))
+    return float(x.abs().amax(1).double() @ d.abs().amax(1).double())
 
 
 def serves(h: Tensor) -> bool:
@@ -58,5 +90,6 @@ def threshold_transfer(h: Tensor, step: float, bound: int) -> Tuple[Tensor, Tens
     idx = np.empty(flat.shape[0], np.int64)
     counts = np.empty(flat.shape[0], flat.dtype)
     scalar = flat.dtype.type
-    c = _numba.compiled(_threshold_py)(flat, scalar(step), scalar(bound), idx, counts)
+    c = _numba.compiled(_threshold_py)(flat, scalar(step), float(scalar(step)) * (1 - 2.0 ** -20), scalar(bound), idx,
+                                       counts)
     return torch.from_numpy(idx[:c]), torch.from_numpy(counts[:c])

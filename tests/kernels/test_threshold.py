@@ -59,6 +59,19 @@ def test_compiled_transfer_without_pulses_changes_nothing():
     assert torch.equal(h, torch.full((4, 5), 0.004))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_row_bound_equals_the_torch_form(dtype):
+    g = torch.Generator().manual_seed(1)
+    x, d = torch.randn(7, 33, generator=g, dtype=dtype), torch.randn(7, 5, generator=g, dtype=dtype) * 1e30
+    x[3] = 0.0
+    want = float(x.abs().amax(1).double() @ d.abs().amax(1).double())
+    assert threshold.row_bound(x, d) == pytest.approx(want, rel=1e-14)
+    assert threshold.row_bound(x.t().contiguous().t(), d) == pytest.approx(want, rel=1e-14)  # the torch form
+    assert threshold.row_bound(x[:0], d[:0]) == 0.0
+    x[5, 7] = float("nan")
+    assert threshold.row_bound(x, d) != threshold.row_bound(x, d)  # NaN
+
+
 def test_serves_only_contiguous_float_cpu_tensors(monkeypatch):
     assert threshold.serves(torch.zeros(3, 4)) and threshold.serves(torch.zeros(3, 4, dtype=torch.float64))
     assert not threshold.serves(torch.zeros(4, 3).t())

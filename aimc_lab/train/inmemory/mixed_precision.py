@@ -41,8 +41,7 @@ class MixedPrecision(Algorithm):
         if not rows:
             return
         # |Δχ| <= lr·Σ_m max|δ_m|·max|x_m| (quantization keeps each row's abs-max)
-        # (each row's abs-max in double: exact, and their products cannot overflow)
-        total = sum(float(x.abs().amax(1).double() @ d.abs().amax(1).double()) for x, d in rows)
+        total = sum(threshold.row_bound(x, d) for x, d in rows)  # in float64: the products cannot overflow
         limit = torch.finfo(tile.H.dtype).max
         low, high = torch.aminmax(tile.H)  # max|χ| in one pass
         if not (lr < limit and lr * total + max(-float(low), float(high)) < limit):
