@@ -24,6 +24,12 @@ Two reference rows put the targets in proportion:
 * ``--fixed`` adds a column: each row's ms per step on the same network with every width 4
   (64-256-128-10 → 4-4-4-4, the same layers, steps and algorithm), where the arithmetic is nil, so
   what remains is the per-call cost of the code path (dispatch, checks, small tensors).
+* ``--kernels`` adds two columns: the ms per step spent inside the update's compiled kernels
+  (numba) and torch's random draws (one more epoch, the optimizer step only, each call timed), and
+  ``floor + kernels``: the layer floor plus that time, × digital. The update's kernels and draws are
+  the device physics itself (the pulse-train coincidences, one normal per pulse and per changed
+  device, the pulse loop) and the layer floor is the cost of a Python autograd layer per analog
+  layer, so no design that keeps both can beat that ratio without faster kernels or a faster RNG.
 """
 
 from __future__ import annotations
@@ -157,6 +163,59 @@ def fixed_ms(names, data, repeats: int):
     return {name: 1e3 * statistics.median(times[name]) / len(data) for name in names}
 
 
+_DRAWS = ("rand", "randn", "randint", "normal")
+
+
+def kernel_ms(names, data) -> dict:
+    """ms per step inside compiled kernels and torch's draws during ``opt.step()`` (``--kernels``): one
+    epoch per row with every compiled kernel fetched through ``aimc_lab.kernels._numba`` and every
+    torch draw function wrapped by a timer (the timers add ~1 µs per call outside the timed span). The
+    update's compiled input checks (the rows' finiteness, mixed precision's overflow bound) count too:
+    a few µs per layer."""
+    from aimc_lab.kernels import _numba
+
+    spent = [0.0]
+    on = [False]
+
+    def timed(fn):
+        def call(*args, **kwargs):
+            if not on[0]:
+                return fn(*args, **kwargs)
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[0] += time.perf_counter() - start
+        return call
+
+    cache, draws = dict(_numba._cache), {name: getattr(torch, name) for name in _DRAWS}
+    rows = {name: make_row(name) for name in names}
+    for name in names:  # compile and cache every kernel the rows use, then wrap them
+        epoch(*rows[name], data[:20])
+    _numba._cache.update({key: timed(fn) for key, fn in _numba._cache.items() if fn is not None})
+    for name, fn in draws.items():
+        setattr(torch, name, timed(fn))
+    out = {}
+    try:
+        for name in names:
+            model, opt = rows[name]
+            spent[0] = 0.0
+            for xb, yb in data:
+                loss = nn.functional.cross_entropy(model(xb), yb)
+                opt.zero_grad()
+                loss.backward()
+                on[0] = True
+                opt.step()
+                on[0] = False
+            out[name] = 1e3 * spent[0] / len(data)
+    finally:
+        _numba._cache.clear()
+        _numba._cache.update(cache)
+        for name, fn in draws.items():
+            setattr(torch, name, fn)
+    return out
+
+
 def epoch(model, opt, data) -> float:
     model.train()
     start = time.perf_counter()
@@ -177,6 +236,8 @@ def main() -> None:
     parser.add_argument("--csv", default=None)
     parser.add_argument("--profile", default=None, metavar="ALGO", help="profile one epoch of ALGO instead")
     parser.add_argument("--fixed", action="store_true", help="add each row's ms/step at widths 4-4-4-4")
+    parser.add_argument("--kernels", action="store_true",
+                        help="add the update's kernel and draw time per step and the floor + kernels bound")
     args = parser.parse_args()
     for name in ("repeats", "steps", "threads"):
         if getattr(args, name) < 1:
@@ -203,23 +264,30 @@ def main() -> None:
         for name in names:
             times[name].append(epoch(*rows[name], data))
     fixed = fixed_ms(names, data, args.repeats) if args.fixed else {}
+    kernels = kernel_ms(algorithms, data) if args.kernels else {}
     load = os.getloadavg()
     digital = statistics.median(times["digital"])
     print(f"MLP {'-'.join(map(str, SIZES))} sigmoid, batch {BATCH}, lr {LR}, {args.steps} steps per epoch, "
           f"ReRAM-SB, defaults; {args.threads} thread(s); median of {args.repeats}; "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"{'row':<17} {'s/epoch':>9} {'ms/step':>8} {'x digital':>10} {'target':>7}"
-          + (f" {'ms/step at 4-4-4-4':>19}" if fixed else ""))
+          + (f" {'ms/step at 4-4-4-4':>19}" if fixed else "")
+          + (f" {'update kernels ms/step':>23} {'floor + kernels':>16}" if kernels else ""))
     out = []
+    floor = statistics.median(times[FLOOR])
     for name in names:
         med = statistics.median(times[name])
         ratio = med / digital
         target = TARGET.get(name, 3.0) if name not in ("digital", FLOOR) else ""
+        bound = (1e-3 * kernels[name] * args.steps + floor) / digital if name in kernels else None
         print(f"{name:<17} {med:>9.3f} {1e3 * med / args.steps:>8.2f} {ratio:>10.2f} "
-              f"{f'<= {target:g}' if target else '':>7}" + (f" {fixed[name]:>19.2f}" if fixed else ""))
+              f"{f'<= {target:g}' if target else '':>7}" + (f" {fixed[name]:>19.2f}" if fixed else "")
+              + ((f" {kernels[name]:>23.2f} {bound:>16.2f}" if bound is not None else f" {'':>23} {'':>16}")
+                 if kernels else ""))
         out.append(dict(row=name, s_per_epoch=med, ms_per_step=1e3 * med / args.steps, ratio_vs_digital=ratio,
-                        target=target, fixed_ms_per_step=fixed.get(name, ""), threads=args.threads,
-                        load=load[0], repeats=args.repeats, steps=args.steps))
+                        target=target, fixed_ms_per_step=fixed.get(name, ""),
+                        update_kernels_ms_per_step=kernels.get(name, ""), floor_plus_kernels_vs_digital=bound or "",
+                        threads=args.threads, load=load[0], repeats=args.repeats, steps=args.steps))
     if args.csv:
         with open(args.csv, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(out[0]))

@@ -44,7 +44,7 @@ def test_floor_row_is_plain_sgd_plus_its_gaussians(monkeypatch):
 
 def test_bench_prints_every_row_and_writes_csv(tmp_path):
     out = tmp_path / "rows.csv"
-    result = subprocess.run([sys.executable, str(SCRIPT), "--repeats", "1", "--steps", "4", "--fixed",
+    result = subprocess.run([sys.executable, str(SCRIPT), "--repeats", "1", "--steps", "4", "--fixed", "--kernels",
                              "--algorithms", "sgd,ttv2", "--csv", str(out)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(out, newline="") as fh:
@@ -54,6 +54,25 @@ def test_bench_prints_every_row_and_writes_csv(tmp_path):
         assert float(row["ms_per_step"]) > 0 and float(row["fixed_ms_per_step"]) > 0
         assert row["row"] in result.stdout
     assert [r["target"] for r in rows] == ["", "", "2.0", "3.0"]
+    for row in rows[2:]:  # the update's kernels take time; the bound adds them to the floor
+        assert float(row["update_kernels_ms_per_step"]) > 0
+        assert float(row["floor_plus_kernels_vs_digital"]) > float(rows[1]["ms_per_step"]) / float(rows[0]["ms_per_step"])
+    assert rows[0]["update_kernels_ms_per_step"] == rows[1]["update_kernels_ms_per_step"] == ""
+
+
+def test_kernel_time_counts_the_update_only_and_restores_what_it_wraps(monkeypatch):
+    from aimc_lab.kernels import _numba
+
+    bench = _bench()
+    data = bench.batches(6)
+    randn, cache = torch.randn, dict(_numba._cache)
+    spent = bench.kernel_ms(["sgd", "mixed-precision"], data)
+    assert torch.randn is randn and all(_numba._cache[k] is v for k, v in cache.items())
+    assert spent["sgd"] > 0 and spent["mixed-precision"] > 0
+    model, opt = bench.make_row("sgd")  # without any update the kernels take no time
+    monkeypatch.setattr(opt, "step", lambda: None)
+    monkeypatch.setattr(bench, "make_row", lambda name: (model, opt))
+    assert bench.kernel_ms(["sgd"], data) == {"sgd": 0.0}
 
 
 def test_bench_rejects_unknown_algorithms():
