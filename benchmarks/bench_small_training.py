@@ -11,7 +11,8 @@ precision <= 2x, the transfer algorithms <= 3x). Threads: ``--threads`` (1 by de
 average is printed next to the figures).
 
     python benchmarks/bench_small_training.py [--repeats 5] [--steps 270] [--threads 1]
-                                              [--algorithms sgd,ttv2] [--csv out.csv] [--profile ALGO]
+                                              [--algorithms sgd,ttv2] [--fixed] [--kernels] [--csv out.csv]
+                                              [--profile ALGO]
 
 ``--profile ALGO`` prints torch.profiler's table of the top operators of one epoch of that algorithm.
 
