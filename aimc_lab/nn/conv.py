@@ -95,13 +95,35 @@ def _check_channels(layer: str, in_channels, out_channels, groups) -> None:
 def patches(x: Tensor, g: ConvGeometry) -> Tensor:
     """The patches of x [B, C, H, W] as rows [B·Ho·Wo, C·kh·kw] (``F.unfold``'s entries, transposed):
     strided views of x copied once, where unfold followed by the transpose's reshape copies twice
-    (measured on LeNet's layers, batch 64: 5.9 → 1.5 ms and 3.6 → 1.3 ms; the backward's sums no slower)."""
+    (measured on LeNet's layers, batch 64: 5.9 → 1.5 ms and 3.6 → 1.3 ms). The input gradient sums
+    the overlapping patches with one ``F.fold`` (col2im); autograd through the two strided views runs
+    two ``unfold_backward`` passes (LeNet's second layer, batch 64: 8.9 → 4.9 ms; the sums' order,
+    so their last bits, differ)."""
+    return _Patches.apply(x, g)
+
+
+def _patch_rows(x: Tensor, g: ConvGeometry) -> Tensor:
     (kh, kw), (sh, sw), (dh, dw) = g.kernel, g.stride, g.dilation
     v = x.unfold(2, dh * (kh - 1) + 1, sh).unfold(3, dw * (kw - 1) + 1, sw)  # [B, C, Ho, Wo, span_h, span_w]
     if dh > 1 or dw > 1:
         v = v[..., ::dh, ::dw]
     B, C, Ho, Wo = v.shape[:4]
     return v.permute(0, 2, 3, 1, 4, 5).reshape(B * Ho * Wo, C * kh * kw)
+
+
+class _Patches(torch.autograd.Function):
+    """:func:`patches` with its input gradient by ``F.fold`` (itself differentiable)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, g: ConvGeometry) -> Tensor:
+        ctx.geometry, ctx.size = g, x.shape
+        return _patch_rows(x, g)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        g, (B, _, H, W) = ctx.geometry, ctx.size
+        cols = grad.reshape(B, -1, grad.shape[1]).transpose(1, 2)  # [B, C·kh·kw, Ho·Wo], unfold's layout
+        return F.fold(cols, (H, W), g.kernel, dilation=g.dilation, stride=g.stride), None
 
 
 def conv_forward(tile: nn.Module, geometry: ConvGeometry, x: Tensor, bias: Optional[Tensor]) -> Tensor:

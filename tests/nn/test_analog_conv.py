@@ -158,7 +158,33 @@ def test_patches_are_unfolds_rows_with_the_same_gradient(kernel, stride, dilatio
     xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
     got = patches(xa, g)
     assert got.is_contiguous() and torch.equal(got, want)
-    grad = torch.randn(want.shape, generator=torch.Generator().manual_seed(1))
-    got.backward(grad)
-    nn.functional.unfold(xb, kernel, dilation=dilation, stride=stride).transpose(1, 2).reshape(want.shape).backward(grad)
-    torch.testing.assert_close(xa.grad, xb.grad)
+    grad = torch.randn(want.shape, generator=torch.Generator().manual_seed(1)).requires_grad_()
+    ga = torch.autograd.grad(got, xa, grad, create_graph=True)[0]
+    rows = nn.functional.unfold(xb, kernel, dilation=dilation, stride=stride).transpose(1, 2).reshape(want.shape)
+    gb = torch.autograd.grad(rows, xb, grad, create_graph=True)[0]
+    torch.testing.assert_close(ga, gb)
+    # the gradient is differentiable (as unfold's): the derivative of Σ (∂/∂x)² by the rows' gradient agrees too
+    second = [torch.autograd.grad((v ** 2).sum(), grad)[0] for v in (ga, gb)]
+    torch.testing.assert_close(second[0], second[1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_patches_gradient_through_a_padded_conv_layer(dtype):
+    """The fold backward inside the analog conv (padding, stride, a first layer whose input needs a
+    gradient): the input gradient of a perfect-periphery layer equals the digital conv's."""
+    from aimc_lab.convert import convert_to_analog
+
+    torch.manual_seed(0)
+    digital = nn.Conv2d(3, 4, (3, 2), stride=(2, 1), padding=(1, 2), dilation=(1, 2)).to(dtype)
+    perfect = AnalogConfig(forward=IOParameters(is_perfect=True), backward=IOParameters(is_perfect=True))
+    analog = convert_to_analog(nn.Sequential(digital), perfect)[0].to(dtype)
+    assert isinstance(analog, AnalogConv2d)
+    x = torch.randn(2, 3, 9, 8, dtype=dtype)
+    xa, xd = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, yd = analog(xa), digital(xd)
+    g = torch.randn_like(yd)
+    ya.backward(g)
+    yd.backward(g)
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(ya, yd, **tol)
+    torch.testing.assert_close(xa.grad, xd.grad, **tol)
