@@ -33,7 +33,7 @@ from aimc_lab.devices.base import (NoiseModel, check_time, conductance_targets, 
                                    mapping_scale)
 from aimc_lab.devices.compensation import DriftCompensation, make_compensation
 from aimc_lab.devices.pcm import PCMLikeNoise
-from aimc_lab.kernels import analog_mvm, analog_mvm_one_hot
+from aimc_lab.kernels import analog_mvm, analog_mvm_one_hot, input_range_grad
 from aimc_lab.kernels.pcm_noise import pcm_at_time, pcm_program
 from aimc_lab.kernels.weight_modifier import weight_modifier
 
@@ -76,23 +76,30 @@ class InputRangeFunction(torch.autograd.Function):
         # bool tensors, torch.where, torch.sign and trunc are 5-40x slower there.
         u, r, r_cols, slice_index = ctx.saved_tensors
         ir = ctx.ir
-        clipped = u.abs().floor_()  # [M, K]: 1 where |x| >= r, 0 inside
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            grad_x = grad / r_cols  # the gradient w.r.t. the clipped value before scaling
-            if not ir.straight_through:
-                grad_x.mul_(1 - clipped)
+        need_x, need_r = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        if input_range_grad.serves(u, grad, r_cols):  # the element-wise work below in one compiled pass
+            grad_x, per_col, n_clipped = input_range_grad.backward(u, grad, r_cols, ir.straight_through, need_x,
+                                                                    need_r)
+        else:
+            clipped = u.abs().floor_()  # [M, K]: 1 where |x| >= r, 0 inside
+            grad_x = None
+            if need_x:
+                grad_x = grad / r_cols  # the gradient w.r.t. the clipped value before scaling
+                if not ir.straight_through:
+                    grad_x.mul_(1 - clipped)
+            if need_r:
+                # clipped at +r: min(g, 0); at -r: -max(g, 0); both are min(g·sign(x), 0) = min(g·u, 0) on
+                # clipped entries, with g = grad / r (r > 0 per column, so the division waits for the
+                # sums); relative to the range: g·r = grad
+                per_col = (grad * u).mul_(clipped).clamp_(max=0).sum(0)  # [K]
+                n_clipped = clipped.sum(0) if ir.decay > 0 else None
         grad_r = None
-        if ctx.needs_input_grad[1]:
-            # clipped at +r: min(g, 0); at -r: -max(g, 0); both are min(g·sign(x), 0) = min(g·u, 0) on
-            # clipped entries, with g = grad / r (r > 0 per column, so the division waits for the sums);
-            # relative to the range: g·r = grad
-            per_col = (grad * u).mul_(clipped).clamp_(max=0).sum(0)  # [K]
+        if need_r:
             if not ir.gradient_relative:
                 per_col = per_col / r_cols
             grad_r = torch.zeros_like(r).index_add_(0, slice_index, per_col)  # [S]
             if ir.decay > 0:
-                n_clipped = torch.zeros_like(r).index_add_(0, slice_index, clipped.sum(0))
+                n_clipped = torch.zeros_like(r).index_add_(0, slice_index, n_clipped)
                 count = torch.zeros_like(r).index_add_(0, slice_index, torch.full_like(per_col, u.shape[0]))
                 grad_r = grad_r + ir.decay * r * ((count - n_clipped) / count > ir.input_min_percentage)
         return grad_x, grad_r, None, None
