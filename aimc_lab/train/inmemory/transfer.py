@@ -170,9 +170,9 @@ class PendingCounts:
 
     :meth:`add` queues |counts| pulses of direction sign(counts) for ``array``[:, cols] (``cols``
     None: the whole array; counts [N, n] or [N, K]), :meth:`add_flat` the same for a whole array
-    given as its devices with pulses (mixed precision's compiled transfer); :meth:`apply` runs one kernel call per group of
-    arrays with equal device models (dtype and device) and stores each array's result (``commit``,
-    with that array's generator for its write noise).
+    given as its devices with pulses (mixed precision's compiled transfer); :meth:`apply` runs one
+    kernel call per group of arrays with equal device models (dtype and device) and stores each
+    array's result (``commit``, with that array's generator for its write noise).
     """
 
     def __init__(self) -> None:
