@@ -111,6 +111,11 @@ def _patch_rows(x: Tensor, g: ConvGeometry) -> Tensor:
     return v.permute(0, 2, 3, 1, 4, 5).reshape(B * Ho * Wo, C * kh * kw)
 
 
+def _out_size(H: int, W: int, g: ConvGeometry) -> list:
+    """[Ho, Wo] of the (already padded) input size H, W."""
+    return [(size - d * (k - 1) - 1) // s + 1 for size, k, s, d in zip((H, W), g.kernel, g.stride, g.dilation)]
+
+
 class _Patches(torch.autograd.Function):
     """:func:`patches` with its input gradient by ``F.fold`` (itself differentiable)."""
 
@@ -122,7 +127,8 @@ class _Patches(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         g, (B, _, H, W) = ctx.geometry, ctx.size
-        cols = grad.reshape(B, -1, grad.shape[1]).transpose(1, 2)  # [B, C·kh·kw, Ho·Wo], unfold's layout
+        Ho, Wo = _out_size(H, W, g)
+        cols = grad.reshape(B, Ho * Wo, grad.shape[1]).transpose(1, 2)  # [B, C·kh·kw, Ho·Wo]: unfold's layout
         return F.fold(cols, (H, W), g.kernel, dilation=g.dilation, stride=g.stride), None
 
 
@@ -133,7 +139,7 @@ def conv_forward(tile: nn.Module, geometry: ConvGeometry, x: Tensor, bias: Optio
         mode = "constant" if g.padding_mode == "zeros" else g.padding_mode
         x = F.pad(x, g.pad, mode=mode)
     B, _, H, W = x.shape
-    out_hw = [(size - d * (k - 1) - 1) // s + 1 for size, k, s, d in zip((H, W), g.kernel, g.stride, g.dilation)]
+    out_hw = _out_size(H, W, g)
     if min(out_hw) < 1:
         raise ValueError(f"input of padded spatial size {(H, W)} is smaller than the dilated kernel "
                          f"{tuple(d * (k - 1) + 1 for k, d in zip(g.kernel, g.dilation))}")

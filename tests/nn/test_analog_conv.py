@@ -188,3 +188,14 @@ def test_patches_gradient_through_a_padded_conv_layer(dtype):
     tol = dict(rtol=1e-4, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(ya, yd, **tol)
     torch.testing.assert_close(xa.grad, xd.grad, **tol)
+
+
+def test_empty_batch_conv_backward_gives_an_empty_gradient():
+    """An empty batch through a strided, dilated conv: forward and backward run, the gradient is empty."""
+    from aimc_lab.convert import convert_to_analog
+
+    layer = convert_to_analog(nn.Sequential(nn.Conv2d(2, 3, 3, stride=2, dilation=2, padding=1)))[0]
+    x = torch.rand(0, 2, 9, 9, requires_grad=True)
+    y = layer(x)
+    y.sum().backward()
+    assert y.shape == (0, 3, 4, 4) and x.grad.shape == (0, 2, 9, 9)
